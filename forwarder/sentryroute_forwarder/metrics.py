@@ -1,0 +1,50 @@
+"""Prometheus metrics of the forwarder (names fixed by SPEC §6; more are welcome).
+
+One registry per forwarder instance so that several forwarders can run in one test process.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class ForwarderMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.received_items = Counter(
+            "sentryroute_received_items", "Spans and log records accepted by the receivers.", ["signal"], registry=r
+        )
+        self.exported_items = Counter(
+            "sentryroute_exported_items", "Items Sentry accepted (2xx).", ["signal", "project"], registry=r
+        )
+        self.dropped_items = Counter(
+            "sentryroute_dropped_items", "Items dropped, by reason.", ["signal", "reason"], registry=r
+        )
+        self.queued_items = Gauge("sentryroute_queued_items", "Items waiting per project.", ["project"], registry=r)
+        self.queued_bytes = Gauge("sentryroute_queued_bytes", "Bytes queued and held (global bound).", registry=r)
+        self.held_items = Gauge("sentryroute_held_items", "Items held, by reason.", ["reason"], registry=r)
+        self.rate_limited_seconds = Counter(
+            "sentryroute_rate_limited_seconds",
+            "Seconds of rate limiting imposed by Sentry.",
+            ["project", "category"],
+            registry=r,
+        )
+        self.export_duration = Histogram(
+            "sentryroute_export_duration_seconds", "Duration of one export request to Sentry.", registry=r
+        )
+        self.export_requests = Counter(
+            "sentryroute_export_requests", "Export requests by outcome.", ["project", "outcome"], registry=r
+        )
+        self.routes_revision = Gauge(
+            "sentryroute_routes_revision_info",
+            "Revision of the routes table in use (value 1).",
+            ["revision"],
+            registry=r,
+        )
+        self.routes_reload_errors = Counter(
+            "sentryroute_routes_reload_errors", "Routes tables rejected (malformed or unsupported).", registry=r
+        )
+        self.rejected_requests = Counter(
+            "sentryroute_rejected_requests", "Receiver requests answered with an error.", ["code"], registry=r
+        )

@@ -1,0 +1,5 @@
+import sys
+
+from sentryroute.cli import main
+
+sys.exit(main())

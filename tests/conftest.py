@@ -1,0 +1,10 @@
+"""Test-wide set-up.
+
+`kubernetes` reads $KUBECONFIG at import time, so it is pointed at a per-run path here, before any test
+module imports kubernetes or kopf (k8s-testing.md).
+"""
+
+import os
+import tempfile
+
+os.environ.setdefault("KUBECONFIG", os.path.join(tempfile.mkdtemp(prefix="sentryroute-kube-"), "kubeconfig"))
