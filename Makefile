@@ -1,0 +1,44 @@
+# The two commands of the README: `make demo` and `make test`. Both set themselves up on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN = $(VENV)/bin
+
+.PHONY: demo test lint typecheck unit tools bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[demo]'
+	touch $@
+
+$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@ $(VENV)/.demo-installed
+
+## demo: run the whole system on this machine (emulated Kubernetes API + Sentry) and show where telemetry went
+demo: $(VENV)/.demo-installed
+	$(BIN)/sentryroute demo
+
+## test: everything CI runs — lint, type check, the chart tools, the whole test suite
+test: lint typecheck tools unit
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.dev-installed
+	$(BIN)/mypy sentryroute forwarder/sentryroute_forwarder operator/sentryroute_operator
+
+tools:
+	bash scripts/install-tools.sh
+
+unit: $(VENV)/.dev-installed
+	$(BIN)/pytest -q -p no:cacheprovider
+
+bench: $(VENV)/.dev-installed
+	$(BIN)/python bench/forwarder_bench.py
+
+clean:
+	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,184 @@
+"""The forwarder process: receivers → router → queue pipeline → Sentry, plus the table source and admin.
+
+`Forwarder.start()` binds every listener (port 0 picks a free one; the bound ports are attributes),
+`Forwarder.stop()` shuts down gracefully: not ready, no new requests, flush within `--shutdown-timeout`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from types import TracebackType
+from typing import Protocol
+
+import grpc
+from aiohttp import web
+
+from sentryroute.routes import RoutesTable
+from sentryroute_forwarder.admin import build_admin_app
+from sentryroute_forwarder.config import Address, ForwarderSettings
+from sentryroute_forwarder.metrics import ForwarderMetrics
+from sentryroute_forwarder.model import Pipeline
+from sentryroute_forwarder.receive.auth import BearerAuth
+from sentryroute_forwarder.receive.intake import Intake
+from sentryroute_forwarder.receive.otlp_grpc import start_grpc_server
+from sentryroute_forwarder.receive.otlp_http import build_http_app, http_runner
+from sentryroute_forwarder.receive.tls import ReloadingTls
+from sentryroute_forwarder.route.router import Router
+from sentryroute_forwarder.table.file_watcher import RoutesFileWatcher
+from sentryroute_forwarder.table.loader import TableLoader
+
+__all__ = ["Forwarder", "ManagedPipeline"]
+
+log = logging.getLogger(__name__)
+
+
+class ManagedPipeline(Pipeline, Protocol):
+    """A `Pipeline` with a lifecycle (the queue's `QueuePipeline`)."""
+
+    async def start(self) -> None: ...
+
+    async def close(self, timeout: float) -> int:  # noqa: ASYNC109 - a bound on flushing, not a cancel scope
+        """Flush for at most `timeout` seconds; returns the items that could not be delivered."""
+        ...
+
+
+class Forwarder:
+    def __init__(
+        self,
+        settings: ForwarderSettings,
+        *,
+        metrics: ForwarderMetrics | None = None,
+        pipeline: ManagedPipeline | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics or ForwarderMetrics()
+        if pipeline is None:
+            from sentryroute_forwarder.queue.pipeline import QueuePipeline
+
+            pipeline = QueuePipeline(settings=settings, metrics=self.metrics)
+        self.pipeline: ManagedPipeline = pipeline
+        self.intake = Intake(pipeline=pipeline, metrics=self.metrics)
+        self.loader = TableLoader(on_table=self._apply_table, metrics=self.metrics)
+        self.http_port = self.grpc_port = self.admin_port = 0
+        self._stopping = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._runners: list[web.AppRunner] = []  # started, in reverse order of stopping
+        self._http_runner: web.AppRunner | None = None
+        self._grpc_server: grpc.aio.Server | None = None
+        self._revision: str | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind admin, load the first table if there is one, start the pipeline, then open the receivers."""
+        settings = self.settings
+        if settings.queue_dir is not None:
+            log.warning(
+                "--queue-dir %s is accepted but not durable yet: queued data is kept in memory", settings.queue_dir
+            )
+        admin = web.AppRunner(
+            build_admin_app(metrics=self.metrics, not_ready_reason=self.not_ready_reason),
+            handle_signals=False,
+            access_log=None,
+        )
+        self.admin_port = await self._serve(admin, settings.admin, ssl_context=None)
+        await self.pipeline.start()
+        self._start_table_source()
+
+        auth = BearerAuth(settings.auth_token_file) if settings.auth_token_file else None
+        tls = None
+        if settings.tls_cert is not None and settings.tls_key is not None:
+            tls = ReloadingTls(cert=settings.tls_cert, key=settings.tls_key, client_ca=settings.client_ca)
+        http_app = build_http_app(intake=self.intake, settings=settings, metrics=self.metrics, auth=auth)
+        self._http_runner = http_runner(http_app, settings=settings)
+        self.http_port = await self._serve(
+            self._http_runner, settings.otlp_http, ssl_context=tls.ssl_context() if tls else None
+        )
+        self._grpc_server, self.grpc_port = await start_grpc_server(
+            intake=self.intake, settings=settings, metrics=self.metrics, auth=auth, tls=tls
+        )
+        log.info(
+            "forwarder listening: OTLP/HTTP %s, OTLP/gRPC %s, admin %s%s",
+            _bound(settings.otlp_http, self.http_port),
+            _bound(settings.otlp_grpc, self.grpc_port),
+            _bound(settings.admin, self.admin_port),
+            " (TLS)" if tls else "",
+        )
+
+    async def stop(self) -> int:
+        """Graceful shutdown; returns the items that could not be delivered."""
+        if self._stopping:
+            return 0
+        self._stopping = True  # /readyz answers 503 from here on
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        grace = min(5.0, self.settings.shutdown_timeout / 4)
+        if self._grpc_server is not None:
+            await self._grpc_server.stop(grace)
+        if self._http_runner is not None and self._http_runner in self._runners:
+            await self._http_runner.shutdown()  # stop accepting, let requests in flight finish
+            await self._http_runner.cleanup()
+        undelivered = await self.pipeline.close(self.settings.shutdown_timeout)
+        if undelivered:
+            log.warning(
+                "shutdown: %d items could not be delivered within %gs", undelivered, self.settings.shutdown_timeout
+            )
+        for runner in reversed(self._runners):
+            if runner is not self._http_runner:
+                await runner.cleanup()
+        log.info("forwarder stopped; %d items could not be delivered", undelivered)
+        return undelivered
+
+    async def __aenter__(self) -> Forwarder:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    def not_ready_reason(self) -> str | None:
+        if self._stopping:
+            return "shutting down"
+        if self.loader.table is None:
+            return "no routes table loaded yet"
+        return None
+
+    # -- wiring ------------------------------------------------------------------------------------------
+
+    def _start_table_source(self) -> None:
+        settings = self.settings
+        if settings.routes_configmap is not None:
+            # Imported only here: the kubernetes client costs start-up time a file-based forwarder never needs.
+            from sentryroute_forwarder.table.configmap_watcher import RoutesConfigMapWatcher
+
+            source = RoutesConfigMapWatcher(settings.routes_configmap, loader=self.loader)
+            self._tasks.append(asyncio.create_task(source.run(), name="sentryroute-routes-configmap"))
+            return
+        watcher = RoutesFileWatcher(settings.routes, interval=settings.routes_poll_interval, loader=self.loader)
+        watcher.check()  # ready at once when the file is there
+        self._tasks.append(asyncio.create_task(watcher.run(), name="sentryroute-routes-file"))
+
+    def _apply_table(self, table: RoutesTable) -> None:
+        router = Router(table)
+        self.pipeline.apply_table(table)  # first, so that parts routed by the new router find their projects
+        self.intake.router = router
+        if self._revision is not None:
+            self.metrics.routes_revision.remove(self._revision)
+        self.metrics.routes_revision.labels(table.revision).set(1)
+        self._revision = table.revision
+
+    async def _serve(self, runner: web.AppRunner, address: Address, *, ssl_context: ssl.SSLContext | None) -> int:
+        """Start `runner` on `address`; returns the port bound (the one asked for, or a free one for 0)."""
+        await runner.setup()
+        self._runners.append(runner)
+        await web.TCPSite(runner, address.host, address.port, ssl_context=ssl_context).start()
+        return int(runner.addresses[0][1])
+
+
+def _bound(address: Address, port: int) -> str:
+    return str(Address(address.host, port))

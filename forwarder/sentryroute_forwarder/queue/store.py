@@ -1,0 +1,207 @@
+"""Where accepted data waits: queues of records keyed per project or per held value, one per signal.
+
+The pipeline only talks to the :class:`QueueStore` protocol so that a disk log (`--queue-dir`) can replace
+the in-memory store without touching batching, bounds or export. A record is acknowledged by its sequence
+number, never by position, so trimming the oldest data while a batch is in flight cannot make an
+acknowledgement remove the wrong records.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from sentryroute_forwarder.model import Signal
+
+__all__ = ["MemoryStore", "QueueKey", "QueueStore", "Record"]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueKey:
+    """One queue: a project's (``project`` = ``org/slug``) or a held value's (``hold`` = pending | unrouted).
+
+    Queues are per signal because Sentry rate-limits traces and logs separately.
+    """
+
+    signal: Signal
+    project: str | None = None
+    hold: str | None = None
+    attribute: str | None = None  # held-value queues: the routing attribute and its value
+    value: str | None = None
+
+    @classmethod
+    def for_project(cls, signal: Signal, project: str) -> QueueKey:
+        return cls(signal, project=project)
+
+    @classmethod
+    def for_hold(cls, signal: Signal, reason: str, attribute: str | None, value: str | None) -> QueueKey:
+        return cls(signal, hold=reason, attribute=attribute, value=value)
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """Whole resources of one signal accepted together (a `RoutedPart` once it is owned by the queue)."""
+
+    seq: int  # unique and increasing in acceptance order
+    signal: Signal
+    payload: bytes  # concatenated field-1 records: a valid Export*ServiceRequest body
+    items: int
+    resources: int
+    attribute: str | None
+    value: str | None
+    accepted_at: float  # time.monotonic() when a receiver accepted it (kept through re-routing)
+
+
+class QueueStore(Protocol):
+    """Ordered queues of records with byte and item accounting per key and in total."""
+
+    def append(self, key: QueueKey, record: Record) -> None: ...
+
+    def peek(self, key: QueueKey, *, max_items: int, max_bytes: int) -> list[Record]:
+        """The oldest records within both bounds, but always at least one when the queue is not empty."""
+        ...
+
+    def ack(self, key: QueueKey, seqs: Iterable[int]) -> list[Record]:
+        """Remove these records (delivered or dropped); returns those that were still there."""
+        ...
+
+    def replace(self, key: QueueKey, seq: int, records: list[Record]) -> None:
+        """Put `records` where record `seq` was (splitting a record that Sentry found too large)."""
+        ...
+
+    def oldest(self, key: QueueKey) -> Record | None: ...
+
+    def drop_oldest(self, key: QueueKey) -> Record | None: ...
+
+    def take_all(self, key: QueueKey) -> list[Record]:
+        """Empty the queue, returning its records oldest first (for re-routing)."""
+        ...
+
+    def records(self, key: QueueKey) -> Iterator[Record]: ...
+
+    def queues(self) -> list[QueueKey]:
+        """Keys of the non-empty queues."""
+        ...
+
+    def items(self, key: QueueKey | None = None) -> int: ...
+
+    def bytes(self, key: QueueKey | None = None) -> int: ...
+
+
+@dataclass(slots=True)
+class _Queue:
+    records: OrderedDict[int, Record]
+    items: int = 0
+    bytes: int = 0
+
+
+class MemoryStore:
+    """The in-memory :class:`QueueStore` (the default: no `--queue-dir`)."""
+
+    def __init__(self) -> None:
+        self._queues: dict[QueueKey, _Queue] = {}
+        self._items = 0
+        self._bytes = 0
+
+    def append(self, key: QueueKey, record: Record) -> None:
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = self._queues[key] = _Queue(OrderedDict())
+        queue.records[record.seq] = record
+        self._count(queue, record, +1)
+
+    def peek(self, key: QueueKey, *, max_items: int, max_bytes: int) -> list[Record]:
+        queue = self._queues.get(key)
+        if queue is None:
+            return []
+        batch: list[Record] = []
+        items = nbytes = 0
+        for record in queue.records.values():
+            if batch and (items + record.items > max_items or nbytes + len(record.payload) > max_bytes):
+                break
+            batch.append(record)
+            items += record.items
+            nbytes += len(record.payload)
+        return batch
+
+    def ack(self, key: QueueKey, seqs: Iterable[int]) -> list[Record]:
+        queue = self._queues.get(key)
+        if queue is None:
+            return []
+        removed = []
+        for seq in seqs:
+            record = queue.records.pop(seq, None)
+            if record is not None:
+                self._count(queue, record, -1)
+                removed.append(record)
+        self._forget_if_empty(key, queue)
+        return removed
+
+    def replace(self, key: QueueKey, seq: int, records: list[Record]) -> None:
+        queue = self._queues[key]
+        old = queue.records.pop(seq)
+        self._count(queue, old, -1)
+        rest = list(queue.records.items())
+        # Rare (a 413 answer), so rebuilding the order is cheap enough.
+        queue.records.clear()
+        position = next((i for i, (s, _) in enumerate(rest) if s > seq), len(rest))
+        for record in records:
+            self._count(queue, record, +1)
+        queue.records.update(rest[:position])
+        queue.records.update((r.seq, r) for r in records)
+        queue.records.update(rest[position:])
+        self._forget_if_empty(key, queue)
+
+    def oldest(self, key: QueueKey) -> Record | None:
+        queue = self._queues.get(key)
+        if queue is None or not queue.records:
+            return None
+        return next(iter(queue.records.values()))
+
+    def drop_oldest(self, key: QueueKey) -> Record | None:
+        queue = self._queues.get(key)
+        if queue is None or not queue.records:
+            return None
+        _, record = queue.records.popitem(last=False)
+        self._count(queue, record, -1)
+        self._forget_if_empty(key, queue)
+        return record
+
+    def take_all(self, key: QueueKey) -> list[Record]:
+        queue = self._queues.pop(key, None)
+        if queue is None:
+            return []
+        self._items -= queue.items
+        self._bytes -= queue.bytes
+        return list(queue.records.values())
+
+    def records(self, key: QueueKey) -> Iterator[Record]:
+        queue = self._queues.get(key)
+        return iter(list(queue.records.values()) if queue is not None else [])
+
+    def queues(self) -> list[QueueKey]:
+        return list(self._queues)
+
+    def items(self, key: QueueKey | None = None) -> int:
+        if key is None:
+            return self._items
+        queue = self._queues.get(key)
+        return queue.items if queue is not None else 0
+
+    def bytes(self, key: QueueKey | None = None) -> int:
+        if key is None:
+            return self._bytes
+        queue = self._queues.get(key)
+        return queue.bytes if queue is not None else 0
+
+    def _count(self, queue: _Queue, record: Record, sign: int) -> None:
+        queue.items += sign * record.items
+        queue.bytes += sign * len(record.payload)
+        self._items += sign * record.items
+        self._bytes += sign * len(record.payload)
+
+    def _forget_if_empty(self, key: QueueKey, queue: _Queue) -> None:
+        if not queue.records:
+            del self._queues[key]

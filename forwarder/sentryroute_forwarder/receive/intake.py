@@ -1,0 +1,92 @@
+"""What every receiver does with a decoded-enough request body: route it, count it, hand it to the queue.
+
+Shared by OTLP/HTTP and OTLP/gRPC so both answer the same way; the receivers only translate the
+outcome (or the exceptions below) into their protocol.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+from sentryroute_forwarder.metrics import ForwarderMetrics
+from sentryroute_forwarder.model import Pipeline, Signal
+from sentryroute_forwarder.receive.notices import DropNotices
+from sentryroute_forwarder.route.router import Router
+from sentryroute_forwarder.route.split import SplitResult, split_request
+
+__all__ = ["METRICS_SIGNAL", "Intake", "NotReady", "Outcome", "Overloaded", "count_data_points"]
+
+#: Label of OTLP metrics in the forwarder's own metrics (they are not a routed `Signal`).
+METRICS_SIGNAL = "metrics"
+METRICS_UNSUPPORTED = "metrics_unsupported"
+_METRICS_MESSAGE = "Sentry does not ingest OTLP metrics: every data point was dropped by sentryroute"
+_ITEM_NAMES = {Signal.TRACES: "spans", Signal.LOGS: "log records"}
+
+
+class NotReady(Exception):
+    """No routes table loaded yet: the client should retry (HTTP 503 / gRPC UNAVAILABLE)."""
+
+
+class Overloaded(Exception):
+    """The global bound on queued data is reached: the client should retry (HTTP 429 / RESOURCE_EXHAUSTED)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the receiver reports back: `partial_success` when `rejected` > 0."""
+
+    rejected: int = 0
+    message: str = ""
+
+
+class Intake:
+    """Routes requests with the router of the current table and offers the parts to the pipeline."""
+
+    def __init__(self, *, pipeline: Pipeline, metrics: ForwarderMetrics, notices: DropNotices | None = None) -> None:
+        self._pipeline = pipeline
+        self._metrics = metrics
+        self._notices = notices or DropNotices()
+        self.router: Router | None = None  # replaced on every table change
+
+    def accept(self, signal: Signal, body: bytes) -> Outcome:
+        """Route `body` (an Export*ServiceRequest); raises NotReady, Overloaded or MalformedPayload."""
+        router = self.router
+        if router is None:
+            raise NotReady
+        if not self._pipeline.has_room(len(body)):
+            raise Overloaded
+        result = split_request(signal, body, router)
+        for reason, items in result.dropped.items():
+            self._metrics.dropped_items.labels(signal.value, reason).inc(items)
+        if result.dropped_values:
+            self._notices.note(_ITEM_NAMES[signal], result.dropped_values)
+        if result.parts:
+            self._pipeline.offer(result.parts)
+        self._metrics.received_items.labels(signal.value).inc(result.items)
+        return Outcome(result.rejected, _rejection_message(signal, result))
+
+    def reject_metrics(self, request: ExportMetricsServiceRequest) -> Outcome:
+        """OTLP metrics are answered with success and every data point rejected (SPEC §6)."""
+        points = count_data_points(request)
+        self._metrics.dropped_items.labels(METRICS_SIGNAL, METRICS_UNSUPPORTED).inc(points)
+        return Outcome(points, _METRICS_MESSAGE)
+
+
+def count_data_points(request: ExportMetricsServiceRequest) -> int:
+    points = 0
+    for resource_metrics in request.resource_metrics:
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                kind = metric.WhichOneof("data")
+                if kind is not None:
+                    points += len(getattr(metric, kind).data_points)
+    return points
+
+
+def _rejection_message(signal: Signal, result: SplitResult) -> str:
+    if not result.rejected:
+        return ""
+    reasons = ", ".join(f"{reason}: {items}" for reason, items in sorted(result.dropped.items()))
+    return f"sentryroute dropped {result.rejected} of {result.items} {_ITEM_NAMES[signal]} ({reasons})"

@@ -1,0 +1,122 @@
+"""The OTLP/gRPC receiver (TraceService, LogsService, MetricsService `Export`).
+
+The handlers are registered generically with an identity request deserializer, so a traces or logs
+request reaches the router as wire bytes, never as a decoded message. Retryable refusals carry a
+`google.rpc.RetryInfo` in `grpc-status-details-bin`: OTLP gRPC clients retry only when it is present.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import NoReturn
+
+import grpc
+from google.protobuf.message import DecodeError, Message
+
+from sentryroute_forwarder.config import ForwarderSettings
+from sentryroute_forwarder.metrics import ForwarderMetrics
+from sentryroute_forwarder.receive.auth import BearerAuth
+from sentryroute_forwarder.receive.intake import Intake, NotReady, Outcome, Overloaded
+from sentryroute_forwarder.receive.services import SERVICES, OtlpService
+from sentryroute_forwarder.receive.status import build_status
+from sentryroute_forwarder.receive.tls import ReloadingTls
+from sentryroute_forwarder.route.wire import MalformedPayload
+
+__all__ = ["start_grpc_server"]
+
+log = logging.getLogger(__name__)
+
+_STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+
+class _ExportHandler:
+    def __init__(
+        self,
+        *,
+        service: OtlpService,
+        intake: Intake,
+        auth: BearerAuth | None,
+        metrics: ForwarderMetrics,
+        retry_after: float,
+    ) -> None:
+        self._service = service
+        self._intake = intake
+        self._auth = auth
+        self._metrics = metrics
+        self._retry_after = retry_after
+
+    async def export(self, request: bytes, context: grpc.aio.ServicerContext[bytes, Message]) -> Message:
+        if self._auth is not None and not self._auth.allows(_metadata(context, "authorization")):
+            await self._abort(context, grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
+        try:
+            outcome = self._accept(request)
+        except (MalformedPayload, DecodeError) as exc:
+            name = self._service.request_type.DESCRIPTOR.name
+            await self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"request is not a valid {name}: {exc}")
+        except NotReady:
+            await self._abort(context, grpc.StatusCode.UNAVAILABLE, "no routes table loaded yet", retry=True)
+        except Overloaded:
+            await self._abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, "the forwarder's queue is full", retry=True)
+        return self._service.response(outcome)
+
+    def _accept(self, request: bytes) -> Outcome:
+        if self._service.signal is None:
+            return self._intake.reject_metrics(self._service.request_type.FromString(request))  # type: ignore[arg-type]
+        return self._intake.accept(self._service.signal, request)
+
+    async def _abort(
+        self,
+        context: grpc.aio.ServicerContext[bytes, Message],
+        code: grpc.StatusCode,
+        message: str,
+        *,
+        retry: bool = False,
+    ) -> NoReturn:
+        self._metrics.rejected_requests.labels(code.name).inc()
+        status = build_status(code.value[0], message, retry_after=self._retry_after if retry else None)
+        await context.abort(code, message, trailing_metadata=((_STATUS_DETAILS_KEY, status.SerializeToString()),))
+
+
+def _metadata(context: grpc.aio.ServicerContext[bytes, Message], key: str) -> str | None:
+    for name, value in context.invocation_metadata() or ():
+        if name == key and isinstance(value, str):
+            return value
+    return None
+
+
+async def start_grpc_server(
+    *,
+    intake: Intake,
+    settings: ForwarderSettings,
+    metrics: ForwarderMetrics,
+    auth: BearerAuth | None,
+    tls: ReloadingTls | None,
+) -> tuple[grpc.aio.Server, int]:
+    """Start the server on `--otlp-grpc`; returns it and the port actually bound."""
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", settings.max_request_bytes),  # checked after decompression
+            ("grpc.so_reuseport", 0),
+        ]
+    )
+    for service in SERVICES:
+        handler = _ExportHandler(
+            service=service, intake=intake, auth=auth, metrics=metrics, retry_after=settings.retry_after
+        )
+        method = grpc.unary_unary_rpc_method_handler(
+            handler.export,
+            request_deserializer=None,  # raw bytes: the router walks the wire format itself
+            response_serializer=service.response_type.SerializeToString,
+        )
+        server.add_generic_rpc_handlers(
+            [grpc.method_handlers_generic_handler(service.grpc_service, {"Export": method})]
+        )
+    address = str(settings.otlp_grpc)
+    if tls is not None:
+        port = server.add_secure_port(address, tls.grpc_credentials())
+    else:
+        port = server.add_insecure_port(address)
+    if not port:
+        raise OSError(f"cannot listen for OTLP/gRPC on {address}")
+    await server.start()
+    return server, port

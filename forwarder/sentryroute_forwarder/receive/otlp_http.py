@@ -1,0 +1,185 @@
+"""The OTLP/HTTP receiver (`POST /v1/traces`, `/v1/logs`, `/v1/metrics`).
+
+Handlers are thin: check the request, read and inflate the body with bounds, turn OTLP/JSON into wire
+bytes, and hand the rest to the `Intake`. Every error is a `google.rpc.Status` in the request's content
+type with a 4xx (or 503) status — bad input never causes a 500 or a hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+from google.protobuf.message import DecodeError, Message
+
+from sentryroute_forwarder.config import ForwarderSettings
+from sentryroute_forwarder.metrics import ForwarderMetrics
+from sentryroute_forwarder.receive.auth import BearerAuth
+from sentryroute_forwarder.receive.inflate import CorruptBody, InflatedTooLarge, UnsupportedEncoding, inflate
+from sentryroute_forwarder.receive.intake import Intake, NotReady, Outcome, Overloaded
+from sentryroute_forwarder.receive.otlp_json import InvalidJson, parse_otlp_json, to_otlp_json
+from sentryroute_forwarder.receive.services import SERVICES, OtlpService
+from sentryroute_forwarder.receive.status import CODE_FOR_HTTP, build_status
+from sentryroute_forwarder.route.wire import MalformedPayload
+
+__all__ = ["build_http_app", "http_runner"]
+
+log = logging.getLogger(__name__)
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+_PROTOBUF_TYPES = frozenset({PROTOBUF, "application/protobuf"})
+
+
+class _Reject(Exception):
+    """Ends a request with an error status; the message goes to the client in a google.rpc.Status."""
+
+    def __init__(self, status: int, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+@dataclass(frozen=True, slots=True)
+class _Limits:
+    max_request_bytes: int
+    read_timeout: float
+    retry_after: float
+
+
+class _OtlpHandler:
+    def __init__(self, *, service: OtlpService, intake: Intake, auth: BearerAuth | None, limits: _Limits) -> None:
+        self._service = service
+        self._intake = intake
+        self._auth = auth
+        self._limits = limits
+
+    async def handle(self, request: web.Request) -> web.Response:
+        if self._auth is not None and not self._auth.allows(request.headers.get("Authorization")):
+            raise _Reject(401, "missing or wrong bearer token", headers={"WWW-Authenticate": 'Bearer realm="otlp"'})
+        media_type = request.content_type
+        if media_type not in _PROTOBUF_TYPES and media_type != JSON:
+            raise _Reject(415, f"unsupported Content-Type: use {PROTOBUF} or {JSON}")
+        body = await self._read_body(request)
+        if media_type == JSON:
+            try:
+                message = parse_otlp_json(body, self._service.request_type)
+            except InvalidJson as exc:
+                raise _Reject(400, str(exc)) from None
+            outcome = self._accept_message(message)
+        else:
+            outcome = self._accept_wire(body)
+        return _respond(request, 200, self._service.response(outcome))
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        limit = self._limits.max_request_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise _Reject(413, f"request body is larger than {limit} bytes")
+        try:
+            async with asyncio.timeout(self._limits.read_timeout):
+                raw = await request.read()
+        except TimeoutError:
+            raise _Reject(408, f"request body not received within {self._limits.read_timeout:g}s") from None
+        except web.HTTPRequestEntityTooLarge:
+            raise _Reject(413, f"request body is larger than {limit} bytes") from None
+        try:
+            return inflate(raw, encoding=request.headers.get("Content-Encoding", ""), limit=limit)
+        except UnsupportedEncoding as exc:
+            raise _Reject(415, str(exc)) from None
+        except InflatedTooLarge as exc:
+            raise _Reject(413, str(exc)) from None
+        except CorruptBody as exc:
+            raise _Reject(400, str(exc)) from None
+
+    def _accept_wire(self, body: bytes) -> Outcome:
+        signal = self._service.signal
+        if signal is None:
+            try:
+                return self._accept_message(self._service.request_type.FromString(body))
+            except DecodeError:
+                raise _Reject(400, "body is not a valid ExportMetricsServiceRequest") from None
+        try:
+            return self._intake.accept(signal, body)
+        except MalformedPayload as exc:
+            raise _Reject(400, f"body is not a valid {self._service.request_type.DESCRIPTOR.name}: {exc}") from None
+        except NotReady:
+            raise self._retry_later(503, "no routes table loaded yet") from None
+        except Overloaded:
+            raise self._retry_later(429, "the forwarder's queue is full") from None
+
+    def _accept_message(self, message: Message) -> Outcome:
+        if self._service.signal is None:
+            return self._intake.reject_metrics(message)  # type: ignore[arg-type]
+        return self._accept_wire(message.SerializeToString())
+
+    def _retry_later(self, status: int, message: str) -> _Reject:
+        seconds = max(1, round(self._limits.retry_after))
+        return _Reject(status, f"{message}; retry in {seconds}s", headers={"Retry-After": str(seconds)})
+
+
+def _respond(
+    request: web.Request, status: int, message: Message, *, headers: dict[str, str] | None = None
+) -> web.Response:
+    """`message` encoded like the request (JSON for JSON requests, else protobuf), never compressed."""
+    if request.content_type == JSON:
+        return web.Response(status=status, body=to_otlp_json(message), content_type=JSON, headers=headers)
+    return web.Response(status=status, body=message.SerializeToString(), content_type=PROTOBUF, headers=headers)
+
+
+def _error_response(request: web.Request, status: int, message: str, headers: dict[str, str]) -> web.Response:
+    retry_after = float(headers["Retry-After"]) if "Retry-After" in headers else None
+    body = build_status(CODE_FOR_HTTP.get(status, CODE_FOR_HTTP[400]), message, retry_after=retry_after)
+    response = _respond(request, status, body, headers=headers)
+    if status in (408, 413):
+        response.force_close()  # the rest of the body was not read
+    return response
+
+
+def _make_error_middleware(metrics: ForwarderMetrics) -> Callable[..., Awaitable[web.StreamResponse]]:
+    @web.middleware
+    async def errors_as_status(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except _Reject as reject:
+            metrics.rejected_requests.labels(str(reject.status)).inc()
+            return _error_response(request, reject.status, reject.message, reject.headers)
+        except web.HTTPException as exc:  # routing: 404 unknown path, 405 wrong method
+            if exc.status < 400:
+                raise
+            metrics.rejected_requests.labels(str(exc.status)).inc()
+            headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else {}
+            return _error_response(request, exc.status, exc.reason, headers)
+
+    return errors_as_status
+
+
+def build_http_app(
+    *, intake: Intake, settings: ForwarderSettings, metrics: ForwarderMetrics, auth: BearerAuth | None
+) -> web.Application:
+    limits = _Limits(settings.max_request_bytes, settings.read_timeout, settings.retry_after)
+    # The body is read by the handlers (bounded and with a timeout), so aiohttp's own limit is only a backstop.
+    app = web.Application(client_max_size=settings.max_request_bytes, middlewares=[_make_error_middleware(metrics)])
+    for service in SERVICES:
+        app.router.add_post(
+            service.http_path, _OtlpHandler(service=service, intake=intake, auth=auth, limits=limits).handle
+        )
+    return app
+
+
+def http_runner(app: web.Application, *, settings: ForwarderSettings) -> web.AppRunner:
+    """A runner that inflates nothing by itself and closes connections idle (or stuck in headers) too long."""
+    return web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log=None,
+        auto_decompress=False,
+        keepalive_timeout=settings.read_timeout,
+        # After an early answer (413, 408), unread body is drained this long so the client sees the answer.
+        lingering_time=min(2.0, settings.read_timeout),
+    )

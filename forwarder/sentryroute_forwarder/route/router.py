@@ -1,0 +1,134 @@
+"""Where a resource goes, by the routes table's matching rules (SPEC §3).
+
+The table is compiled once per revision into dictionaries keyed by attribute and value, so a decision
+costs a few dictionary lookups however many routes the table has; the first-match order of the table is
+kept by remembering each entry's position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sentryroute.routes import RoutesTable
+from sentryroute_forwarder.model import Destination
+
+__all__ = ["NAMESPACE_ATTRIBUTE", "Decision", "Router"]
+
+#: The resource attribute that namespaced routes and fallbacks compare against.
+NAMESPACE_ATTRIBUTE = "k8s.namespace.name"
+_DEFAULT_ATTRIBUTE = "service.name"
+
+#: (destination, routing attribute, its string value or None)
+Decision = tuple[Destination, str | None, str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    position: int  # index in the table's `routes`: lower wins
+    namespace: str | None
+    destination: Destination
+
+
+@dataclass(frozen=True, slots=True)
+class _Fallback:
+    attribute: str
+    namespace: str | None
+    destination: Destination
+
+
+class Router:
+    """Decides the destination of one resource from its attributes; immutable, one per table revision."""
+
+    def __init__(self, table: RoutesTable) -> None:
+        self.table = table
+        # attribute → value → candidates in table order (several when routes differ by namespace)
+        self._routes: dict[str, dict[str, list[_Candidate]]] = {}
+        for position, route in enumerate(table.routes):
+            by_value = self._routes.setdefault(route.attribute, {})
+            by_value.setdefault(route.value, []).append(
+                _Candidate(position, route.namespace, Destination("project", project=route.project))
+            )
+        # attribute → value → position of its first entry
+        self._refused: dict[str, dict[str, int]] = {}
+        for position, refused in enumerate(table.refused):
+            self._refused.setdefault(refused.attribute, {}).setdefault(refused.value, position)
+        self._pending: dict[str, dict[str, int]] = {}
+        for position, pending in enumerate(table.pending):
+            self._pending.setdefault(pending.attribute, {}).setdefault(pending.value, position)
+        self._fallbacks = [
+            _Fallback(f.attribute, f.namespace, Destination("project", project=f.project)) for f in table.fallbacks
+        ]
+        self._unrouted = Destination(
+            "hold" if table.unrouted == "hold" else "drop",
+            reason="unrouted",
+        )
+        self._unrouted_attribute = self._primary_attribute(table)
+        # Every resource attribute a decision may read: the wire reader decodes only these.
+        self.keys: frozenset[str] = frozenset(
+            [
+                *self._routes,
+                *self._refused,
+                *self._pending,
+                *(f.attribute for f in self._fallbacks),
+                self._unrouted_attribute,
+                NAMESPACE_ATTRIBUTE,
+            ]
+        )
+
+    @staticmethod
+    def _primary_attribute(table: RoutesTable) -> str:
+        """The attribute unrouted resources are reported under (what the operator would create projects by)."""
+        if table.autoCreate is not None:
+            return table.autoCreate.attribute
+        if table.routes:
+            return table.routes[0].attribute
+        return _DEFAULT_ATTRIBUTE
+
+    def decide(self, attributes: Mapping[str, object]) -> Decision:
+        """Routes in order (first match wins), then refused, pending, fallbacks, and the `unrouted` policy."""
+        namespace = attributes.get(NAMESPACE_ATTRIBUTE)
+        if not isinstance(namespace, str):
+            namespace = None
+
+        best: _Candidate | None = None
+        best_attribute = best_value = None
+        for attribute, by_value in self._routes.items():
+            value = attributes.get(attribute)
+            if not isinstance(value, str):
+                continue
+            for candidate in by_value.get(value, ()):
+                if best is not None and candidate.position >= best.position:
+                    break
+                if candidate.namespace is None or namespace is None or candidate.namespace == namespace:
+                    best, best_attribute, best_value = candidate, attribute, value
+                    break
+        if best is not None:
+            return best.destination, best_attribute, best_value
+
+        listed = self._first_listed(self._refused, attributes)
+        if listed is not None:
+            return Destination("drop", reason="refused"), *listed
+        listed = self._first_listed(self._pending, attributes)
+        if listed is not None:
+            return Destination("hold", reason="pending"), *listed
+
+        for fallback in self._fallbacks:
+            if fallback.namespace is None or fallback.namespace == namespace:
+                value = attributes.get(fallback.attribute)
+                return fallback.destination, fallback.attribute, value if isinstance(value, str) else None
+
+        value = attributes.get(self._unrouted_attribute)
+        return self._unrouted, self._unrouted_attribute, value if isinstance(value, str) else None
+
+    @staticmethod
+    def _first_listed(listing: dict[str, dict[str, int]], attributes: Mapping[str, object]) -> tuple[str, str] | None:
+        """(attribute, value) of the earliest entry of `listing` this resource carries."""
+        found: tuple[int, str, str] | None = None
+        for attribute, by_value in listing.items():
+            value = attributes.get(attribute)
+            if isinstance(value, str):
+                position = by_value.get(value)
+                if position is not None and (found is None or position < found[0]):
+                    found = (position, attribute, value)
+        return None if found is None else (found[1], found[2])

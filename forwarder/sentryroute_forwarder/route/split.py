@@ -1,0 +1,88 @@
+"""Splitting one request into per-destination parts (receive → route → queue).
+
+Pure: the same body and router always give the same result, so the queue also uses it to re-route held
+or orphaned payloads after a table change. A resource is never split; parts keep the input order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sentryroute_forwarder.model import Destination, RoutedPart, Signal
+from sentryroute_forwarder.route.router import Router
+from sentryroute_forwarder.route.wire import parse_records
+
+__all__ = ["DroppedValue", "SplitResult", "split_request"]
+
+
+@dataclass(frozen=True, slots=True)
+class DroppedValue:
+    """A value whose resources were dropped, for rate-limited log lines."""
+
+    reason: str
+    attribute: str | None
+    value: str | None
+    items: int
+
+
+@dataclass(slots=True)
+class SplitResult:
+    parts: list[RoutedPart] = field(default_factory=list)  # one per destination and value, in input order
+    dropped: dict[str, int] = field(default_factory=dict)  # reason → items dropped (never in `parts`)
+    dropped_values: list[DroppedValue] = field(default_factory=list)
+    items: int = 0  # every span or log record of the request
+
+    @property
+    def rejected(self) -> int:
+        """Items to report in `partial_success` (dropped here; held items are not rejected)."""
+        return sum(self.dropped.values())
+
+
+@dataclass(slots=True)
+class _Group:
+    destination: Destination
+    attribute: str | None
+    value: str | None
+    slices: list[memoryview] = field(default_factory=list)
+    items: int = 0
+
+
+def split_request(signal: Signal, body: bytes, router: Router) -> SplitResult:
+    """Group the resources of an Export*ServiceRequest body by their routing decision.
+
+    Raises `MalformedPayload` for a body that is not a valid request.
+    """
+    groups: dict[tuple[Destination, str | None], _Group] = {}
+    records = parse_records(body, keys=router.keys)
+    result = SplitResult()
+    for record in records:
+        destination, attribute, value = router.decide(record.attributes)
+        group = groups.get((destination, value))
+        if group is None:
+            group = groups[(destination, value)] = _Group(destination, attribute, value)
+        group.slices.append(record.data)
+        group.items += record.items
+        result.items += record.items
+
+    for group in groups.values():
+        if group.destination.kind == "drop":
+            reason = group.destination.reason or "unrouted"
+            result.dropped[reason] = result.dropped.get(reason, 0) + group.items
+            result.dropped_values.append(DroppedValue(reason, group.attribute, group.value, group.items))
+            continue
+        if len(groups) == 1 and sum(len(s) for s in group.slices) == len(body):
+            payload = bytes(body)  # the body is exactly its records: no copy for bytes input
+        else:
+            payload = b"".join(group.slices)
+        result.parts.append(
+            RoutedPart(
+                signal=signal,
+                destination=group.destination,
+                payload=payload,
+                items=group.items,
+                resources=len(group.slices),
+                attribute=group.attribute,
+                value=group.value,
+            )
+        )
+    return result

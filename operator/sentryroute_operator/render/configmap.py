@@ -1,0 +1,92 @@
+"""Writing the routes table into its ConfigMap: created by the operator, written only on a new revision.
+
+The size guard lives here because it decides whether a write happens at all: a table over the limit is
+never sent (the API server would reject it and the forwarder must keep its last good table anyway).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from kubernetes.client.exceptions import ApiException
+
+from sentryroute.routes import RoutesTable, RoutesTableError, parse_routes_table
+
+from ..kubeio import KubeIO
+from ..metrics import ROUTES_TABLE_BYTES, ROUTES_TABLE_NEAR_LIMIT, ROUTES_TABLE_WRITES
+from ..settings import ObjectRef
+from .size import SizeCheck, check_size
+
+log = logging.getLogger(__name__)
+
+DATA_KEY = "routes.json"
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    written: bool
+    size: SizeCheck
+
+
+class RoutesConfigMap:
+    """The routes ConfigMap; remembers the last revision it wrote so unchanged tables cost no API call."""
+
+    def __init__(self, kube: KubeIO, ref: ObjectRef, *, size_limit: int) -> None:
+        self.kube = kube
+        self.ref = ref
+        self.size_limit = size_limit
+        self.written_revision: str | None = None
+        self.writes = 0  # for tests and the HA check: how many times this replica wrote
+
+    async def read(self) -> RoutesTable | None:
+        """The table currently in the ConfigMap (the "previous" entries after a restart), if parseable."""
+        data = await self.kube.read_configmap(self.ref)
+        if not data or DATA_KEY not in data:
+            return None
+        try:
+            table = parse_routes_table(data[DATA_KEY])
+        except RoutesTableError as exc:
+            log.warning("Ignoring the existing routes table in %s: %s", self.ref, exc)
+            return None
+        self.written_revision = table.revision
+        return table
+
+    async def write(self, table: RoutesTable, *, verify: bool = False) -> WriteResult:
+        """Write `table` unless its revision is already there. `verify` re-reads the ConfigMap first
+        (noticing a deleted or hand-edited ConfigMap) instead of trusting the remembered revision."""
+        payload = table.to_json()
+        size = check_size(payload, limit=self.size_limit)
+        ROUTES_TABLE_BYTES.set(size.size)
+        ROUTES_TABLE_NEAR_LIMIT.set(1 if size.near_limit else 0)
+        if size.too_large:
+            log.error("Not writing the routes table: %s; the previous table stays in place", size.describe())
+            return WriteResult(written=False, size=size)
+        if size.near_limit:
+            log.warning("%s", size.describe())
+        if verify:
+            data = await self.kube.read_configmap(self.ref)
+            current = None if data is None else data.get(DATA_KEY)
+            self.written_revision = _revision_of(current)
+        if self.written_revision == table.revision:
+            return WriteResult(written=False, size=size)
+        try:
+            await self.kube.patch_configmap_data(self.ref, {DATA_KEY: payload})
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            await self.kube.create_configmap(self.ref, {DATA_KEY: payload})
+        self.written_revision = table.revision
+        self.writes += 1
+        ROUTES_TABLE_WRITES.inc()
+        log.info("Wrote routes table %s (%d routes) to %s", table.revision[:19], len(table.routes), self.ref)
+        return WriteResult(written=True, size=size)
+
+
+def _revision_of(payload: str | None) -> str | None:
+    if payload is None:
+        return None
+    try:
+        return parse_routes_table(payload).revision
+    except RoutesTableError:
+        return None

@@ -1,0 +1,100 @@
+"""The pure routes-table builder: SPEC §3's rendering order, in one function that tests can call directly.
+
+The caller (the reconcile loop) decides *what* each SentryRoute covers; this module only decides *where*
+each piece goes in the table. Keeping it free of I/O makes the order rules easy to test exhaustively.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from sentryroute.routes import AutoCreate, Fallback, Pending, ProjectEndpoint, Refused, Route, RoutesTable
+
+OrderKey = tuple[str, str, str]
+
+
+@dataclass(frozen=True)
+class ValueRoute:
+    """One attribute value a SentryRoute covers: routed to `project` (a projects-map key) or held as pending."""
+
+    value: str
+    project: str | None = None
+    pending: bool = False
+
+
+@dataclass(frozen=True)
+class RouteContribution:
+    """What one SentryRoute adds to the table; `order` is its (creationTimestamp, namespace, name)."""
+
+    order: OrderKey
+    namespace: str
+    attribute: str
+    mapped: tuple[ValueRoute, ...] = ()
+    provisioned: tuple[ValueRoute, ...] = ()
+    identity: tuple[ValueRoute, ...] = ()
+    fallback: str | None = None
+
+
+@dataclass(frozen=True)
+class ClusterFallback:
+    attribute: str
+    project: str
+
+
+def build_routes_table(
+    *,
+    contributions: Iterable[RouteContribution],
+    projects: Mapping[str, ProjectEndpoint],
+    cluster_fallback: ClusterFallback | None = None,
+    reported_identity: Sequence[tuple[str, ValueRoute]] = (),
+    unrouted: Literal["drop", "hold"] = "drop",
+    auto_create_attribute: str | None = None,
+    refused: Sequence[Refused] = (),
+) -> RoutesTable:
+    """Render in SPEC §3 order: explicit mappings, auto-provisioned values, identity routes, fallbacks.
+
+    Contributions are sorted by their order key here, so callers cannot get the order wrong. A route whose
+    (attribute, value, namespace) was already emitted is shadowed by the earlier one and is left out.
+    `reported_identity` are identity routes for values reported through §4 (attribute, route; no namespace).
+    """
+    ordered = sorted(contributions, key=lambda c: c.order)
+    routes: list[Route] = []
+    pending: list[Pending] = []
+    seen_routes: set[tuple[str, str, str | None]] = set()
+    seen_pending: set[tuple[str, str]] = set()
+
+    def emit(attribute: str, namespace: str | None, item: ValueRoute) -> None:
+        if item.project is not None:
+            key = (attribute, item.value, namespace)
+            if key not in seen_routes:
+                seen_routes.add(key)
+                routes.append(Route(attribute=attribute, value=item.value, namespace=namespace, project=item.project))
+        elif item.pending and (attribute, item.value) not in seen_pending:
+            seen_pending.add((attribute, item.value))
+            pending.append(Pending(attribute=attribute, value=item.value))
+
+    for stage in ("mapped", "provisioned", "identity"):
+        for contribution in ordered:
+            for item in getattr(contribution, stage):
+                emit(contribution.attribute, contribution.namespace, item)
+    for attribute, item in reported_identity:
+        emit(attribute, None, item)
+
+    fallbacks = [
+        Fallback(attribute=c.attribute, namespace=c.namespace, project=c.fallback) for c in ordered if c.fallback
+    ]
+    if cluster_fallback is not None:
+        fallbacks.append(Fallback(attribute=cluster_fallback.attribute, project=cluster_fallback.project))
+
+    referenced = {r.project for r in routes} | {f.project for f in fallbacks}
+    return RoutesTable(
+        routes=tuple(routes),
+        projects={key: projects[key] for key in sorted(referenced)},
+        pending=tuple(pending),
+        fallbacks=tuple(fallbacks),
+        unrouted=unrouted,
+        autoCreate=AutoCreate(attribute=auto_create_attribute) if auto_create_attribute else None,
+        refused=tuple(refused),
+    ).with_revision()

@@ -1,0 +1,110 @@
+"""A SentryRoute's status (SPEC §2): the Ready condition, one entry per value, and the patch that writes them.
+
+Pure functions build the status from per-value entries; the reconcile writes it only when it changed, so a
+status write (which the watch sees as an event) never triggers another write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+#: Failure reasons that name the whole route's problem, most urgent first.
+_ROUTE_REASONS = ("Unauthorized", "Forbidden", "SlugReserved")
+_MESSAGE_LIMIT = 1024
+
+
+@dataclass(frozen=True)
+class ProjectStatus:
+    """One `status.projects[]` entry."""
+
+    value: str
+    slug: str
+    id: str | None
+    state: str  # Ready | Creating | Failed | Conflict
+    created: bool
+    reason: str | None = None
+    message: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {"value": self.value, "slug": self.slug, "state": self.state, "created": self.created}
+        if self.id:
+            entry["id"] = self.id
+        if self.message:
+            entry["message"] = self.message[:_MESSAGE_LIMIT]
+        return entry
+
+
+@dataclass(frozen=True)
+class Condition:
+    status: str  # "True" | "False"
+    reason: str
+    message: str
+
+
+def ready_condition(entries: Sequence[ProjectStatus], *, route_problem: tuple[str, str] | None = None) -> Condition:
+    """Ready=True only when every value is Ready; otherwise the most telling reason, with counts."""
+    if route_problem is not None:
+        return Condition("False", route_problem[0], route_problem[1][:_MESSAGE_LIMIT])
+    ready = sum(1 for e in entries if e.state == "Ready")
+    counts = f"{ready}/{len(entries)} projects ready"
+    failed = [e for e in entries if e.state == "Failed"]
+    for reason in _ROUTE_REASONS:
+        hit = next((e for e in failed if e.reason == reason), None)
+        if hit is not None:
+            return Condition("False", reason, f"{counts}; {hit.value}: {hit.message}"[:_MESSAGE_LIMIT])
+    if failed:
+        first = failed[0]
+        return Condition("False", "Failed", f"{counts}; {first.value}: {first.message}"[:_MESSAGE_LIMIT])
+    conflicts = [e for e in entries if e.state == "Conflict"]
+    if conflicts:
+        return Condition("False", "Conflict", f"{counts}; {conflicts[0].message}"[:_MESSAGE_LIMIT])
+    if ready < len(entries):
+        return Condition("False", "Provisioning", counts)
+    return Condition("True", "Provisioned", counts)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def status_body(
+    *,
+    generation: int,
+    entries: Sequence[ProjectStatus],
+    condition: Condition,
+    previous_conditions: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
+    """The `status` to write; `lastTransitionTime` moves only when the Ready status flips."""
+    previous = next((c for c in previous_conditions if c.get("type") == "Ready"), None)
+    if previous is not None and previous.get("status") == condition.status and previous.get("lastTransitionTime"):
+        transition = str(previous["lastTransitionTime"])
+    else:
+        transition = _now()
+    return {
+        "observedGeneration": generation,
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": condition.status,
+                "reason": condition.reason,
+                "message": condition.message,
+                "lastTransitionTime": transition,
+                "observedGeneration": generation,
+            }
+        ],
+        "projects": [e.as_json() for e in entries],
+        "projectCount": sum(1 for e in entries if e.state == "Ready"),
+    }
+
+
+def same_status(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Equal ignoring `lastTransitionTime` (which `status_body` keeps stable anyway)."""
+
+    def strip(s: Mapping[str, Any]) -> Any:
+        conds = [{k: v for k, v in c.items() if k != "lastTransitionTime"} for c in s.get("conditions") or ()]
+        return {**{k: v for k, v in s.items() if k in ("observedGeneration", "projects", "projectCount")}, "c": conds}
+
+    return bool(strip(a) == strip(b))

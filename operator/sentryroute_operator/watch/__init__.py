@@ -1,0 +1,1 @@
+"""What the operator watches: SentryRoutes, Pods and their owners (kopf handlers and indexes)."""

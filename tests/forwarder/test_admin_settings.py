@@ -1,0 +1,116 @@
+"""Flags, environment variables, bad values (exit code 2), and the log formats with secret redaction."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sentryroute_forwarder.config import OPTIONS, Address, ConfigError, ForwarderSettings, ObjectRef, add_arguments
+from sentryroute_forwarder.logs import JsonFormatter, RedactingFilter
+
+
+def parse(argv: list[str]) -> ForwarderSettings:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return ForwarderSettings.from_args(parser.parse_args(argv))
+
+
+def test_every_option_is_a_setting_and_defaults_agree():
+    assert {f.name for f in dataclasses.fields(ForwarderSettings)} == {o.field for o in OPTIONS}
+    assert parse([]) == ForwarderSettings()
+
+
+def test_defaults_follow_the_spec():
+    settings = ForwarderSettings()
+    assert settings.routes == Path("/etc/sentryroute/routes.json")
+    assert (settings.otlp_http, settings.otlp_grpc, settings.admin) == (
+        Address("0.0.0.0", 4318),
+        Address("0.0.0.0", 4317),
+        Address("0.0.0.0", 8888),
+    )
+    assert (settings.max_bytes, settings.max_hold) == (256 * 2**20, 300.0)
+    assert (settings.batch_max_bytes, settings.batch_max_items, settings.batch_timeout) == (2**20, 8192, 0.2)
+    assert (settings.export_timeout, settings.connect_timeout, settings.shutdown_timeout) == (30.0, 5.0, 20.0)
+    assert (settings.retry_initial, settings.retry_max, settings.default_rate_limit) == (0.5, 30.0, 60.0)
+    assert (settings.gzip_level, settings.max_request_bytes) == (1, 16 * 2**20)
+
+
+def test_flags_and_environment(monkeypatch):
+    monkeypatch.setenv("SENTRYROUTE_MAX_HOLD", "90s")
+    monkeypatch.setenv("SENTRYROUTE_ROUTES_CONFIGMAP", "sentryroute/sentryroute-routes")
+    settings = parse(["--otlp-http", "[::1]:0", "--admin", ":9999", "--max-bytes", "10MB", "--log-format", "JSON"])
+    assert settings.max_hold == 90.0
+    assert settings.routes_configmap == ObjectRef("sentryroute", "sentryroute-routes")
+    assert settings.otlp_http == Address("::1", 0)
+    assert settings.admin == Address("0.0.0.0", 9999)
+    assert (settings.max_bytes, settings.log_format) == (10_000_000, "json")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--max-bytes", "lots"], "--max-bytes: invalid size"),
+        (["--max-hold", "0s"], "--max-hold: duration '0s' must be greater than zero"),
+        (["--otlp-http", "localhost"], "--otlp-http: invalid address"),
+        (["--otlp-grpc", "1.2.3.4:70000"], "--otlp-grpc: invalid address"),
+        (["--routes-configmap", "no-slash"], "--routes-configmap: invalid object reference"),
+        (["--gzip-level", "9"], "--gzip-level: '9' is not a whole number from 0 to 3"),
+        (["--log-level", "loud"], "--log-level: 'loud' is not one of"),
+        (["--tls-cert", "/x.crt"], "--tls-cert and --tls-key must be given together"),
+    ],
+)
+def test_bad_values_name_the_flag(argv, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        parse(argv)
+
+
+def test_bad_value_exits_with_code_2_and_one_line():
+    result = subprocess.run(
+        [sys.executable, "-m", "sentryroute", "forwarder", "--batch-timeout", "soon"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "sentryroute forwarder: error: --batch-timeout: invalid duration 'soon': use forms like 250ms, 30s, 5m, 24h"
+    ]
+
+
+def make_record(message: str, *args: object, **extra: object) -> logging.LogRecord:
+    record = logging.LogRecord("sentryroute_forwarder.test", logging.WARNING, __file__, 1, message, args, None)
+    record.__dict__.update(extra)
+    return record
+
+
+def test_json_lines_carry_extra_fields_and_secrets_are_redacted():
+    record = make_record(
+        "export to %s failed: %s",
+        "org/orders",
+        "x-sentry-auth: sentry sentry_key=abcdef0123, Bearer tok3n",
+        project="org/orders",
+    )
+    assert RedactingFilter().filter(record)
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["level"] == "warning"
+    assert entry["logger"] == "sentryroute_forwarder.test"
+    assert entry["project"] == "org/orders"
+    assert "abcdef0123" not in entry["message"] and "tok3n" not in entry["message"]
+    assert "sentry_key=[redacted]" in entry["message"]
+    assert entry["time"].endswith("+00:00")
+
+
+def test_exception_text_is_redacted():
+    try:
+        raise RuntimeError("upstream said: Authorization: Bearer zzz-secret")
+    except RuntimeError:
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", None, sys.exc_info())
+    RedactingFilter().filter(record)
+    text = logging.Formatter().format(record)
+    assert "zzz-secret" not in text and "Bearer [redacted]" in text

@@ -1,0 +1,140 @@
+"""The export client and the sender's verdicts, against a real aiohttp server that records what it got."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import logging
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+from aiohttp import web
+from multidict import CIMultiDict
+from sentryroute_forwarder.export.client import ExportClient, TransportError, UpstreamAnswer
+from sentryroute_forwarder.export.sender import Sender, Verdict, classify, excerpt
+from sentryroute_forwarder.export.settings import ExportSettings
+from sentryroute_forwarder.model import Signal
+
+KEY = "0123456789abcdef0123456789abcdef"
+
+
+@dataclass
+class Upstream:
+    """A scripted ingest endpoint: answers `status`/`headers`/`body`, records requests."""
+
+    url: str = ""
+    status: int = 202
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    delay: float = 0.0
+    seen: list[tuple[CIMultiDict[str], bytes]] = field(default_factory=list)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.seen.append((CIMultiDict(request.headers), await request.read()))
+        await asyncio.sleep(self.delay)
+        return web.Response(status=self.status, headers=self.headers, body=self.body)
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[Upstream]:
+    state = Upstream()
+    app = web.Application()
+    app.router.add_post("/api/1/integration/otlp/v1/traces/", state.handle)
+    runner = web.AppRunner(app, auto_decompress=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    state.url = f"http://127.0.0.1:{runner.addresses[0][1]}/api/1/integration/otlp/v1/traces/"
+    yield state
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[ExportClient]:
+    client = ExportClient(ExportSettings(export_timeout=0.5, connect_timeout=0.5))
+    await client.start()
+    yield client
+    await client.close()
+
+
+async def test_post_sends_gzipped_protobuf_with_the_key(upstream: Upstream, client: ExportClient) -> None:
+    body = b"\x0a\x02\x0a\x00" * 100_000  # big enough to be compressed off the loop
+    answer = await client.post(upstream.url, public_key=KEY, body=body)
+    await client.post(upstream.url, public_key=KEY, body=b"\x0a\x00")
+    assert answer.status == 202
+    headers, raw = upstream.seen[0]
+    assert headers["Content-Type"] == "application/x-protobuf"
+    assert headers["Content-Encoding"] == "gzip"
+    assert headers["x-sentry-auth"] == f"sentry sentry_key={KEY}"
+    assert headers["User-Agent"].startswith("sentryroute/")
+    assert gzip.decompress(raw) == body
+    assert gzip.decompress(upstream.seen[1][1]) == b"\x0a\x00"
+
+
+async def test_transport_errors_carry_no_secret(client: ExportClient, upstream: Upstream) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]
+    with pytest.raises(TransportError) as refused:
+        await client.post(f"http://127.0.0.1:{closed_port}/api/1/", public_key=KEY, body=b"")
+    assert KEY not in str(refused.value)
+    upstream.delay = 2.0
+    with pytest.raises(TransportError, match="timed out"):
+        await client.post(upstream.url, public_key=KEY, body=b"")
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "verdict", "hold_reason"),
+    [
+        (200, b"", Verdict.DELIVERED, None),
+        (202, b"", Verdict.DELIVERED, None),
+        (429, b'{"detail":"quota"}', Verdict.RATE_LIMITED, None),
+        (500, b"", Verdict.RETRY, None),
+        (503, b'{"detail":"failed to queue envelope"}', Verdict.RETRY, None),
+        (408, b"", Verdict.RETRY, None),
+        (413, b"", Verdict.TOO_LARGE, None),
+        (401, b'{"detail":"bad x-sentry-auth header"}', Verdict.HOLD, "unauthorized"),
+        (403, b'{"detail":"event submission rejected with_reason: ProjectId"}', Verdict.HOLD, "project_id"),
+        (403, b'{"detail":"event submission rejected with_reason: Cors"}', Verdict.HOLD, "forbidden"),
+        (400, b'{"detail":"bad project path"}', Verdict.REJECTED, None),
+        (415, b"", Verdict.REJECTED, None),
+    ],
+)
+async def test_sender_verdicts(
+    upstream: Upstream, client: ExportClient, status: int, body: bytes, verdict: Verdict, hold_reason: str | None
+) -> None:
+    upstream.status, upstream.body = status, body
+    outcome = await Sender(client, default_rate_limit=60).send(
+        url=upstream.url, public_key=KEY, body=b"", signal=Signal.LOGS
+    )
+    assert (outcome.verdict, outcome.status, outcome.hold_reason) == (verdict, status, hold_reason)
+
+
+async def test_rate_limits_are_read_on_success(upstream: Upstream, client: ExportClient) -> None:
+    upstream.headers = {"X-Sentry-Rate-Limits": "7:log_item:project"}
+    outcome = await Sender(client, default_rate_limit=60).send(
+        url=upstream.url, public_key=KEY, body=b"", signal=Signal.LOGS
+    )
+    assert outcome.verdict is Verdict.DELIVERED
+    assert [(limit.seconds, set(limit.signals)) for limit in outcome.limits] == [(7, {Signal.LOGS})]
+
+
+async def test_sender_turns_transport_errors_into_retries(client: ExportClient) -> None:
+    outcome = await Sender(client, default_rate_limit=60).send(
+        url="http://127.0.0.1:9/x", public_key=KEY, body=b"", signal=Signal.TRACES
+    )
+    assert (outcome.verdict, outcome.status) == (Verdict.RETRY, None)
+
+
+def test_excerpt_is_short_printable_and_keyless(caplog: pytest.LogCaptureFixture) -> None:
+    body = f'{{"detail":"bad\r\nx-sentry-auth: sentry sentry_key={KEY}, k={KEY}"}}'.encode() + b"x" * 500
+    text = excerpt(body, secrets=(KEY,))
+    assert KEY not in text
+    assert "\n" not in text and "\r" not in text
+    assert len(text) <= 201
+    answer = UpstreamAnswer(403, CIMultiDict(), body)
+    with caplog.at_level(logging.DEBUG):
+        outcome = classify(answer, sent=Signal.TRACES, default_rate_limit=60, public_key=KEY)
+    assert KEY not in outcome.detail

@@ -1,0 +1,105 @@
+"""The pipeline's own contracts: the global bound, table changes under queued data, and shutdown."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+from tests.forwarder._queue_fixtures import (
+    PipelineFactory,
+    SentryWorld,
+    emulator,
+    log_parts,
+    make_pipeline,
+    sample,
+    trace_parts,
+    wait_until,
+    world,
+)
+
+__all__ = ["emulator", "make_pipeline", "world"]  # fixtures
+
+
+async def test_global_bound_turns_has_room_false(world: SentryWorld, make_pipeline: PipelineFactory) -> None:
+    a = world.project("checkout")
+    table = world.table({"checkout-svc": "checkout"})
+    world.emu.faults.delay(a, seconds=1.0)  # slow, not failing: nothing is trimmed, data piles up
+    pipeline, metrics = await make_pipeline(table, max_bytes=20_000, batch_max_items=3)
+    while pipeline.has_room(2_000):
+        pipeline.offer(trace_parts(table, "checkout-svc"))
+    assert pipeline.stats().bytes > 18_000
+    assert sample(metrics, "sentryroute_queued_bytes") == pipeline.stats().bytes
+    assert sample(metrics, "sentryroute_queued_items", project="acme/checkout") == pipeline.stats().items
+    world.emu.faults.clear()
+    await wait_until(lambda: pipeline.has_room(2_000) and pipeline.stats().items == 0, what="room again")
+    assert sample(metrics, "sentryroute_dropped_items_total", signal="traces", reason="upstream_failing") == 0
+
+
+async def test_key_rotation_applies_to_queued_data(world: SentryWorld, make_pipeline: PipelineFactory) -> None:
+    a = world.project("checkout")
+    table = world.table({"checkout-svc": "checkout"})
+    world.emu.faults.rate_limit(a, seconds=1.0, categories="span")
+    pipeline, _ = await make_pipeline(table)
+    pipeline.offer(trace_parts(table, "checkout-svc"))
+    await wait_until(lambda: pipeline.stats().states.get("acme/checkout") == "rate_limited", what="a 429")
+    # While the data waits, the key is rotated: the old one no longer works.
+    old_key = world.keys["checkout"]
+    world.keys["checkout"] = world.emu.state.add_key("acme", "checkout", name="rotated").public
+    world.emu.state.set_key_active(old_key, False)
+    pipeline.apply_table(world.table({"checkout-svc": "checkout"}))
+    await wait_until(lambda: len(world.emu.received.spans(a)) == 3, what="delivery with the new key")
+    delivered = [r for r in world.emu.received.requests(a) if r.status == 202]
+    assert [r.public_key for r in delivered] == [world.keys["checkout"]]
+
+
+async def test_data_of_a_project_that_left_the_table_is_rerouted(
+    world: SentryWorld, make_pipeline: PipelineFactory
+) -> None:
+    a, b = world.project("checkout"), world.project("payments")
+    table = world.table({"checkout-svc": "checkout"})
+    world.emu.faults.rate_limit(a, seconds=30, categories="span")
+    pipeline, _ = await make_pipeline(table)
+    pipeline.offer(trace_parts(table, "checkout-svc"))
+    await wait_until(lambda: pipeline.stats().states.get("acme/checkout") == "rate_limited", what="a 429")
+    pipeline.offer(trace_parts(table, "checkout-svc", tag="more-"))
+    pipeline.apply_table(world.table({"checkout-svc": "payments"}))
+    await wait_until(lambda: len(world.emu.received.spans(b)) == 6, what="re-routed by stored value")
+    assert world.emu.received.spans(a) == []
+
+
+async def test_close_flushes_and_reports_what_it_could_not_deliver(
+    world: SentryWorld, make_pipeline: PipelineFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b = world.project("checkout"), world.project("payments")
+    table = world.table({"checkout-svc": "checkout", "payments-svc": "payments"}, pending=["new-svc"])
+    world.emu.faults.rate_limit(b, seconds=60, categories="span")
+    pipeline, metrics = await make_pipeline(table)
+    pipeline.offer(trace_parts(table, "payments-svc"))
+    await wait_until(lambda: pipeline.stats().states.get("acme/payments") == "rate_limited", what="a 429")
+    pipeline.offer(trace_parts(table, "checkout-svc", "payments-svc", "new-svc", tag="last-"))
+    pipeline.offer(log_parts(table, "checkout-svc"))
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING):
+        undelivered = await pipeline.close(5.0)
+    assert time.monotonic() - started < 2.0  # a 60 s limit is not waited for
+    assert undelivered == 6 + 3  # payments' two requests, the pending value's one
+    assert len(world.emu.received.spans(a)) == 3 and len(world.emu.received.logs(a)) == 3
+    assert "'acme/payments'" in caplog.text and "6 items" in caplog.text
+    assert sample(metrics, "sentryroute_dropped_items_total", signal="traces", reason="shutdown") == 9
+    assert not pipeline.has_room(1)
+    pipeline.offer(trace_parts(table, "checkout-svc"))
+    assert sample(metrics, "sentryroute_dropped_items_total", signal="traces", reason="shutdown") == 12
+
+
+async def test_close_is_bounded_by_its_timeout(world: SentryWorld, make_pipeline: PipelineFactory) -> None:
+    a = world.project("checkout")
+    table = world.table({"checkout-svc": "checkout"})
+    world.emu.faults.delay(a, seconds=5.0)
+    pipeline, _ = await make_pipeline(table)
+    pipeline.offer(trace_parts(table, "checkout-svc"))
+    await wait_until(lambda: pipeline.stats().in_flight == 1, what="a request the emulator holds")
+    started = time.monotonic()
+    assert await pipeline.close(0.5) == 3
+    assert time.monotonic() - started < 1.5
