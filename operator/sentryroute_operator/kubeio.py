@@ -7,6 +7,8 @@ the blocking client runs in worker threads so one slow API call never stalls the
 from __future__ import annotations
 
 import asyncio
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import kubernetes
@@ -71,6 +73,32 @@ class KubeIO:
             name,
             {"status": status},
         )
+
+    async def post_event(self, ref: dict[str, Any], *, type_: str, reason: str, message: str) -> None:
+        """A Kubernetes Event on `ref` (a SentryRoute), as `kubectl describe` shows them."""
+        meta = ref["metadata"]
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body: Any = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:16]}", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": ref["apiVersion"],
+                "kind": ref["kind"],
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta["uid"],
+            },
+            "reason": reason,
+            "message": message[:1024],
+            "type": type_,
+            "source": {"component": "sentryroute-operator"},
+            "reportingComponent": "sentryroute-operator",
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        await asyncio.to_thread(self.core.create_namespaced_event, meta["namespace"], body)
 
     def close(self) -> None:
         self.api_client.close()

@@ -75,6 +75,7 @@ class Engine:
         self.connections: dict[str, ConnectionRuntime] = {}
         self.runtimes: dict[RouteKey, RouteRuntime] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._event_tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._previous: dict[_PreviousKey, _Previous] = {}
         self._cluster_fallback = ValueState(slug=settings.fallback_project or "")
@@ -334,12 +335,25 @@ class Engine:
         previous = before.result if before is not None else None
         if result.created:
             PROJECTS_CREATED.inc()
-            _post(kopf.info, ref, reason="ProjectCreated", message=f"Created {what}: {result.message}")
+            self._event(ref, "Normal", "ProjectCreated", f"Created {what}: {result.message}")
         elif result.state == "Ready" and (before is None or before.project_id != result.project_id):
-            _post(kopf.info, ref, reason="ProjectAdopted", message=f"Using existing {what}: {result.message}")
+            self._event(ref, "Normal", "ProjectAdopted", f"Using existing {what}: {result.message}")
         elif result.state == "Failed" and (previous is None or previous.reason != result.reason):
             PROVISIONING_FAILURES.labels(reason=result.reason or "Failed").inc()
-            _post(kopf.warn, ref, reason="ProvisioningFailed", message=f"{what}: {result.message}")
+            self._event(ref, "Warning", "ProvisioningFailed", f"{what}: {result.message}")
+
+    def _event(self, ref: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        """Post an Event in the background: a slow or failing Events API never delays provisioning."""
+
+        async def post() -> None:
+            try:
+                await self.kube.post_event(ref, type_=type_, reason=reason, message=message)
+            except Exception as exc:
+                log.warning("Posting event %s failed: %s", reason, exc)
+
+        task = asyncio.create_task(post())
+        self._event_tasks.add(task)
+        task.add_done_callback(self._event_tasks.discard)
 
     # --- 3. render and write ---------------------------------------------------------------------------
 
@@ -371,8 +385,6 @@ class Engine:
         """The table from current knowledge, plus the Conflict messages per (route, value)."""
         projects: dict[str, ProjectEndpoint] = {}
         contributions = []
-        claims: dict[tuple[str, str], tuple[RouteSpec, str]] = {}
-        conflicts: dict[tuple[RouteKey, str], str] = {}
         for runtime in self._live_runtimes():
             spec = runtime.spec
             conn = self.connections.get(spec.connection)
@@ -380,36 +392,29 @@ class Engine:
                 continue
             parts: dict[str, list[ValueRoute]] = {"mapped": [], "auto": [], "identity": [], "fallback": []}
             for item in runtime.desired:
-                routed = self._value_route(runtime, conn, item, now, projects)
-                parts[item.kind].append(routed)
-                if item.kind in ("mapped", "auto") and routed.project is not None:
-                    first = claims.setdefault((spec.attribute, item.value), (spec, routed.project))
-                    if first[0].key != spec.key and first[1] != routed.project:
-                        conflicts[(spec.key, item.value)] = (
-                            f"{item.value!r} is also routed by the older SentryRoute {first[0].namespace}/"
-                            f"{first[0].name} to {first[1]}; this route only takes effect for telemetry carrying "
-                            f"k8s.namespace.name={spec.namespace}"
-                        )
-            fallback = next((r.project for r in parts["fallback"] if r.project), None)
+                parts[item.kind].append(self._value_route(runtime, conn, item, now, projects))
             contributions.append(
-                RouteContribution(
-                    order=spec.order,
-                    namespace=spec.namespace,
-                    attribute=spec.attribute,
-                    mapped=tuple(parts["mapped"]),
-                    provisioned=tuple(parts["auto"]),
-                    identity=tuple(parts["identity"]),
-                    fallback=fallback,
+                (
+                    spec,
+                    RouteContribution(
+                        order=spec.order,
+                        namespace=spec.namespace,
+                        attribute=spec.attribute,
+                        mapped=tuple(parts["mapped"]),
+                        provisioned=tuple(parts["auto"]),
+                        identity=tuple(parts["identity"]),
+                        fallback=next((r.project for r in parts["fallback"] if r.project), None),
+                    ),
                 )
             )
         table = build_routes_table(
-            contributions=contributions,
+            contributions=[c for _, c in contributions],
             projects=projects,
             cluster_fallback=self._cluster_fallback_route(projects),
             unrouted="hold" if self.settings.auto_create else "drop",
             auto_create_attribute=self.settings.default_attribute if self.settings.auto_create else None,
         )
-        return table, conflicts
+        return table, _conflicts(contributions)
 
     def _cluster_fallback_route(self, projects: dict[str, ProjectEndpoint]) -> ClusterFallback | None:
         conn = self.connections.get(DEFAULT_CONNECTION)
@@ -518,9 +523,9 @@ class Engine:
             except TransientError as exc:
                 raise kopf.TemporaryError(f"deleting project {slug_}: {exc}", delay=RETRY_DELAY) from None
             except Exception as exc:
-                _post(kopf.warn, spec.object_ref(), reason="DeleteFailed", message=f"project {slug_}: {exc}")
+                self._event(spec.object_ref(), "Warning", "DeleteFailed", f"project {slug_}: {exc}")
                 continue
-            _post(kopf.info, spec.object_ref(), reason="ProjectDeleted", message=f"Deleted project {slug_}")
+            self._event(spec.object_ref(), "Normal", "ProjectDeleted", f"Deleted project {slug_}")
         conn.invalidate()
 
     # --- timing ----------------------------------------------------------------------------------------
@@ -538,6 +543,26 @@ class Engine:
         if self.settings.fallback_project and self._cluster_fallback.result is None and "fallback" not in self._tasks:
             deadlines.append(self._cluster_fallback.ready_at)
         return min(deadlines)
+
+
+def _conflicts(contributions: list[tuple[RouteSpec, RouteContribution]]) -> dict[tuple[RouteKey, str], str]:
+    """Values two routes send to different projects. The entry later in table order gets the Conflict: for
+    telemetry without `k8s.namespace.name` the earlier one wins, so the message below is true (SPEC §3)."""
+    claims: dict[tuple[str, str], tuple[RouteSpec, str]] = {}
+    conflicts: dict[tuple[RouteKey, str], str] = {}
+    for stage in ("mapped", "provisioned"):
+        for spec, contribution in contributions:
+            for routed in getattr(contribution, stage):
+                if routed.project is None:
+                    continue
+                first, project = claims.setdefault((spec.attribute, routed.value), (spec, routed.project))
+                if first.key != spec.key and project != routed.project:
+                    conflicts[(spec.key, routed.value)] = (
+                        f"{routed.value!r} is also routed by SentryRoute {first.namespace}/{first.name} to {project}, "
+                        f"which comes first in the routes table; this route only takes effect for telemetry carrying "
+                        f"k8s.namespace.name={spec.namespace}"
+                    )
+    return conflicts
 
 
 def _settled(state: ValueState | None) -> bool:
@@ -560,11 +585,3 @@ def _shared_org_slugs(connections: Iterable[Connection]) -> set[str]:
     for conn in connections:
         seen[conn.org_slug] = seen.get(conn.org_slug, 0) + 1
     return {org for org, count in seen.items() if count > 1}
-
-
-def _post(fn: Any, ref: dict[str, Any], *, reason: str, message: str) -> None:
-    """Post a Kubernetes Event through kopf; outside a kopf context (unit use) just log it."""
-    try:
-        fn(ref, reason=reason, message=message[:1024])
-    except LookupError:
-        log.info("%s: %s", reason, message)

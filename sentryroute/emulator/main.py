@@ -8,7 +8,7 @@ import logging
 import signal
 import sys
 
-from sentryroute.durations import parse_size
+from sentryroute.durations import parse_duration, parse_size
 from sentryroute.emulator.config import EmulatorConfig
 from sentryroute.emulator.seed import load_seed_file
 from sentryroute.emulator.server import SentryEmulator
@@ -27,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser, "--strict-content-type", default=False, action="store_true", help="reject Content-Type parameters"
     )
     add_option(parser, "--public-host", default=None, help="host[:port] written into DSNs (default: --listen)")
+    add_option(
+        parser, "--new-key-drop", default="0s", help="answer 202 but drop data of keys younger than this (config lag)"
+    )
 
 
 def _split_listen(listen: str) -> tuple[str, int]:
@@ -46,6 +49,7 @@ async def _serve(args: argparse.Namespace) -> None:
         path_prefix=args.path_prefix or "",
         strict_content_type=bool(args.strict_content_type),
         public_host=args.public_host or None,
+        new_key_drop_seconds=parse_duration(str(args.new_key_drop)),
     )
     emulator = SentryEmulator(config)
     summary = load_seed_file(emulator.state, args.seed) if args.seed else None

@@ -13,7 +13,7 @@ import kmock
 
 from sentryroute.kube.objects import ApiError, now_timestamp
 
-__all__ = ["CRD_RESOURCE", "established_status", "served_resources"]
+__all__ = ["CRD_RESOURCE", "established_status", "served_resources", "served_versions"]
 
 CRD_RESOURCE = kmock.resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
 _VERBS = {"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"}
@@ -41,6 +41,17 @@ def served_resources(crd: Mapping[str, Any]) -> dict[kmock.resource, kmock.Resou
             subresources=(version.get("subresources") or {}).keys(),
             verbs=_VERBS,
         )
+        for version in spec.get("versions") or ()
+        if version.get("served", True)
+    }
+
+
+def served_versions(crd: Mapping[str, Any]) -> dict[kmock.resource, dict[str, Any]]:
+    """Each served version's entry of the CRD (its schema and printer columns), by resource."""
+    spec = crd.get("spec") or {}
+    plural = (spec.get("names") or {}).get("plural")
+    return {
+        kmock.resource(spec.get("group"), version["name"], plural): dict(version)
         for version in spec.get("versions") or ()
         if version.get("served", True)
     }

@@ -14,7 +14,17 @@ from typing import Any
 
 import jsonpatch
 
-__all__ = ["ApiError", "apply_json_patch", "check_name", "merge_patch", "now_timestamp", "spec_view"]
+__all__ = [
+    "ApiError",
+    "api_version_of",
+    "apply_json_patch",
+    "check_name",
+    "merge_patch",
+    "meta_of",
+    "now_timestamp",
+    "object_body",
+    "spec_view",
+]
 
 _PATH_SEGMENT_RE = re.compile(r"[^/%]+")
 
@@ -84,3 +94,23 @@ def check_name(name: Any, *, what: str = "name") -> str:
     if not isinstance(name, str) or not _PATH_SEGMENT_RE.fullmatch(name) or name in (".", "..") or len(name) > 253:
         raise ApiError(422, "Invalid", f"metadata.{what}: Invalid value: {name!r}: not a valid path segment")
     return name
+
+
+def object_body(body: Any) -> dict[str, Any]:
+    """A deep copy of a request body that must be an object with an object (or nothing) in `metadata`; else 400."""
+    if not isinstance(body, Mapping) or not isinstance(body.get("metadata", {}), Mapping):
+        raise ApiError(400, "BadRequest", "the request body must be a JSON object with an object in metadata")
+    obj = copy.deepcopy(dict(body))
+    obj["metadata"] = dict(obj.get("metadata") or {})
+    return obj
+
+
+def meta_of(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    """`obj.metadata`, or an empty mapping when it is missing or malformed."""
+    meta = obj.get("metadata")
+    return meta if isinstance(meta, Mapping) else {}
+
+
+def api_version_of(resource: Any) -> str:
+    """`group/version`, or just `version` for the core group."""
+    return f"{resource.group}/{resource.version}" if resource.group else str(resource.version)

@@ -37,7 +37,9 @@ def jsonpath_values(obj: Any, path: str) -> list[Any]:
             return []  # an expression beyond the subset shows an empty cell rather than failing the listing
         position = token.end()
         if token["field"] is not None:
-            values = [value[token["field"]] for value in values if isinstance(value, Mapping) and token["field"] in value]
+            values = [
+                value[token["field"]] for value in values if isinstance(value, Mapping) and token["field"] in value
+            ]
         elif token["filter"] is not None:
             values = [
                 item

@@ -90,4 +90,17 @@ def env_of(container: Manifest) -> dict[str, Any]:
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
 
 
+def container_env(manifest: Manifest, *, pod_name: str) -> dict[str, str]:
+    """The workload container's environment as the kubelet would set it (downward API resolved, HOSTNAME set)."""
+    (container,) = manifest["spec"]["template"]["spec"]["containers"]
+    env = {"HOSTNAME": pod_name}
+    for item in container.get("env", []):
+        if "value" in item:
+            env[item["name"]] = item["value"]
+        else:
+            assert item["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}, item
+            env[item["name"]] = manifest["metadata"]["namespace"]
+    return env
+
+
 VALUE_SETS = [pytest.param(None, id="default"), *(pytest.param(f, id=f.stem) for f in CI_VALUES)]

@@ -11,24 +11,11 @@ from typing import Any
 import pytest
 
 from sentryroute.options import env_name
-from tests.chart.rendering import CI_VALUES, NAMESPACE, VALUE_SETS, Manifest, one, render, workload
+from tests.chart.rendering import CI_VALUES, NAMESPACE, VALUE_SETS, Manifest, container_env, one, render, workload
 
 forwarder_config = pytest.importorskip("sentryroute_forwarder.config", reason="the forwarder is not written yet")
 operator_settings = pytest.importorskip("sentryroute_operator.settings", reason="the operator is not written yet")
 operator_connections = pytest.importorskip("sentryroute_operator.connections", reason="the operator is not written yet")
-
-
-def container_env(manifest: Manifest, *, pod_name: str) -> dict[str, str]:
-    """The container's environment as the kubelet would set it (downward API resolved)."""
-    (container,) = manifest["spec"]["template"]["spec"]["containers"]
-    env = {"HOSTNAME": pod_name}
-    for item in container.get("env", []):
-        if "value" in item:
-            env[item["name"]] = item["value"]
-        else:
-            assert item["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
-            env[item["name"]] = NAMESPACE
-    return env
 
 
 def parse(command: str, manifest: Manifest, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> argparse.Namespace:

@@ -12,6 +12,7 @@ import pytest
 from sentryroute.kube import KubeEmulator
 from tests.crd.schema_tools import CRD_PATH
 from tests.crd.test_instances import SPEC_EXAMPLE
+from tests.kube.helpers import kubectl_for
 
 ARGS = ("sentryroute.dev", "v1alpha1", "shop", "sentryroutes")
 
@@ -48,3 +49,34 @@ def test_create_then_write_status_through_the_subresource(custom: Any):
     custom.patch_namespaced_custom_object(*ARGS, "shop", {"spec": {"deletionPolicy": "Delete"}})
     stored = custom.get_namespaced_custom_object(*ARGS, "shop")
     assert stored["metadata"]["generation"] == 2 and stored["status"]["observedGeneration"] == 1
+
+
+def test_the_server_defaults_and_prunes_the_spec(custom: Any):
+    body = {"metadata": {"name": "minimal"}, "spec": {"mapping": {"a": "b"}, "autoProvision": {}, "typo": 1}}
+    created = custom.create_namespaced_custom_object(*ARGS, body)
+    assert created["spec"] == {
+        "attribute": "service.name",
+        "mapping": {"a": "b"},
+        "autoProvision": {
+            "enabled": False,
+            "platform": "other",
+            "projectTemplate": "{service}",
+            "derive": "explicit",
+            "staleAfter": "24h",
+        },
+        "connection": "default",
+        "deletionPolicy": "Retain",
+    }
+    status = {"projectCount": 0, "kopf": {"progress": {"handler": {"retries": 1}}}}
+    patched = custom.patch_namespaced_custom_object_status(*ARGS, "minimal", {"status": status})
+    assert patched["status"] == status  # status keeps unknown fields (kopf's progress)
+
+
+def test_kubectl_shows_the_printer_columns():
+    with KubeEmulator().running_in_thread() as kube:
+        kubectl = kubectl_for(kube)
+        kubectl("apply", "--validate=false", "-f", str(CRD_PATH))
+        kube.apply(dict(SPEC_EXAMPLE, status=dict(SPEC_EXAMPLE["status"], projectCount=3)))
+        header, row = kubectl("get", "sroute", "-A").splitlines()
+        assert header.split() == ["NAMESPACE", "NAME", "ATTRIBUTE", "PROJECTS", "READY", "AGE"]
+        assert row.split()[:5] == ["shop", "shop", "service.name", "3", "True"]

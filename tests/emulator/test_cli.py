@@ -23,13 +23,14 @@ SEED = Path(sentryroute.emulator.__file__).parent / "seed-example.yaml"
 def cli_process():
     env = {**os.environ, "SENTRYROUTE_PAGE_SIZE": "2"}
     command = [sys.executable, "-m", "sentryroute", "emulator", "--listen", "127.0.0.1:0", "--seed", str(SEED)]
-    process = subprocess.Popen(
+    command += ["--new-key-drop", "0s"]
+    with subprocess.Popen(
         [*command, "--path-prefix", "/sentry"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
-    yield process
-    if process.poll() is None:
-        process.kill()
-        process.wait(timeout=10)
+    ) as process:  # the context closes the pipes
+        yield process
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
 
 
 def _read_until_seed_line(process: subprocess.Popen) -> list[str]:

@@ -231,6 +231,13 @@ async def test_keys_without_otlp_dsn(start_emulator: StartEmulator, http: aiohtt
     assert keys[0]["dsn"]["public"].endswith(f"/{seeded.checkout.id}")
 
 
+async def test_organizations_list_and_detail(seeded: Seeded, http: aiohttp.ClientSession):
+    status, body, headers = await get(http, f"{seeded.emu.url}/api/0/organizations/", seeded.auth())
+    assert status == 200 and [o["slug"] for o in body] == ["acme"] and "Link" in headers
+    status, body, _ = await get(http, f"{seeded.emu.url}/api/0/organizations/{body[0]['id']}/", seeded.auth())
+    assert (status, body["slug"]) == (200, "acme")
+
+
 async def test_teams_list(seeded: Seeded, http: aiohttp.ClientSession):
     status, body, headers = await get(http, f"{seeded.emu.url}/api/0/organizations/acme/teams/", seeded.auth())
     assert status == 200 and [t["slug"] for t in body] == ["backend"]

@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from dataclasses import dataclass, field
 
 import pytest
+from aiohttp import web
+from multidict import CIMultiDict
 from sentryroute_forwarder.metrics import ForwarderMetrics
 from sentryroute_forwarder.model import RoutedPart, Signal
 from sentryroute_forwarder.queue.pipeline import QueuePipeline
@@ -120,6 +122,66 @@ def sample(metrics: ForwarderMetrics, name: str, **labels: str) -> float:
 
 
 PipelineFactory = Callable[..., Awaitable[tuple[QueuePipeline, ForwarderMetrics]]]
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One request the scripted upstream answered."""
+
+    signal: str
+    headers: CIMultiDict[str]
+    body: bytes
+    status: int
+    time: float  # time.monotonic() when answered
+
+
+@dataclass
+class Upstream:
+    """A scripted ingest endpoint for what the emulator does not do: answers `script` first, then the defaults."""
+
+    base: str = ""  # http://127.0.0.1:PORT
+    status: int = 202
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    delay: float = 0.0
+    script: list[tuple[int, dict[str, str]]] = field(default_factory=list)  # (status, headers), in order
+    seen: list[Seen] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"{self.base}/api/1/integration/otlp/v1/traces/"
+
+    def endpoint(self, *, key: str = "0123456789abcdef0123456789abcdef") -> dict[str, str]:
+        base = f"{self.base}/api/1/integration/otlp/v1"
+        return {"id": "1", "tracesUrl": f"{base}/traces/", "logsUrl": f"{base}/logs/", "publicKey": key}
+
+    def table(self, *services: str, key: str = "0123456789abcdef0123456789abcdef") -> RoutesTable:
+        """`services` routed to project `acme/up` at this endpoint."""
+        routes = [{"attribute": "service.name", "value": s, "project": "acme/up"} for s in services]
+        return RoutesTable.model_validate(
+            {"version": 1, "routes": routes, "projects": {"acme/up": self.endpoint(key=key)}}
+        ).with_revision()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        await asyncio.sleep(self.delay)
+        status, headers = self.script.pop(0) if self.script else (self.status, self.headers)
+        signal = request.match_info["signal"]
+        self.seen.append(Seen(signal, CIMultiDict(request.headers), body, status, time.monotonic()))
+        return web.Response(status=status, headers=headers, body=self.body)
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[Upstream]:
+    state = Upstream()
+    app = web.Application()
+    app.router.add_post("/api/{project_id}/integration/otlp/v1/{signal}/", state.handle)
+    runner = web.AppRunner(app, auto_decompress=False)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    state.base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    yield state
+    await runner.cleanup()
 
 
 @pytest.fixture

@@ -2,53 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import logging
 import socket
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
 import pytest
-from aiohttp import web
 from multidict import CIMultiDict
 from sentryroute_forwarder.export.client import ExportClient, TransportError, UpstreamAnswer
 from sentryroute_forwarder.export.sender import Sender, Verdict, classify, excerpt
 from sentryroute_forwarder.export.settings import ExportSettings
 from sentryroute_forwarder.model import Signal
 
+from tests.forwarder._queue_fixtures import Upstream, upstream
+
 KEY = "0123456789abcdef0123456789abcdef"
 
-
-@dataclass
-class Upstream:
-    """A scripted ingest endpoint: answers `status`/`headers`/`body`, records requests."""
-
-    url: str = ""
-    status: int = 202
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
-    delay: float = 0.0
-    seen: list[tuple[CIMultiDict[str], bytes]] = field(default_factory=list)
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.seen.append((CIMultiDict(request.headers), await request.read()))
-        await asyncio.sleep(self.delay)
-        return web.Response(status=self.status, headers=self.headers, body=self.body)
-
-
-@pytest.fixture
-async def upstream() -> AsyncIterator[Upstream]:
-    state = Upstream()
-    app = web.Application()
-    app.router.add_post("/api/1/integration/otlp/v1/traces/", state.handle)
-    runner = web.AppRunner(app, auto_decompress=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    state.url = f"http://127.0.0.1:{runner.addresses[0][1]}/api/1/integration/otlp/v1/traces/"
-    yield state
-    await runner.cleanup()
+__all__ = ["upstream"]  # fixtures
 
 
 @pytest.fixture
@@ -64,13 +34,13 @@ async def test_post_sends_gzipped_protobuf_with_the_key(upstream: Upstream, clie
     answer = await client.post(upstream.url, public_key=KEY, body=body)
     await client.post(upstream.url, public_key=KEY, body=b"\x0a\x00")
     assert answer.status == 202
-    headers, raw = upstream.seen[0]
+    headers, raw = upstream.seen[0].headers, upstream.seen[0].body
     assert headers["Content-Type"] == "application/x-protobuf"
     assert headers["Content-Encoding"] == "gzip"
     assert headers["x-sentry-auth"] == f"sentry sentry_key={KEY}"
     assert headers["User-Agent"].startswith("sentryroute/")
     assert gzip.decompress(raw) == body
-    assert gzip.decompress(upstream.seen[1][1]) == b"\x0a\x00"
+    assert gzip.decompress(upstream.seen[1].body) == b"\x0a\x00"
 
 
 async def test_transport_errors_carry_no_secret(client: ExportClient, upstream: Upstream) -> None:

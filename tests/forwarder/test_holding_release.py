@@ -10,16 +10,18 @@ import pytest
 from tests.forwarder._queue_fixtures import (
     PipelineFactory,
     SentryWorld,
+    Upstream,
     emulator,
     log_parts,
     make_pipeline,
     sample,
     trace_parts,
+    upstream,
     wait_until,
     world,
 )
 
-__all__ = ["emulator", "make_pipeline", "world"]  # fixtures
+__all__ = ["emulator", "make_pipeline", "upstream", "world"]  # fixtures
 
 
 async def test_403_project_id_holds_until_a_table_brings_a_new_key(
@@ -135,3 +137,17 @@ async def test_held_data_ages_out_and_respects_its_share(world: SentryWorld, mak
     await wait_until(lambda: pipeline.stats().items == 0, what="held data aged out")
     assert sample(metrics, "sentryroute_dropped_items_total", signal="traces", reason="pending") == 400
     assert len(world.emu.received.spans(a)) == 3
+
+
+async def test_401_holds_until_the_key_changes(upstream: Upstream, make_pipeline: PipelineFactory) -> None:
+    upstream.status, upstream.body = 401, b'{"detail":"bad x-sentry-auth header"}'
+    table = upstream.table("checkout-svc", key="a" * 32)
+    pipeline, _ = await make_pipeline(table)
+    pipeline.offer(trace_parts(table, "checkout-svc"))
+    await wait_until(lambda: pipeline.stats().states.get("acme/up") == "held:unauthorized", what="a hold")
+    assert pipeline.held_values() == [("service.name", "checkout-svc", "unauthorized")]
+    upstream.status = 202
+    pipeline.apply_table(upstream.table("checkout-svc", key="b" * 32))
+    await wait_until(lambda: upstream.seen[-1].status == 202, what="delivery with the new key")
+    assert upstream.seen[-1].headers["x-sentry-auth"] == f"sentry sentry_key={'b' * 32}"
+    await wait_until(lambda: pipeline.stats().items == 0, what="an empty queue")

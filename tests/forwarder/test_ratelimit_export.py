@@ -6,16 +6,18 @@ from __future__ import annotations
 from tests.forwarder._queue_fixtures import (
     PipelineFactory,
     SentryWorld,
+    Upstream,
     emulator,
     log_parts,
     make_pipeline,
     sample,
     trace_parts,
+    upstream,
     wait_until,
     world,
 )
 
-__all__ = ["emulator", "make_pipeline", "world"]  # fixtures
+__all__ = ["emulator", "make_pipeline", "upstream", "world"]  # fixtures
 
 
 async def test_429_with_rate_limits_header(world: SentryWorld, make_pipeline: PipelineFactory) -> None:
@@ -99,3 +101,22 @@ async def test_rate_limited_queue_keeps_at_most_max_hold(world: SentryWorld, mak
     assert pipeline.stats().queues == {}
     assert len(world.emu.received.spans(b)) == 3
     assert pipeline.stats().states["acme/checkout"] == "rate_limited"
+
+
+async def test_rate_limits_on_a_202_are_honoured(upstream: Upstream, make_pipeline: PipelineFactory) -> None:
+    # Sentry may announce a limit on any answer: the batch was accepted, the next logs wait.
+    upstream.script = [(202, {"X-Sentry-Rate-Limits": "1:log_item:project"})]
+    table = upstream.table("checkout-svc")
+    pipeline, metrics = await make_pipeline(table)
+    pipeline.offer(log_parts(table, "checkout-svc"))
+    await wait_until(lambda: len(upstream.seen) == 1, what="the first batch")
+    await wait_until(lambda: pipeline.stats().states.get("acme/up") == "rate_limited", what="the announced limit")
+    pipeline.offer(log_parts(table, "checkout-svc", tag="later-"))
+    pipeline.offer(trace_parts(table, "checkout-svc"))
+    await wait_until(lambda: len(upstream.seen) == 3, what="both later batches")
+    first, *later = upstream.seen
+    assert [seen.status for seen in upstream.seen] == [202] * 3
+    [logs] = [seen for seen in later if seen.signal == "logs"]
+    assert logs.time - first.time >= 1.0  # traces were not limited: they may have gone earlier
+    assert sample(metrics, "sentryroute_rate_limited_seconds_total", project="acme/up", category="logs") == 1
+    assert sample(metrics, "sentryroute_exported_items_total", signal="logs", project="acme/up") == 6

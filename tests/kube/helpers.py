@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
+
+import pytest
+
+from sentryroute.kube import KubeEmulator
 
 T = TypeVar("T")
 
@@ -52,3 +60,26 @@ def eventually(check: Callable[[], T], *, timeout: float = 30.0, interval: float
             if time.monotonic() > deadline:
                 raise AssertionError(f"still falsy after {timeout}s: {result!r}")
         time.sleep(interval)
+
+
+Kubectl = Callable[..., str]
+_REPO = Path(__file__).resolve().parents[2]
+
+
+def kubectl_for(kube: KubeEmulator) -> Kubectl:
+    """`run(*args, stdin=None) -> stdout` for kubectl against `kube`; skips the test when kubectl is absent.
+
+    Prefers the npm-layer kubectl under .tools/ (k8s-testing.md §3) over one on PATH.
+    """
+    bundled = _REPO / ".tools" / "kubectl" / "kubectl"
+    binary = str(bundled) if bundled.is_file() and os.access(bundled, os.X_OK) else shutil.which("kubectl")
+    if binary is None:
+        pytest.skip("kubectl is not installed (see k8s-testing.md §3 for the npm layer)")
+
+    def run(*args: str, stdin: str | None = None) -> str:
+        command = [binary, f"--kubeconfig={kube.kubeconfig_path}", *args]
+        done = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    return run

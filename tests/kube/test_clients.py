@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-from pathlib import Path
 
 import kubernetes
 import pytest
 from kubernetes.dynamic import DynamicClient
 
 from sentryroute.kube import KubeEmulator
-from tests.kube.helpers import WIDGET_CRD
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def find_kubectl() -> str | None:
-    """The npm-layer kubectl the chart tools install under .tools/ (k8s-testing.md §3), else one on PATH."""
-    bundled = REPO / ".tools" / "kubectl" / "kubectl"
-    return str(bundled) if bundled.is_file() and os.access(bundled, os.X_OK) else shutil.which("kubectl")
+from tests.kube.helpers import WIDGET_CRD, Kubectl, kubectl_for
 
 
 def test_dynamic_client_finds_custom_kinds_through_discovery(widgets: None, api: kubernetes.client.ApiClient):
@@ -37,21 +25,11 @@ def test_dynamic_client_finds_custom_kinds_through_discovery(widgets: None, api:
 
 
 @pytest.fixture
-def kubectl(kube: KubeEmulator):
-    binary = find_kubectl()
-    if binary is None:
-        pytest.skip("kubectl is not installed (see k8s-testing.md §3 for the npm layer)")
-
-    def run(*args: str, stdin: str | None = None) -> str:
-        command = [binary, f"--kubeconfig={kube.kubeconfig_path}", *args]
-        done = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=60, check=False)
-        assert done.returncode == 0, done.stderr
-        return done.stdout
-
-    return run
+def kubectl(kube: KubeEmulator) -> Kubectl:
+    return kubectl_for(kube)
 
 
-def test_kubectl_applies_and_reads(kube: KubeEmulator, kubectl):
+def test_kubectl_applies_and_reads(kube: KubeEmulator, kubectl: Kubectl):
     manifests = json.dumps({"apiVersion": "v1", "kind": "List", "items": [WIDGET_CRD]})
     kubectl("apply", "--validate=false", "-f", "-", stdin=manifests)
     widget = {"apiVersion": "example.dev/v1", "kind": "Widget", "metadata": {"name": "w", "namespace": "shop"}}

@@ -17,7 +17,6 @@ OPERATOR = textwrap.dedent(
 
     @kopf.on.startup()
     def configure(settings, **_):
-        settings.posting.enabled = False
         settings.watching.server_timeout = 30
         kubernetes.config.load_kube_config()  # the same $KUBECONFIG kopf logged in with
 

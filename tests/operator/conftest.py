@@ -96,14 +96,22 @@ class Cluster:
         metadata: dict[str, Any] = {"name": name, "labels": labels or {}, "annotations": annotations or {}}
         if owner is not None:
             metadata["ownerReferences"] = [
-                {"apiVersion": owner[0], "kind": owner[1], "name": owner[2], "uid": f"uid-{owner[2]}", "controller": True}
+                {
+                    "apiVersion": owner[0],
+                    "kind": owner[1],
+                    "name": owner[2],
+                    "uid": f"uid-{owner[2]}",
+                    "controller": True,
+                }
             ]
         spec: dict[str, Any] = {
             "containers": [{"name": f"c{i}", "image": "app", "env": env} for i, env in enumerate(containers or [[]])]
         }
         if init_containers:
             spec["initContainers"] = [{"name": f"i{i}", "image": "x", "env": e} for i, e in enumerate(init_containers)]
-        self.core.create_namespaced_pod(namespace, {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec})
+        self.core.create_namespaced_pod(
+            namespace, {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
+        )
 
     def owned(self, api_version: str, kind: str, namespace: str, name: str, *, owner: tuple[str, str]) -> None:
         """A ReplicaSet or Job controlled by a Deployment or CronJob (the emulator runs no controllers)."""
@@ -114,7 +122,13 @@ class Cluster:
                 "name": name,
                 "namespace": namespace,
                 "ownerReferences": [
-                    {"apiVersion": "x/v1", "kind": owner[0], "name": owner[1], "uid": f"uid-{owner[1]}", "controller": True}
+                    {
+                        "apiVersion": "x/v1",
+                        "kind": owner[0],
+                        "name": owner[1],
+                        "uid": f"uid-{owner[1]}",
+                        "controller": True,
+                    }
                 ],
             },
             "spec": {},
@@ -128,7 +142,9 @@ class Cluster:
         self.core.patch_namespaced_pod(name, namespace, {"metadata": {"labels": labels}})
 
     # --- SentryRoutes ---
-    def route(self, namespace: str, name: str, spec: dict[str, Any], *, annotations: dict[str, str] | None = None) -> None:
+    def route(
+        self, namespace: str, name: str, spec: dict[str, Any], *, annotations: dict[str, str] | None = None
+    ) -> None:
         body = {
             "apiVersion": "sentryroute.dev/v1alpha1",
             "kind": "SentryRoute",
@@ -138,7 +154,9 @@ class Cluster:
         self.custom.create_namespaced_custom_object("sentryroute.dev", "v1alpha1", namespace, "sentryroutes", body)
 
     def patch_route(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        self.custom.patch_namespaced_custom_object("sentryroute.dev", "v1alpha1", namespace, "sentryroutes", name, patch)
+        self.custom.patch_namespaced_custom_object(
+            "sentryroute.dev", "v1alpha1", namespace, "sentryroutes", name, patch
+        )
 
     def delete_route(self, namespace: str, name: str) -> None:
         self.custom.delete_namespaced_custom_object("sentryroute.dev", "v1alpha1", namespace, "sentryroutes", name)
@@ -295,3 +313,47 @@ def start_operator(settings: OperatorSettings) -> Iterator[Callable[..., Running
     for op in running:
         if op._thread.is_alive():
             op.stop()
+
+
+class TableRecorder:
+    """Every version of routes.json, seen through a real watch (what a forwarder watching the ConfigMap sees)."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.tables: list[RoutesTable] = []
+        self._client = cluster.kube.api_client()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="table-recorder", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        core = kubernetes.client.CoreV1Api(self._client)
+        while not self._stop.is_set():
+            stream = kubernetes.watch.Watch().stream(
+                core.list_namespaced_config_map,
+                OPERATOR_NS,
+                field_selector="metadata.name=sentryroute-routes",
+                timeout_seconds=1,
+            )
+            for event in stream:
+                data = event["object"].data or {}
+                if "routes.json" in data:
+                    table = parse_routes_table(data["routes.json"])
+                    if not self.tables or self.tables[-1].revision != table.revision:
+                        self.tables.append(table)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._client.close()
+
+
+@pytest.fixture
+def recorder(cluster: Cluster) -> Iterator[TableRecorder]:
+    rec = TableRecorder(cluster)
+    yield rec
+    rec.stop()
+
+
+def routed(table: RoutesTable | None) -> dict[tuple[str, str | None], str]:
+    """value, namespace → project of every route in `table` (empty for no table)."""
+    return {(r.value, r.namespace): r.project for r in (table.routes if table else ())}

@@ -26,7 +26,12 @@ def pod(
     init_envs: list[dict[str, Any]] | None = None,
     owner: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
-    metadata: dict[str, Any] = {"name": name, "namespace": "shop", "labels": labels or {}, "annotations": annotations or {}}
+    metadata: dict[str, Any] = {
+        "name": name,
+        "namespace": "shop",
+        "labels": labels or {},
+        "annotations": annotations or {},
+    }
     if owner:
         metadata["ownerReferences"] = [{"kind": owner[0], "name": owner[1], "controller": True, "apiVersion": "x"}]
     spec: dict[str, Any] = {"containers": [{"name": f"c{i}", "env": env} for i, env in enumerate(envs or [[]])]}
@@ -60,11 +65,20 @@ EVERY_SOURCE = {
     ],
 )
 def test_each_link_of_the_chains(remove: list[str], mode: str, expected: list[str]) -> None:
-    containers = [e for e in EVERY_SOURCE["envs"][0] if not (
-        ("env" in remove and e["name"] == "OTEL_SERVICE_NAME") or ("attrs" in remove and e["name"] == "OTEL_RESOURCE_ATTRIBUTES")
-    )]
+    containers = [
+        e
+        for e in EVERY_SOURCE["envs"][0]
+        if not (
+            ("env" in remove and e["name"] == "OTEL_SERVICE_NAME")
+            or ("attrs" in remove and e["name"] == "OTEL_RESOURCE_ATTRIBUTES")
+        )
+    ]
     labels = dict(EVERY_SOURCE["labels"])
-    for link, key in [("label", "service.name"), ("instance", "app.kubernetes.io/instance"), ("name", "app.kubernetes.io/name")]:
+    for link, key in [
+        ("label", "service.name"),
+        ("instance", "app.kubernetes.io/instance"),
+        ("name", "app.kubernetes.io/name"),
+    ]:
         if link in remove:
             labels.pop(key)
     annotations = {} if "annotation" in remove else dict(EVERY_SOURCE["annotations"])
@@ -84,7 +98,10 @@ def test_multi_container_init_ignored_value_from_skipped_placeholders_skipped() 
             envs=[
                 [env("OTEL_SERVICE_NAME", "api")],
                 [{"name": "OTEL_SERVICE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
-                [env("OTEL_SERVICE_NAME", "unknown_service:java"), env("OTEL_RESOURCE_ATTRIBUTES", "service.name=worker")],
+                [
+                    env("OTEL_SERVICE_NAME", "unknown_service:java"),
+                    env("OTEL_RESOURCE_ATTRIBUTES", "service.name=worker"),
+                ],
                 [env("OTEL_SERVICE_NAME", "api")],
             ],
             init_envs=[env("OTEL_SERVICE_NAME", "migrations")],
@@ -162,7 +179,9 @@ def test_route_values_are_sorted_distinct_and_selected() -> None:
         pod_facts(pod(name="c", labels={"service.name": "alpha", "tier": "web"})),
         pod_facts(pod(name="d", labels={"service.name": "db", "tier": "db"})),
     ]
-    names = pod_service_names(pods, mode="explicit", selector={"matchLabels": {"tier": "web"}}, parent_of=lambda o: None)
+    names = pod_service_names(
+        pods, mode="explicit", selector={"matchLabels": {"tier": "web"}}, parent_of=lambda o: None
+    )
     assert names == ["alpha", "zeta"]
 
 

@@ -49,7 +49,9 @@ DERIVED = [
 
 
 def expected_table(sentry: Sentry, *, mapped: dict[str, str], auto: list[str], ns: str = "shop") -> RoutesTable:
-    routes = [Route(attribute="service.name", value=v, namespace=ns, project=f"{ORG}/{s}") for v, s in sorted(mapped.items())]
+    routes = [
+        Route(attribute="service.name", value=v, namespace=ns, project=f"{ORG}/{s}") for v, s in sorted(mapped.items())
+    ]
     routes += [Route(attribute="service.name", value=v, namespace=ns, project=f"{ORG}/{v}") for v in auto]
     slugs = set(mapped.values()) | set(auto)
     projects = {f"{ORG}/{s}": ProjectEndpoint(**sentry.endpoint_of(s)) for s in slugs}

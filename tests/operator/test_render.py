@@ -13,7 +13,9 @@ def endpoint(pid: str) -> ProjectEndpoint:
     return ProjectEndpoint(id=pid, tracesUrl=f"{base}/traces/", logsUrl=f"{base}/logs/", publicKey="a" * 32)
 
 
-PROJECTS = {f"acme/{name}": endpoint(str(i)) for i, name in enumerate(["orders", "auto-b", "auto-a", "catch", "global", "x"], 1)}
+PROJECTS = {
+    f"acme/{name}": endpoint(str(i)) for i, name in enumerate(["orders", "auto-b", "auto-a", "catch", "global", "x"], 1)
+}
 
 
 def contributions() -> list[RouteContribution]:

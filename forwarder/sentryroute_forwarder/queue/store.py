@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from sentryroute_forwarder.model import Signal
+from sentryroute_forwarder.model import RoutedPart, Signal
 
 __all__ = ["MemoryStore", "QueueKey", "QueueStore", "Record"]
 
@@ -39,6 +39,23 @@ class QueueKey:
     def for_hold(cls, signal: Signal, reason: str, attribute: str | None, value: str | None) -> QueueKey:
         return cls(signal, hold=reason, attribute=attribute, value=value)
 
+    @classmethod
+    def for_part(cls, part: RoutedPart) -> QueueKey:
+        """The queue of a routed part (its destination must not be `drop`)."""
+        destination = part.destination
+        if destination.kind == "project" and destination.project is not None:
+            return cls.for_project(part.signal, destination.project)
+        return cls.for_hold(part.signal, destination.reason or "unrouted", part.attribute, part.value)
+
+    def owner(self) -> str:
+        """Whose data this queue holds, for log lines; externally supplied values are repr-escaped."""
+        if self.project is not None:
+            return f"project {self.project!r}"
+        return f"held {self.hold} value {self.attribute!r}={self.value!r}"
+
+    def describe(self) -> str:
+        return f"{self.owner()} ({self.signal.value})"
+
 
 @dataclass(frozen=True, slots=True)
 class Record:
@@ -52,6 +69,19 @@ class Record:
     attribute: str | None
     value: str | None
     accepted_at: float  # time.monotonic() when a receiver accepted it (kept through re-routing)
+
+    @classmethod
+    def from_part(cls, part: RoutedPart, *, seq: int, accepted_at: float) -> Record:
+        return cls(
+            seq=seq,
+            signal=part.signal,
+            payload=part.payload,
+            items=part.items,
+            resources=part.resources,
+            attribute=part.attribute,
+            value=part.value,
+            accepted_at=accepted_at,
+        )
 
 
 class QueueStore(Protocol):

@@ -20,8 +20,10 @@ ANNOTATION_PREFIX = "sentryroute.dev"
 
 
 def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: OperatorSettings) -> None:
-    """Events on, our finalizer name, progress in annotations (the status belongs to the route's users)."""
+    """kopf's own Events for warnings only (our Events are posted by the reconcile), our finalizer name,
+    progress in annotations (the status belongs to the route's users)."""
     kopf_settings.posting.enabled = True
+    kopf_settings.posting.level = logging.WARNING
     kopf_settings.persistence.finalizer = FINALIZER
     kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
     kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -57,42 +59,50 @@ def register_handlers(registry: kopf.OperatorRegistry, engine: Engine, settings:
         return kopf.login_via_client(**kwargs)
 
     # --- indexes: kopf lists these fully before any handler below runs (the start-up barrier) ---
-    @kopf.index(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.index(GROUP, VERSION, PLURAL, id="sentryroutes", registry=registry)
     def sentryroutes(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
         return {(namespace, name): parse_route(body, default_attribute=settings.default_attribute)}
 
-    @kopf.index("v1", "pods", registry=registry)
+    @kopf.index("v1", "pods", id="pods", registry=registry)
     def pods(body: kopf.Body, namespace: str | None, **_: Any) -> dict[Any, Any]:
         return {namespace or "": pod_facts(body)}
 
-    @kopf.index("apps", "v1", "replicasets", registry=registry)
+    @kopf.index("apps", "v1", "replicasets", id="replicaset_parents", registry=registry)
     def replicaset_parents(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any] | None:
         owner = controller_owner(body.get("metadata") or {})
         return {(namespace, name): owner} if owner is not None else None
 
-    @kopf.index("batch", "v1", "jobs", registry=registry)
+    @kopf.index("batch", "v1", "jobs", id="job_parents", registry=registry)
     def job_parents(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any] | None:
         owner = controller_owner(body.get("metadata") or {})
         return {(namespace, name): owner} if owner is not None else None
 
     # --- pokes: any change may change the table; the loop decides what actually changed ---
-    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
-    @kopf.on.event("v1", "pods", registry=registry)
-    @kopf.on.event("apps", "v1", "replicasets", registry=registry)
-    @kopf.on.event("batch", "v1", "jobs", registry=registry)
+    @kopf.on.event(GROUP, VERSION, PLURAL, id="changed", registry=registry)
+    @kopf.on.event("v1", "pods", id="changed", registry=registry)
+    @kopf.on.event("apps", "v1", "replicasets", id="changed", registry=registry)
+    @kopf.on.event("batch", "v1", "jobs", id="changed", registry=registry)
     def changed(**_: Any) -> None:
         engine.poke()
 
-    @kopf.timer(GROUP, VERSION, PLURAL, interval=settings.reverify_interval, registry=registry)
+    @kopf.timer(GROUP, VERSION, PLURAL, id="reverify", interval=settings.reverify_interval, registry=registry)
     def reverify(namespace: str | None, name: str, **_: Any) -> None:
         engine.request_reverify((namespace or "", name))
 
-    @kopf.on.delete(GROUP, VERSION, PLURAL, when=deletes_projects, registry=registry)
+    @kopf.on.delete(GROUP, VERSION, PLURAL, id="delete_projects", when=deletes_projects, registry=registry)
     async def delete_projects(body: kopf.Body, **_: Any) -> None:
         await engine.delete_created_projects(parse_route(body, default_attribute=settings.default_attribute))
 
     # --- the loop itself, on the report ConfigMap the operator pre-creates (one object, always present) ---
-    @kopf.daemon("v1", "configmaps", when=is_report_configmap, cancellation_timeout=5.0, registry=registry)
+    @kopf.daemon(
+        "v1",
+        "configmaps",
+        id="reconcile_loop",
+        when=is_report_configmap,
+        cancellation_timeout=5.0,
+        backoff=1.0,
+        registry=registry,
+    )
     async def reconcile_loop(stopped: Any, logger: logging.Logger | logging.LoggerAdapter[Any], **kwargs: Any) -> None:
         indexes = Indexes(
             routes=kwargs["sentryroutes"],

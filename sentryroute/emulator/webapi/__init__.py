@@ -17,6 +17,7 @@ __all__ = ["middlewares", "routes"]
 def routes(prefix: str) -> list[web.RouteDef]:
     api = f"{prefix}/api/0"
     return [
+        web.get(f"{api}/organizations/", orgs.org_list),
         web.get(f"{api}/organizations/{{org}}/", orgs.org_detail),
         web.get(f"{api}/organizations/{{org}}/projects/", orgs.org_projects),
         web.get(f"{api}/organizations/{{org}}/teams/", orgs.org_teams),

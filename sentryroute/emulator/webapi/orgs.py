@@ -54,6 +54,15 @@ def _query_tokens(query: str) -> dict[str, list[str]]:
     return tokens
 
 
+async def org_list(request: web.Request) -> web.Response:
+    """The organizations the token can see: every one, since emulator tokens are not tied to an org."""
+    require(scopes(request), ORG_READ)
+    state = context(request).state
+    with state.lock:
+        orgs = sorted(state.orgs.values(), key=lambda o: o.slug)
+    return paginated(request, orgs, serializers.org_summary)
+
+
 async def org_detail(request: web.Request) -> web.Response:
     granted = scopes(request)
     org = get_org(request)

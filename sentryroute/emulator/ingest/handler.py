@@ -12,11 +12,11 @@ import time
 
 from aiohttp import web
 
-from sentryroute.emulator.body import CHUNK, DECODERS, BodyTooLarge, CorruptBody, read_body
 from sentryroute.emulator.context import CONTEXT_KEY, Context
 from sentryroute.emulator.faults import RateLimit
-from sentryroute.emulator.ingest_auth import IngestAuthError, public_key
-from sentryroute.emulator.otlp_decode import InvalidPayload, decode_logs, decode_traces
+from sentryroute.emulator.ingest.auth import IngestAuthError, public_key
+from sentryroute.emulator.ingest.body import CHUNK, DECODERS, BodyTooLarge, CorruptBody, read_body
+from sentryroute.emulator.ingest.otlp_decode import InvalidPayload, decode_logs, decode_traces
 from sentryroute.emulator.received import IngestRequest
 
 CONTENT_TYPES = {"application/x-protobuf": False, "application/json": True}  # → is JSON
@@ -154,20 +154,3 @@ class IngestHandler:
         except InvalidPayload:
             return "invalid"
         return "accepted"
-
-
-# (path, signal): the current integration routes and the legacy traces route (reference §2.1).
-PATHS = (
-    ("/api/{project_id}/integration/otlp/v1/traces", "traces"),
-    ("/api/{project_id}/integration/otlp/v1/logs", "logs"),
-    ("/api/{project_id}/otlp/v1/traces", "traces"),
-)
-
-
-def routes(prefix: str) -> list[web.RouteDef]:
-    """Every ingest path, with and without a trailing slash (POST only, like Relay)."""
-    defs = []
-    for path, signal in PATHS:
-        handler = IngestHandler(signal).handle
-        defs += [web.post(prefix + path, handler), web.post(prefix + path + "/", handler)]
-    return defs

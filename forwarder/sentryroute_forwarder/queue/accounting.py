@@ -1,0 +1,44 @@
+"""The queue's metrics: dropped items by reason, and the gauges of queued and held data."""
+
+from __future__ import annotations
+
+from sentryroute_forwarder.metrics import ForwarderMetrics
+from sentryroute_forwarder.model import Signal
+from sentryroute_forwarder.queue.states import QueueStates
+from sentryroute_forwarder.queue.store import QueueKey, QueueStore
+
+__all__ = ["QueueAccounting"]
+
+
+class QueueAccounting:
+    def __init__(self, metrics: ForwarderMetrics, store: QueueStore, states: QueueStates) -> None:
+        self._metrics = metrics
+        self._store = store
+        self._states = states
+        self._held_reasons: set[str] = set()  # every label ever set, so a gauge goes back to 0
+
+    def dropped(self, signal: Signal, reason: str, items: int) -> None:
+        if items:
+            self._metrics.dropped_items.labels(signal.value, reason).inc(items)
+
+    def refresh(self, key: QueueKey) -> None:
+        """After a queue changed: its project's `queued_items` and the global `queued_bytes` (cheap: per request)."""
+        if key.project is not None:
+            items = sum(self._store.items(QueueKey.for_project(s, key.project)) for s in Signal)
+            self._metrics.queued_items.labels(key.project).set(items)
+        self._metrics.queued_bytes.set(self._store.bytes())
+
+    def refresh_all(self) -> None:
+        """Every gauge, `held_items` included (walks all queues: on table changes, holds and the sweeper)."""
+        held = dict.fromkeys(self._held_reasons, 0)
+        for key in self._store.queues():
+            if key.hold is not None:
+                held[key.hold] = held.get(key.hold, 0) + self._store.items(key)
+            elif key.project in self._states.holds:
+                reason = self._states.holds[key.project].reason
+                held[reason] = held.get(reason, 0) + self._store.items(key)
+            self.refresh(key)
+        for reason, items in held.items():
+            self._metrics.held_items.labels(reason).set(items)
+        self._held_reasons.update(held)
+        self._metrics.queued_bytes.set(self._store.bytes())

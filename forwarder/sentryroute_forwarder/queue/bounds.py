@@ -1,0 +1,65 @@
+"""Memory bounds: the global `max_bytes`, and the byte share and `max_hold` age of queues that cannot flow.
+
+A stuck queue (rate limited, failing, held) keeps at most `max_bytes / (non-empty queues + 1)` bytes and
+`max_hold` seconds of data; past either, its oldest data is dropped and counted under the reason it is
+stuck. The `+ 1` keeps stuck queues together below the global bound, so healthy projects always get room
+and receivers answer 429 only when healthy traffic itself fills it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sentryroute_forwarder.queue.accounting import QueueAccounting
+from sentryroute_forwarder.queue.notices import DropNotices
+from sentryroute_forwarder.queue.settings import QueueSettings
+from sentryroute_forwarder.queue.states import QueueStates
+from sentryroute_forwarder.queue.store import QueueKey, QueueStore
+
+__all__ = ["Bounds"]
+
+log = logging.getLogger(__name__)
+
+
+class Bounds:
+    def __init__(
+        self, settings: QueueSettings, *, store: QueueStore, states: QueueStates, accounting: QueueAccounting
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._states = states
+        self._accounting = accounting
+        self._notices = DropNotices()
+
+    def has_room(self, nbytes: int) -> bool:
+        return self._store.bytes() + nbytes <= self._settings.max_bytes
+
+    def share(self) -> int:
+        return self._settings.max_bytes // (len(self._store.queues()) + 1)
+
+    def trim(self, key: QueueKey, now: float) -> None:
+        """Drop the oldest data of a stuck queue past its byte share or `max_hold` age."""
+        reason = self._states.stuck_reason(key, now)
+        if reason is None or self._states.in_flight(key):
+            return
+        share, oldest_kept = self.share(), now - self._settings.max_hold
+        dropped = 0
+        while (oldest := self._store.oldest(key)) is not None and (
+            oldest.accepted_at < oldest_kept or self._store.bytes(key) > share
+        ):
+            self._store.drop_oldest(key)
+            self._accounting.dropped(oldest.signal, reason, oldest.items)
+            dropped += oldest.items
+        if not dropped:
+            return
+        self._accounting.refresh(key)
+        report = self._notices.add(key, dropped, now=now)
+        if report:
+            log.warning(
+                "%s is %s: dropped its %d oldest items (bounds: %d bytes, %.0f s)",
+                key.describe(),
+                reason.replace("_", " "),
+                report,
+                share,
+                self._settings.max_hold,
+            )

@@ -1,0 +1,247 @@
+"""The export workers: one per project queue (a *lane*), batching across requests and acting on Sentry's answers.
+
+A worker starts when its queue gets data and ends when the queue is empty, so idle projects cost nothing.
+Each lane sends one batch at a time and waits on its own deadlines (rate limit, back-off, hold), so one
+project's outage never delays another. The project is resolved to its URL and key just before each send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable
+
+from sentryroute.routes import ProjectEndpoint, RoutesTable
+from sentryroute_forwarder.export.sender import Outcome, Sender, Verdict
+from sentryroute_forwarder.export.settings import ExportSettings
+from sentryroute_forwarder.metrics import ForwarderMetrics
+from sentryroute_forwarder.model import Signal
+from sentryroute_forwarder.queue.accounting import QueueAccounting
+from sentryroute_forwarder.queue.bounds import Bounds
+from sentryroute_forwarder.queue.lane import Lane, ProjectHold, backoff_delay
+from sentryroute_forwarder.queue.settings import QueueSettings
+from sentryroute_forwarder.queue.states import QueueStates
+from sentryroute_forwarder.queue.store import QueueKey, QueueStore, Record
+from sentryroute_forwarder.route.wire import parse_records
+
+__all__ = ["Exporter"]
+
+log = logging.getLogger(__name__)
+
+
+class Exporter:
+    def __init__(
+        self,
+        settings: QueueSettings,
+        export: ExportSettings,
+        *,
+        store: QueueStore,
+        states: QueueStates,
+        bounds: Bounds,
+        accounting: QueueAccounting,
+        metrics: ForwarderMetrics,
+        sender: Sender,
+        next_seq: Callable[[], int],
+        reroute: Callable[[QueueKey], None],
+    ) -> None:
+        self._settings = settings
+        self._export = export
+        self._store = store
+        self._states = states
+        self._bounds = bounds
+        self._accounting = accounting
+        self._metrics = metrics
+        self._sender = sender
+        self._next_seq = next_seq
+        self._reroute = reroute
+        self.table: RoutesTable | None = None  # the pipeline sets each table it applies
+        self._running = False
+        self._drain_deadline: float | None = None  # set while shutting down: flush, then stop
+
+    def start(self) -> None:
+        self._running = True
+        for key in self._store.queues():
+            self.wake(key)
+
+    def wake(self, key: QueueKey) -> None:
+        """New data or a new state for a project queue: start its worker, or make it look again."""
+        if key.project is None or not self._running:
+            return
+        lane = self._states.lane(key)
+        if not lane.running and self._store.items(key):
+            lane.task = asyncio.create_task(self._run(lane), name=f"sentryroute-export {key.describe()}")
+        lane.wake.set()
+
+    def revive(self, key: QueueKey) -> None:
+        """Start the worker of a non-empty project queue that has none (one that failed), outside shutdown."""
+        lane = self._states.lanes.get(key)
+        if self._drain_deadline is None and (lane is None or not lane.running):
+            self.wake(key)
+
+    async def drain(self, deadline: float) -> None:
+        """Shutdown: send what can be sent before `deadline` (monotonic), without batch waits; then stop."""
+        self._drain_deadline = deadline
+        for key in self._store.queues():
+            self.wake(key)
+        # Collected again on every round: a table applied meanwhile may have started a worker.
+        while workers := [lane.task for lane in self._states.lanes.values() if lane.task is not None and lane.running]:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                for task in workers:
+                    task.cancel()
+                await asyncio.gather(*workers, return_exceptions=True)
+                break
+            await asyncio.wait(workers, timeout=remaining)
+        self._running = False
+
+    async def _run(self, lane: Lane) -> None:
+        try:
+            await self._loop(lane)
+        except Exception:
+            # The data stays queued; the pipeline's sweeper revives the worker within a second.
+            log.exception("%s: export worker failed", lane.key.describe())
+        finally:
+            lane.task = None
+
+    async def _loop(self, lane: Lane) -> None:
+        key = lane.key
+        project = key.project or ""
+        while True:
+            lane.wake.clear()
+            if not self._store.items(key):
+                return
+            table = self.table
+            endpoint = table.projects.get(project) if table is not None else None
+            if table is not None and endpoint is None:
+                self._reroute(key)  # the project left the table while this lane was sending
+                return
+            now = time.monotonic()
+            blocked_until = math.inf if endpoint is None else self._states.blocked_until(key, now)
+            if self._drain_deadline is not None and blocked_until > self._drain_deadline:
+                return  # cannot be delivered within the shutdown bound
+            if blocked_until > now:
+                await lane.sleep(None if math.isinf(blocked_until) else blocked_until - now)
+                continue
+            assert endpoint is not None  # not blocked, so a table is loaded
+            max_bytes = self._settings.batch_max_bytes
+            batch = self._store.peek(
+                key, max_items=self._settings.batch_max_items, max_bytes=min(max_bytes, lane.byte_cap or max_bytes)
+            )
+            if self._drain_deadline is None and not self._batch_full(key, batch):
+                ready_at = batch[0].accepted_at + self._settings.batch_timeout
+                if ready_at > now:
+                    await lane.sleep(ready_at - now)
+                    continue
+            await self._send(lane, endpoint, batch)
+
+    def _batch_full(self, key: QueueKey, batch: list[Record]) -> bool:
+        items = sum(r.items for r in batch)
+        return (
+            items >= self._settings.batch_max_items
+            or sum(len(r.payload) for r in batch) >= self._settings.batch_max_bytes
+            or items < self._store.items(key)  # the bounds cut the batch short: more is waiting
+        )
+
+    async def _send(self, lane: Lane, endpoint: ProjectEndpoint, batch: list[Record]) -> None:
+        key = lane.key
+        project = key.project or ""
+        url = endpoint.tracesUrl if key.signal is Signal.TRACES else endpoint.logsUrl
+        body = b"".join(record.payload for record in batch)
+        started = time.monotonic()
+        lane.in_flight = True
+        try:
+            outcome = await self._sender.send(url=url, public_key=endpoint.publicKey, body=body, signal=key.signal)
+        finally:
+            lane.in_flight = False
+        now = time.monotonic()
+        self._metrics.export_duration.observe(now - started)
+        self._metrics.export_requests.labels(project, outcome.verdict.value).inc()
+        for signal, seconds in self._states.limits.impose(project, outcome.limits, now=now).items():
+            self._metrics.rate_limited_seconds.labels(project, signal.value).inc(seconds)
+        self._settle(lane, endpoint, batch, outcome, now)
+        self._bounds.trim(key, now)
+        self._accounting.refresh(key)
+
+    def _settle(self, lane: Lane, endpoint: ProjectEndpoint, batch: list[Record], outcome: Outcome, now: float) -> None:
+        """Act on an answer: acknowledge, keep (waiting on a limit or a back-off), split, hold or drop."""
+        key = lane.key
+        project = key.project or ""
+        verdict = outcome.verdict
+        if verdict is not Verdict.RETRY and lane.failures:
+            log.info("%s: Sentry answers again (%s) after %d failures", key.describe(), outcome.status, lane.failures)
+            lane.failures, lane.backoff_until = 0, 0.0
+        if verdict is Verdict.DELIVERED:
+            self._store.ack(key, [r.seq for r in batch])  # never sent again
+            lane.relax_byte_cap(self._settings.batch_max_bytes)
+            self._metrics.exported_items.labels(key.signal.value, project).inc(sum(r.items for r in batch))
+        elif verdict is Verdict.RATE_LIMITED:
+            until = self._states.limits.until(project, key.signal, now=now)
+            log.info("%s: rate limited by Sentry for %.0f s", key.describe(), max(0.0, until - now))
+        elif verdict is Verdict.RETRY:
+            lane.failures += 1
+            delay = backoff_delay(lane.failures, initial=self._export.retry_initial, maximum=self._export.retry_max)
+            lane.backoff_until = now + delay
+            log.warning(
+                "%s: export failed (%s: %s), retry %d in %.2f s",
+                key.describe(),
+                outcome.status or "no answer",
+                outcome.detail,
+                lane.failures,
+                delay,
+            )
+        elif verdict is Verdict.TOO_LARGE:
+            self._split_too_large(lane, batch)
+        elif verdict is Verdict.HOLD:
+            self._hold(project, endpoint, outcome, now)
+        else:
+            self._store.ack(key, [r.seq for r in batch])
+            self._accounting.dropped(key.signal, f"rejected_{outcome.status}", sum(r.items for r in batch))
+            log.warning("%s: Sentry rejected a batch (%s: %s); dropped", key.describe(), outcome.status, outcome.detail)
+
+    def _hold(self, project: str, endpoint: ProjectEndpoint, outcome: Outcome, now: float) -> None:
+        """401 / 403: stop sending to this project until a table changes its id, key or URLs."""
+        if self.table is not None and self.table.projects.get(project) != endpoint:
+            return  # a new table changed the project while this was in flight: retry with it
+        self._states.holds[project] = ProjectHold(outcome.hold_reason or "forbidden", endpoint)
+        log.warning(
+            "project %r: Sentry refused its key or id (%s: %s); holding its data until the routes table changes it",
+            project,
+            outcome.status,
+            outcome.detail,
+        )
+        for signal in Signal:
+            self._bounds.trim(QueueKey.for_project(signal, project), now)
+        self._accounting.refresh_all()
+
+    def _split_too_large(self, lane: Lane, batch: list[Record]) -> None:
+        """413: halve the batch by records, then a record by resources; a single resource too large is dropped."""
+        key = lane.key
+        nbytes = sum(len(r.payload) for r in batch)
+        if len(batch) > 1:
+            lane.byte_cap = max(1, nbytes // 2)
+            return
+        record = batch[0]
+        if record.resources <= 1:
+            self._store.ack(key, [record.seq])
+            self._accounting.dropped(key.signal, "too_large", record.items)
+            log.warning("%s: one resource of %d bytes is too large for Sentry; dropped", key.describe(), nbytes)
+            return
+        resources = parse_records(record.payload)
+        half = len(resources) // 2
+        pieces = [
+            Record(
+                seq=self._next_seq(),
+                signal=record.signal,
+                payload=b"".join(r.data for r in part),
+                items=sum(r.items for r in part),
+                resources=len(part),
+                attribute=record.attribute,
+                value=record.value,
+                accepted_at=record.accepted_at,
+            )
+            for part in (resources[:half], resources[half:])
+        ]
+        self._store.replace(key, record.seq, pieces)
+        lane.byte_cap = max(1, nbytes // 2)

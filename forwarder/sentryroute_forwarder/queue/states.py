@@ -1,0 +1,66 @@
+"""Whether each queue can flow: its export lane, Sentry's rate limits and projects Sentry refused.
+
+One place answers "why is this queue not moving?", which decides both when a lane may send and which
+reason its dropped data is counted under.
+"""
+
+from __future__ import annotations
+
+import math
+
+from sentryroute_forwarder.export.ratelimit import RateLimits
+from sentryroute_forwarder.model import Signal
+from sentryroute_forwarder.queue.lane import Lane, ProjectHold
+from sentryroute_forwarder.queue.store import QueueKey
+
+__all__ = ["QueueStates"]
+
+
+class QueueStates:
+    def __init__(self) -> None:
+        self.lanes: dict[QueueKey, Lane] = {}  # project queues only
+        self.holds: dict[str, ProjectHold] = {}  # project → why Sentry refused it
+        self.limits = RateLimits()
+
+    def lane(self, key: QueueKey) -> Lane:
+        lane = self.lanes.get(key)
+        if lane is None:
+            lane = self.lanes[key] = Lane(key)
+        return lane
+
+    def in_flight(self, key: QueueKey) -> bool:
+        lane = self.lanes.get(key)
+        return lane is not None and lane.in_flight
+
+    def stuck_reason(self, key: QueueKey, now: float) -> str | None:
+        """Why a queue cannot flow — the reason its dropped data is counted under — or None while it can."""
+        if key.hold is not None:
+            return key.hold
+        project = key.project or ""
+        if project in self.holds:
+            return "held"
+        if self.limits.until(project, key.signal, now=now) > now:
+            return "rate_limited"
+        lane = self.lanes.get(key)
+        if lane is not None and lane.failures > 0:
+            return "upstream_failing"
+        return None
+
+    def blocked_until(self, key: QueueKey, now: float) -> float:
+        """When a project queue may send next (inf while its project is held)."""
+        project = key.project or ""
+        if project in self.holds:
+            return math.inf
+        return max(self.limits.until(project, key.signal, now=now), self.lane(key).backoff_until)
+
+    def project_state(self, project: str, now: float) -> str:
+        """active | rate_limited | backing_off | held:<reason> (either signal counts)."""
+        hold = self.holds.get(project)
+        if hold is not None:
+            return f"held:{hold.reason}"
+        if any(self.limits.until(project, signal, now=now) > now for signal in Signal):
+            return "rate_limited"
+        lanes = [self.lanes.get(QueueKey.for_project(signal, project)) for signal in Signal]
+        if any(lane is not None and lane.failures > 0 for lane in lanes):
+            return "backing_off"
+        return "active"

@@ -1,0 +1,219 @@
+"""The chart's RBAC allows everything the real programs do, and nothing they need is missing.
+
+Each program runs as a subprocess with exactly the environment and arguments the chart gives its container
+(listen addresses moved to 127.0.0.1, mounted files to a temporary directory), against the emulated Kubernetes
+API (and the Sentry emulator for the operator). Every API request it makes is then authorised against the
+rendered Roles and ClusterRoles bound to its ServiceAccount. Set-up writes go to the emulator in-process, so the
+recorded requests are the program's own.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sentryroute.kube import KubeEmulator
+from sentryroute.routes import compute_revision
+from tests.chart.rbac import Access, access_of, denied, granted_rules
+from tests.chart.rendering import CHART, NAMESPACE, Manifest, container_env, one, render, workload
+
+emulator_module = pytest.importorskip("sentryroute.emulator", reason="the Sentry emulator is not written yet")
+pytest.importorskip("sentryroute_operator.main", reason="the operator is not written yet")
+pytest.importorskip("sentryroute_forwarder.main", reason="the forwarder is not written yet")
+
+SENTRYROUTE = Path(sys.executable).parent / "sentryroute"
+TOKEN = "sntryu_chartrbac0123456789abcdef0123456789abcdef0123456789abcdef"
+ORG = "acme"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def eventually(check: Callable[[], Any], *, what: str, process: subprocess.Popen[bytes], log: Path) -> Any:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        if process.poll() is not None:
+            pytest.fail(f"the program exited ({process.returncode}) before {what}:\n{log.read_text()[-4000:]}")
+        time.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what}:\n{log.read_text()[-4000:]}")
+
+
+@pytest.fixture
+def kube(tmp_path: Path) -> Iterator[KubeEmulator]:
+    with KubeEmulator(kubeconfig_path=tmp_path / "kubeconfig").running_in_thread() as emulator:
+        for crd in sorted((CHART / "crds").glob("*.yaml")):
+            emulator.apply_file(crd)
+        emulator.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
+        yield emulator
+
+
+def requests_made(kube: KubeEmulator) -> list[Access]:
+    """Every resource request the emulator served so far, as RBAC sees it."""
+
+    def collect() -> list[Access]:
+        accesses = (access_of(r.method.value, r.url.path, dict(r.url.query)) for r in kube.emulator)
+        return [a for a in accesses if a is not None]
+
+    return kube.call(collect)
+
+
+def start(
+    manifests: tuple[Manifest, ...], component: str, *, kube: KubeEmulator, tmp_path: Path, env: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """Run the component's container command with its rendered environment plus `env` (addresses, paths)."""
+    manifest = workload(manifests, component)
+    container = manifest["spec"]["template"]["spec"]["containers"][0]
+    environment = {"PATH": os.environ["PATH"], "KUBECONFIG": str(kube.kubeconfig_path), "PYTHONUNBUFFERED": "1"}
+    environment |= container_env(manifest, pod_name=f"{manifest['metadata']['name']}-0") | env
+    args = [str(a) for a in container["args"]]
+    if "--connections" in args:  # the mounted connections ConfigMap
+        path = tmp_path / "connections.yaml"
+        path.write_text(one(manifests, "ConfigMap", "-connections")["data"]["connections.yaml"])
+        args[args.index("--connections") + 1] = str(path)
+    log = tmp_path / f"{component}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([str(SENTRYROUTE), *args], env=environment, stdout=out, stderr=subprocess.STDOUT)
+    return process, log
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def assert_authorised(kube: KubeEmulator, manifests: tuple[Manifest, ...], component: str) -> list[Access]:
+    account = workload(manifests, component)["spec"]["template"]["spec"]["serviceAccountName"]
+    accesses = requests_made(kube)
+    missing = denied(accesses, granted_rules(manifests, account, NAMESPACE))
+    assert not missing, f"{component} RBAC denies: " + ", ".join(sorted({str(a) for a in missing}))
+    return accesses
+
+
+@pytest.mark.parametrize("ha", [False, True], ids=["single", "ha"])
+def test_operator_rbac_covers_what_the_operator_does(kube: KubeEmulator, tmp_path: Path, ha: bool) -> None:
+    sentry = emulator_module.SentryEmulator(emulator_module.EmulatorConfig())
+    with sentry.running_in_thread():
+        sentry.state.add_org(ORG)
+        sentry.state.add_team(ORG, "backend")
+        sentry.state.add_project(ORG, "backend", "orders")
+        sentry.state.add_token(scopes=("org:read", "project:read", "project:write"), value=TOKEN)
+        overrides = (
+            f"sentry.connections[0].name=default,sentry.connections[0].url={sentry.url}",
+            f"sentry.connections[0].orgSlug={ORG},sentry.connections[0].existingSecret=sentry-token",
+            f"operator.livenessPort={free_port()},operator.metricsPort={free_port()}",
+            "operator.settings.newProjectWarmup=0s,operator.settings.reverifyInterval=1s",
+            f"operator.ha.enabled={str(ha).lower()}",
+        )
+        manifests = render(None, overrides)
+        for peering in [m for m in manifests if m["kind"] == "ClusterKopfPeering"]:
+            kube.apply(peering)
+        kube.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "sentry-token", "namespace": NAMESPACE},
+                "data": {"token": base64.b64encode(TOKEN.encode()).decode()},
+            },
+            namespace=NAMESPACE,
+        )
+        kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}})
+        kube.apply(
+            {
+                "apiVersion": "sentryroute.dev/v1alpha1",
+                "kind": "SentryRoute",
+                "metadata": {"name": "shop", "namespace": "shop"},
+                "spec": {"mapping": {"orders-service": "orders"}},
+            },
+            namespace="shop",
+        )
+        env = workload(manifests, "operator")["spec"]["template"]["spec"]["containers"][0]["env"]
+        rendered = {e["name"]: e.get("value", "") for e in env}
+        local = {
+            "SENTRYROUTE_LIVENESS": rendered["SENTRYROUTE_LIVENESS"].replace("0.0.0.0", "127.0.0.1"),
+            "SENTRYROUTE_METRICS": rendered["SENTRYROUTE_METRICS"].replace("0.0.0.0", "127.0.0.1"),
+        }
+        process, log = start(manifests, "operator", kube=kube, tmp_path=tmp_path, env=local)
+        try:
+
+            def routed() -> bool:
+                configmap = kube.get("v1/configmaps", NAMESPACE, "sentryroute-routes")
+                table = json.loads(((configmap or {}).get("data") or {}).get("routes.json") or "{}")
+                return any(r.get("value") == "orders-service" for r in table.get("routes", []))
+
+            eventually(routed, what="the routes table", process=process, log=log)
+            # One more re-verification round (reverifyInterval=1s) so the timer's requests are covered too.
+            time.sleep(1.5)
+        finally:
+            stop(process)
+    accesses = assert_authorised(kube, manifests, "operator")
+    verbs = {(a.verb, a.resource) for a in accesses}
+    assert ("patch", "sentryroutes/status") in verbs or ("patch", "sentryroutes") in verbs, sorted(verbs)
+    assert ("get", "secrets") in verbs, "the token was not read from the Secret the chart names"
+
+
+@pytest.mark.parametrize("source", ["file", "configmap"])
+def test_forwarder_rbac_covers_what_the_forwarder_does(kube: KubeEmulator, tmp_path: Path, source: str) -> None:
+    table: dict[str, Any] = {"version": 1, "routes": [], "projects": {}, "unrouted": "drop"}
+    table["revision"] = compute_revision(table)
+    routes_json = json.dumps(table)
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "sentryroute-routes", "namespace": NAMESPACE},
+            "data": {"routes.json": routes_json},
+        },
+        namespace=NAMESPACE,
+    )
+    (tmp_path / "routes.json").write_text(routes_json)
+    manifests = render(None, (f"forwarder.routes.source={source}",))
+    admin = free_port()
+    local = {
+        "SENTRYROUTE_OTLP_GRPC": f"127.0.0.1:{free_port()}",
+        "SENTRYROUTE_OTLP_HTTP": f"127.0.0.1:{free_port()}",
+        "SENTRYROUTE_ADMIN": f"127.0.0.1:{admin}",
+    }
+    if source == "file":
+        local["SENTRYROUTE_ROUTES"] = str(tmp_path / "routes.json")  # the mounted ConfigMap
+    process, log = start(manifests, "forwarder", kube=kube, tmp_path=tmp_path, env=local)
+    try:
+
+        def ready() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{admin}/readyz", timeout=2) as response:
+                    return bool(response.status == 200)
+            except OSError:
+                return False
+
+        eventually(ready, what="/readyz", process=process, log=log)
+    finally:
+        stop(process)
+    accesses = assert_authorised(kube, manifests, "forwarder")
+    if source == "configmap":
+        assert Access("watch", "", "configmaps", NAMESPACE, "sentryroute-routes") in accesses or (
+            Access("list", "", "configmaps", NAMESPACE, "sentryroute-routes") in accesses
+        )

@@ -1,0 +1,38 @@
+"""The README's first command, end to end: `sentryroute demo` must route every service to its project."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_demo_routes_every_service_to_its_project() -> None:
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "sentryroute", "demo", "--timeout", "90"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    elapsed = time.monotonic() - started
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "OK: 9 services routed to their projects" in output
+    # Every scenario's project appears in the per-project table with what it received.
+    for line in (
+        "payments-api                     12     4  payments-api",
+        "ecommerce-orders                 12     4  orders-service",
+        "shop-catch-all                   12     4  legacy-reports",
+        "prod-monitoring                  12     4  nightly-batch",
+        "shop-dev-cart                    12     4  cart",
+        "shop-dev-recommendations         12     4  recommendations",
+    ):
+        assert line in output, output
+    assert "(dropped, unrouted)" in output
+    assert "sntryu_" not in output and "sntrys_" not in output  # the org token never shows
+    assert elapsed < 120, f"the demo took {elapsed:.0f}s"

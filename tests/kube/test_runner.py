@@ -1,0 +1,55 @@
+"""The two ways to run the emulator (on the current loop, in a thread) and kmock's own pytest fixture."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+
+import aiohttp
+import pytest
+import yaml
+
+from sentryroute.kube import KubeEmulator, RealisticEmulator
+
+
+async def test_async_mode_serves_on_the_current_loop(tmp_path):
+    kubeconfig = tmp_path / "nested" / "kubeconfig"
+    async with KubeEmulator(kubeconfig_path=kubeconfig) as kube, aiohttp.ClientSession() as session:
+        config = yaml.safe_load(kubeconfig.read_text())
+        assert config["current-context"] == "emulator"
+        assert config["clusters"][0]["cluster"]["server"] == kube.url
+        assert config["users"][0]["user"]["token"]  # clients insist on some credential
+        body = {"metadata": {"name": "a"}}
+        async with session.post(f"{kube.url}/api/v1/namespaces/default/configmaps", json=body) as response:
+            assert response.status == 201
+        assert [cm["metadata"]["name"] for cm in kube.objects("v1/configmaps", "default")] == ["a"]
+        async with session.get(f"{kube.url}/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=1") as watch:
+            assert [line async for line in watch.content] != []  # the ADDED event, then a clean end
+
+
+def test_thread_mode_cleans_up_its_temporary_kubeconfig():
+    with KubeEmulator().running_in_thread() as kube:
+        path = kube.kubeconfig_path
+        assert path.is_file()
+        with pytest.raises(RuntimeError):
+            KubeEmulator().url  # noqa: B018 - a server that is not running has no URL
+    assert not path.exists()
+
+
+def test_open_watches_end_at_shutdown():
+    """A watch without timeoutSeconds must not hold the server (or a test's teardown) open."""
+    emulator = KubeEmulator(shutdown_timeout=10)
+    with emulator.running_in_thread() as kube:
+        watch = urllib.request.urlopen(f"{kube.url}/api/v1/namespaces/default/configmaps?watch=true", timeout=30)
+        started = time.monotonic()
+    assert time.monotonic() - started < 5
+    assert watch.read() == b""  # the server ended the stream cleanly
+
+
+@pytest.mark.kmock(cls=RealisticEmulator)
+async def test_usable_as_kmocks_fixture_class(kmock):
+    """`@pytest.mark.kmock(cls=RealisticEmulator)` gives kmock's own fixture the realistic behaviour."""
+    response = await kmock.post("/api/v1/namespaces/default/configmaps", json={"metadata": {"name": "a"}})
+    assert response.status == 201
+    assert (await response.json())["metadata"]["resourceVersion"]
+    assert kmock.objects["v1/configmaps", "default", "a"]["metadata"]["uid"]
