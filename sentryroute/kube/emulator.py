@@ -41,7 +41,7 @@ from sentryroute.kube.selectors import (
     parse_field_selector,
     parse_label_selector,
 )
-from sentryroute.kube.store import NAMESPACES, ObjectStore, check_subresource
+from sentryroute.kube.store import NAMESPACES, ObjectStore, check_subresource, selects
 from sentryroute.kube.tables import as_table, wants_table
 from sentryroute.kube.watching import watch_events
 
@@ -230,7 +230,12 @@ class RealisticEmulator(kmock.KubernetesEmulator):
                 )
                 for obj in self.store.list_objects(resource, request.namespace, labels=labels, fields=fields)
             ]
-            return {"apiVersion": api_version_of(resource), "kind": f"{info.kind}List", "metadata": {}, "items": deleted}
+            return {
+                "apiVersion": api_version_of(resource),
+                "kind": f"{info.kind}List",
+                "metadata": {},
+                "items": deleted,
+            }
 
         return _respond(200, delete_all)
 
@@ -251,7 +256,7 @@ class RealisticEmulator(kmock.KubernetesEmulator):
             return (
                 (request.namespace is None or meta.get("namespace") == request.namespace)
                 and (request.name is None or meta.get("name") == request.name)
-                and _selected(obj, labels=labels, fields=fields)
+                and selects(obj, labels=labels, fields=fields)
             )
 
         stream = watch_events(
@@ -319,10 +324,6 @@ def _selectors(request: kmock.Request) -> tuple[LabelSelector, FieldSelector]:
         )
     except SelectorError as exc:
         raise ApiError(400, "BadRequest", f"unable to parse requirement: {exc}") from exc
-
-
-def _selected(obj: Mapping[str, Any], *, labels: LabelSelector, fields: FieldSelector) -> bool:
-    return labels.matches(meta_of(obj).get("labels")) and fields.matches(obj)
 
 
 def _required(value: Any) -> Any:

@@ -31,7 +31,6 @@ import kubernetes.config
 import yaml
 
 from sentryroute.kube.emulator import RealisticEmulator
-from sentryroute.kube.objects import ApiError
 
 __all__ = ["KubeEmulator", "write_kubeconfig"]
 
@@ -84,6 +83,7 @@ class KubeEmulator:
         self._url: str | None = None
         self._kubeconfig: Path | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread_id: int | None = None
         self._thread: threading.Thread | None = None
 
     # ----------------------------------------------------------------------------------------------------------
@@ -91,6 +91,7 @@ class KubeEmulator:
 
     async def __aenter__(self) -> Self:
         self._loop = asyncio.get_running_loop()
+        self._loop_thread_id = threading.get_ident()
         await self.emulator.__aenter__()
         quiet: dict[str, Any] = {} if self._access_log else {"access_log": None}
         server = aiohttp.web.Server(self.emulator, **quiet)
@@ -109,7 +110,7 @@ class KubeEmulator:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.emulator.stop_watches()
+        self.emulator.store.stop_watches()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -170,37 +171,32 @@ class KubeEmulator:
         return kubernetes.config.new_client_from_config(config_file=str(self.kubeconfig_path))
 
     def apply(self, doc: Mapping[str, Any], *, namespace: str = "default") -> dict[str, Any]:
-        """Create or replace one manifest (a `status` in it is written through the status subresource)."""
-        return self.call(lambda: self.emulator.apply_document(doc, namespace=namespace))
+        """Create or replace one manifest (a `status` in it is written through the status subresource).
+
+        `namespace` is for namespaced manifests that name none; an unknown kind raises `ApiError` (404).
+        """
+        return self.call(lambda: self.emulator.store.apply_document(doc, namespace=namespace))
 
     def apply_file(self, path: str | os.PathLike[str], *, namespace: str = "default") -> list[dict[str, Any]]:
-        """Create or replace every document of a YAML file, in order (CRDs first if the file lists them first)."""
-        docs = yaml.safe_load_all(Path(path).read_text(encoding="utf-8"))
-        return [self.apply(doc, namespace=namespace) for doc in docs if doc]
+        """Create or replace every document of a YAML file (and every item of a `kind: List`), in order."""
+        docs = [doc for doc in yaml.safe_load_all(Path(path).read_text(encoding="utf-8")) if doc]
+        items = [item for doc in docs for item in (doc.get("items") or [] if doc.get("kind") == "List" else [doc])]
+        return [self.apply(item, namespace=namespace) for item in items]
 
     def objects(self, resource: str, namespace: str | None = None) -> list[dict[str, Any]]:
         """Current objects of a resource such as `"v1/configmaps"` or `"sentryroute.dev/v1alpha1/sentryroutes"`."""
-        return self.call(lambda: self.emulator.list_objects(kmock.resource(resource), namespace))
+        return self.call(lambda: self.emulator.store.list_objects(kmock.resource(resource), namespace))
 
     def get(self, resource: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         """One current object, or None when it does not exist."""
-
-        def fetch() -> dict[str, Any] | None:
-            try:
-                return self.emulator.get_object(kmock.resource(resource), namespace, name)
-            except ApiError as exc:
-                if exc.code == 404:
-                    return None
-                raise
-
-        return self.call(fetch)
+        return self.call(lambda: self.emulator.store.find_object(kmock.resource(resource), namespace, name))
 
     def call(self, function: Callable[[], T], *, timeout: float = 30.0) -> T:
         """Run `function` on the emulator's loop thread (its state is not thread-safe) and return its result."""
         loop = self._loop
         if loop is None:
             raise RuntimeError("the Kubernetes emulator is not running")
-        if self._thread is None or threading.current_thread() is self._thread:
+        if threading.get_ident() == self._loop_thread_id:
             return function()
 
         async def on_loop() -> T:

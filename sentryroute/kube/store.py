@@ -49,7 +49,7 @@ from sentryroute.kube.objects import (
 from sentryroute.kube.schemas import prune_and_default
 from sentryroute.kube.selectors import FieldSelector, LabelSelector
 
-__all__ = ["NAMESPACES", "ObjectKey", "ObjectStore", "WatchEvent", "check_subresource"]
+__all__ = ["NAMESPACES", "ObjectKey", "ObjectStore", "WatchEvent", "check_subresource", "selects"]
 
 ObjectKey = tuple[kmock.resource, str | None, str]
 
@@ -107,6 +107,10 @@ class ObjectStore:
         key = self._key(resource, info, namespace, name)
         return self._existing(key)
 
+    def find_object(self, resource: kmock.resource, namespace: str | None, name: str) -> dict[str, Any] | None:
+        """The object, or None when it does not exist (the resource must exist)."""
+        return self._current(self._key(resource, self.info(resource), namespace, name))
+
     def list_objects(
         self,
         resource: kmock.resource,
@@ -122,7 +126,7 @@ class ObjectStore:
             for (res, ns, _), record in self.objects.items()
             if res == resource and not record.deleted and (namespace is None or ns == namespace)
         ]
-        found = [obj for obj in found if _selected(obj, labels=labels, fields=fields)]
+        found = [obj for obj in found if selects(obj, labels=labels, fields=fields)]
         return sorted(found, key=lambda obj: (meta_of(obj).get("namespace") or "", meta_of(obj).get("name") or ""))
 
     def create_object(
@@ -186,8 +190,10 @@ class ObjectStore:
         key = self._key(resource, info, namespace, name)
         old = self._existing(key)
         check_subresource(info, subresource)
-        if content_type == _JSON_PATCH or isinstance(patch, list):
-            candidate = apply_json_patch(old, patch if isinstance(patch, list) else [])
+        if isinstance(patch, list):
+            candidate = apply_json_patch(old, patch)
+        elif content_type == _JSON_PATCH:
+            raise ApiError(400, "BadRequest", "the body of a JSON patch must be a JSON array of operations")
         elif isinstance(patch, Mapping):
             _check_resource_version(key, old, patch)
             candidate = merge_patch(old, patch)
@@ -274,6 +280,34 @@ class ObjectStore:
             if resource.group == group and resource.version == version and info.kind == kind:
                 return resource, info
         raise ApiError(404, "NotFound", f'no matches for kind "{kind}" in version "{api_version}"')
+
+    def info(self, resource: kmock.resource | None) -> kmock.ResourceInfo:
+        """The declared resource's discovery entry; 404 for resources nobody declared (no CRD, no built-in)."""
+        if resource is None or resource.plural is None or resource not in self.resources:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        return self.resources[resource]
+
+    def printer_columns(self, resource: kmock.resource) -> list[dict[str, Any]] | None:
+        """A custom resource's `additionalPrinterColumns` (None: none declared, or a built-in kind)."""
+        return self.crd_versions.get(resource, {}).get("additionalPrinterColumns")
+
+    def events_since(self, revision: int) -> list[WatchEvent]:
+        """The logged writes after `revision`, oldest first."""
+        fresh: list[WatchEvent] = []
+        for event in reversed(self.events):  # newest first: stop at the first one already seen
+            if event.revision <= revision:
+                break
+            fresh.append(event)
+        fresh.reverse()
+        return fresh
+
+    def stop_watches(self) -> None:
+        """End every open watch stream (on shutdown: a server waits for in-flight responses)."""
+        self.closing = True
+        self.changed.set()
+
+    # ----------------------------------------------------------------------------------------------------------
+    # Internals: one place (_commit) assigns revisions, stores versions and logs events.
 
     def _commit(
         self, key: ObjectKey, event_type: str, obj: dict[str, Any], old: dict[str, Any] | None
@@ -400,11 +434,6 @@ class ObjectStore:
         shaped.update({key: obj[key] for key in ("apiVersion", "kind", "metadata") if key in obj})
         return shaped
 
-    def info(self, resource: kmock.resource | None) -> kmock.ResourceInfo:
-        if resource is None or resource.plural is None or resource not in self.resources:
-            raise ApiError(404, "NotFound", "the server could not find the requested resource")
-        return self.resources[resource]
-
     def _key(self, resource: kmock.resource, info: kmock.ResourceInfo, namespace: str | None, name: str) -> ObjectKey:
         if info.namespaced and namespace is None:
             raise ApiError(404, "NotFound", f"{resource.plural} is namespaced: use a namespace's URL")
@@ -423,25 +452,9 @@ class ObjectStore:
             raise ApiError(404, "NotFound", f'{_plural_group(key[0])} "{key[2]}" not found', details=_details(key))
         return obj
 
-    def stop_watches(self) -> None:
-        """End every open watch stream (on shutdown: a server waits for in-flight responses)."""
-        self.closing = True
-        self.changed.set()
 
-    def printer_columns(self, resource: kmock.resource) -> list[dict[str, Any]] | None:
-        return self.crd_versions.get(resource, {}).get("additionalPrinterColumns")
-
-    def events_since(self, revision: int) -> list[WatchEvent]:
-        fresh: list[WatchEvent] = []
-        for event in reversed(self.events):  # newest first: stop at the first one already seen
-            if event.revision <= revision:
-                break
-            fresh.append(event)
-        fresh.reverse()
-        return fresh
-
-
-def _selected(obj: Mapping[str, Any], *, labels: LabelSelector | None, fields: FieldSelector | None) -> bool:
+def selects(obj: Mapping[str, Any], *, labels: LabelSelector | None, fields: FieldSelector | None) -> bool:
+    """Whether both selectors (None: no constraint) select `obj`."""
     return (labels is None or labels.matches(meta_of(obj).get("labels"))) and (fields is None or fields.matches(obj))
 
 

@@ -38,8 +38,11 @@ async def watch_events(
     yield b""  # start the response now: kmock sends the headers with the first chunk
     loop = asyncio.get_running_loop()
     deadline = None if lifetime is None else loop.time() + lifetime
-    if since is not None and since < store.forgotten_revision:
-        expired = ApiError(410, "Expired", f"too old resource version: {since} ({store.forgotten_revision})")
+    if since is not None and not store.forgotten_revision <= since <= store.revision:
+        # Too old (dropped from the log), or from the future (a restarted emulator): either way, relist.
+        expired = ApiError(
+            410, "Expired", f"resource version {since} is not in [{store.forgotten_revision}, {store.revision}]"
+        )
         yield {"type": "ERROR", "object": expired.status()}
         return
     last = since if since is not None and not send_initial_events else store.revision

@@ -18,6 +18,7 @@ from tests.chart.rendering import (
     one,
     render,
     render_error,
+    run_helm,
     workload,
 )
 
@@ -143,7 +144,6 @@ def test_operator_rbac_is_least_privilege() -> None:
         ("batch", "jobs"): {"get", "list", "watch"},
         ("", "events"): {"create", "patch"},
         ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
-        ("", "namespaces"): {"list", "watch"},
         ("", "configmaps"): {"list", "watch"},
     }
     role = one(manifests, "Role", "-operator")
@@ -355,3 +355,22 @@ def test_peering_object_and_rbac_use_the_group_of_the_shipped_peering_crd() -> N
     assert one(manifests, "ClusterKopfPeering")["apiVersion"] == f"{crd['spec']['group']}/v1"
     rules = one(manifests, "ClusterRole", "-operator")["rules"]
     assert any(crd["spec"]["group"] in r["apiGroups"] and "clusterkopfpeerings" in r["resources"] for r in rules)
+
+
+def test_notes_tell_how_to_send_data_and_check_routes() -> None:
+    result = run_helm(
+        "install", "--dry-run=client", "sr", str(CHART), "--namespace", NAMESPACE, "--values", str(ci("tls-token"))
+    )
+    assert result.returncode == 0, result.stderr
+    notes = result.stdout.split("NOTES:", 1)[1]
+    endpoint = f"sr-sentryroute-forwarder.{NAMESPACE}.svc"
+    for expected in (
+        f"OTEL_EXPORTER_OTLP_ENDPOINT=https://{endpoint}:4318",
+        f"https://{endpoint}:4317",
+        "OTEL_EXPORTER_OTLP_HEADERS=Authorization=Bearer%20",
+        "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+        "kubectl get sroute -A",
+        "get configmap sentryroute-routes",
+        "/metrics",
+    ):
+        assert expected in notes, expected

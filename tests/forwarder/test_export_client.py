@@ -50,7 +50,7 @@ async def test_transport_errors_carry_no_secret(client: ExportClient, upstream: 
     with pytest.raises(TransportError) as refused:
         await client.post(f"http://127.0.0.1:{closed_port}/api/1/", public_key=KEY, body=b"")
     assert KEY not in str(refused.value)
-    upstream.delay = 2.0
+    upstream.delay = 1.0
     with pytest.raises(TransportError, match="timed out"):
         await client.post(upstream.url, public_key=KEY, body=b"")
 

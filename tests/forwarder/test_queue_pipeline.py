@@ -96,7 +96,7 @@ async def test_close_flushes_and_reports_what_it_could_not_deliver(
 async def test_close_is_bounded_by_its_timeout(world: SentryWorld, make_pipeline: PipelineFactory) -> None:
     a = world.project("checkout")
     table = world.table({"checkout-svc": "checkout"})
-    world.emu.faults.delay(a, seconds=5.0)
+    world.emu.faults.delay(a, seconds=1.5)
     pipeline, _ = await make_pipeline(table)
     pipeline.offer(trace_parts(table, "checkout-svc"))
     await wait_until(lambda: pipeline.stats().in_flight == 1, what="a request the emulator holds")

@@ -32,7 +32,7 @@ def test_ack_by_sequence_survives_trimming_in_between() -> None:
     assert store.drop_oldest(KEY) == record(1)
     removed = store.ack(KEY, [r.seq for r in batch])
     assert [r.seq for r in removed] == [2, 3]
-    assert store.queues() == []
+    assert store.queues() == [] and store.queue_count() == 0
     assert (store.items(), store.bytes()) == (0, 0)
 
 

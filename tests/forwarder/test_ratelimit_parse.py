@@ -156,3 +156,13 @@ def test_organization_scope_covers_every_project_of_the_org() -> None:
     assert limits.until("globex/a", T, now=1.0) == 0.0
     assert org_of("conn:acme/shop") == "conn:acme"
     assert org_of("acme/shop") == "acme"
+
+
+def test_forgetting_a_recreated_project_keeps_org_limits() -> None:
+    limits = RateLimits()
+    limits.impose(
+        "acme/a", [QuotaLimit(30, frozenset({T})), QuotaLimit(10, frozenset({L}), organization=True)], now=0.0
+    )
+    limits.forget("acme/a")
+    assert limits.until("acme/a", T, now=1.0) == 0.0
+    assert limits.until("acme/a", L, now=1.0) == 10.0

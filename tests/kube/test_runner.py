@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import urllib.request
 
@@ -53,3 +54,39 @@ async def test_usable_as_kmocks_fixture_class(kmock):
     assert response.status == 201
     assert (await response.json())["metadata"]["resourceVersion"]
     assert kmock.objects["v1/configmaps", "default", "a"]["metadata"]["uid"]
+
+
+def test_apply_file_handles_lists_and_multiple_documents(tmp_path):
+    manifests = tmp_path / "manifests.yaml"
+    config_map = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "one"}}
+    listing = {"apiVersion": "v1", "kind": "List", "items": [dict(config_map, metadata={"name": "two"})]}
+    manifests.write_text(yaml.safe_dump_all([config_map, listing]))
+    with KubeEmulator().running_in_thread() as kube:
+        assert [doc["metadata"]["name"] for doc in kube.apply_file(manifests)] == ["one", "two"]
+        assert [doc["metadata"]["name"] for doc in kube.apply_file(manifests)] == ["one", "two"]  # replaced
+        assert len(kube.objects("v1/configmaps")) == 2
+
+
+def test_recorded_requests_and_history_are_bounded():
+    emulator = RealisticEmulator(requests_kept=3, history_limit=2)
+    with KubeEmulator(emulator=emulator).running_in_thread() as kube:
+        for value in "abcde":
+            kube.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "h"}, "data": {"v": value}})
+        with urllib.request.urlopen(f"{kube.url}/api/v1/namespaces/default/configmaps", timeout=10) as answer:
+            assert answer.status == 200
+        for _ in range(5):
+            urllib.request.urlopen(f"{kube.url}/version", timeout=10).close()
+
+        def inspect() -> tuple[int, list[str]]:
+            history = emulator.objects["v1/configmaps", "default", "h"].history
+            return len(list(emulator)), [version["data"]["v"] for version in history if version]
+
+        requests, values = kube.call(inspect)
+        assert requests <= 4 and values == ["d", "e"]
+
+
+async def test_inspection_from_another_thread_in_async_mode():
+    async with KubeEmulator() as kube:
+        kube.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}})
+        names = await asyncio.to_thread(lambda: [cm["metadata"]["name"] for cm in kube.objects("v1/configmaps")])
+        assert names == ["a"]

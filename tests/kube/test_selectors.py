@@ -71,3 +71,14 @@ def test_list_filters_by_selectors(core: CoreApi):
     with pytest.raises(ApiException) as bad:
         core.list_namespaced_config_map("default", label_selector="tier in (web")
     assert bad.value.status == 400
+
+
+def test_list_pages_with_limit_and_continue(core: CoreApi):
+    for name in "edcba":
+        core.create_namespaced_config_map("default", {"metadata": {"name": name}})
+    first = core.list_namespaced_config_map("default", limit=2)
+    assert [cm.metadata.name for cm in first.items] == ["a", "b"] and first.metadata.remaining_item_count == 3
+    second = core.list_namespaced_config_map("default", limit=2, _continue=first.metadata._continue)
+    third = core.list_namespaced_config_map("default", limit=2, _continue=second.metadata._continue)
+    assert [cm.metadata.name for cm in second.items + third.items] == ["c", "d", "e"]
+    assert third.metadata._continue is None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import threading
+import urllib.request
 
 import kubernetes
 import pytest
@@ -76,3 +78,22 @@ def test_forgotten_resource_versions_are_410_gone():
         with pytest.raises(ApiException) as gone:
             collect(core, resource_version=since, timeout_seconds=1)
         assert gone.value.status == 410
+
+
+def test_send_initial_events_ends_with_a_bookmark(kube: KubeEmulator):
+    """client-go's streaming lists (WatchListClient): the state, a bookmark marking its end, then changes."""
+    kube.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}})
+    query = "watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true"
+    url = f"{kube.url}/api/v1/namespaces/default/configmaps?{query}&timeoutSeconds=1"
+    with urllib.request.urlopen(url, timeout=10) as stream:
+        events = [json.loads(line) for line in stream.read().splitlines() if line.strip()]
+    assert [event["type"] for event in events] == ["ADDED", "BOOKMARK"]
+    assert events[1]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+
+
+def test_future_resource_versions_are_410_gone_too(core: CoreApi):
+    """An operator that outlived a restarted emulator relists instead of waiting for revisions to catch up."""
+    since = int(core.list_namespaced_config_map("default").metadata.resource_version) + 1000
+    with pytest.raises(ApiException) as gone:
+        collect(core, resource_version=str(since), timeout_seconds=1)
+    assert gone.value.status == 410

@@ -47,7 +47,7 @@ def eventually(check: Callable[[], T], *, timeout: float = 30.0, interval: float
             if result:
                 return result
             last = result
-        except (AssertionError, ApiException, KeyError, LookupError) as exc:
+        except (AssertionError, ApiException, LookupError, TypeError, AttributeError) as exc:
             last = exc
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what or check.__name__}: {last!r}")

@@ -81,7 +81,7 @@ def test_restart_never_writes_a_table_that_drops_routes(
 ) -> None:
     for slug in ("orders", "payments"):
         sentry.emu.state.add_project(ORG, TEAM, slug)
-    for i, service in enumerate(["cart", "search", "auth"]):
+    for i, service in enumerate(["cart", "search", "login"]):
         labelled(cluster, f"p{i}", service)
     cluster.route(
         "shop",
@@ -92,7 +92,7 @@ def test_restart_never_writes_a_table_that_drops_routes(
         },
     )
     first = start_operator()
-    full = {("orders-svc", "shop"), ("payments-svc", "shop"), ("cart", "shop"), ("search", "shop"), ("auth", "shop")}
+    full = {("orders-svc", "shop"), ("payments-svc", "shop"), ("cart", "shop"), ("search", "shop"), ("login", "shop")}
     eventually(lambda: set(routed(cluster.table())) == full, what="the full table")
     first.stop()
     before_restart = len(recorder.tables)

@@ -113,6 +113,11 @@ def test_derivation_provisioning_table_and_status(
     reasons = {(e["reason"], e["involvedObject"]["name"]) for e in cluster.events()}
     assert ("ProjectCreated", "shop") in reasons and ("ProjectAdopted", "shop") in reasons
 
+    # Pagination: svc-env sits on the third page of 2; it was adopted from the listing, not looked up.
+    access = [line for line in logs.lines if line.startswith("aiohttp.access")]
+    assert not [line for line in access if "GET /api/0/projects/acme/svc-env/ " in line]
+    assert len([line for line in access if "GET /api/0/organizations/acme/projects/ " in line]) >= 3
+
     # The token never leaks: logs, status, Events, ConfigMaps.
     assert not [line for line in logs.lines if CANARY in line]
     assert CANARY not in str(cluster.route_object("shop", "shop"))

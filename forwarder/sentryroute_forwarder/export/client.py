@@ -20,8 +20,8 @@ from sentryroute_forwarder.export.settings import ExportSettings
 
 __all__ = ["ExportClient", "SessionFactory", "TransportError", "UpstreamAnswer", "user_agent"]
 
-#: Bodies at least this big are compressed off the event loop (measured: a thread hop costs ~50 µs,
-#: compressing 256 KiB at level 1 ~100 µs).
+#: Bodies at least this big are compressed off the event loop. Measured (2 vCPU, level 1): inline 40 µs for
+#: 64 KiB, 105 µs for 256 KiB, 260 µs for 720 KiB; a thread hop adds ~110-150 µs of latency but frees the loop.
 THREAD_COMPRESS_BYTES = 256 * 1024
 #: How much of an error body is kept (for a log excerpt); Sentry's are a short JSON `detail`.
 MAX_ANSWER_BODY = 4096

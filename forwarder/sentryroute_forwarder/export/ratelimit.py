@@ -152,6 +152,11 @@ class RateLimits:
                     grown[signal] = grown.get(signal, 0.0) + added
         return grown
 
+    def forget(self, project: str) -> None:
+        """Drop a project's own limits (it was re-created under a new id); org-wide limits stay."""
+        for key in [key for key in self._deadlines if key[:2] == ("project", project)]:
+            del self._deadlines[key]
+
     def until(self, project: str, signal: Signal, *, now: float | None = None) -> float:
         """The deadline for `signal` to `project` (0.0 when not limited); expired entries are forgotten."""
         now = time.monotonic() if now is None else now

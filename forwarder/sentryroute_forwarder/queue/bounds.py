@@ -35,7 +35,7 @@ class Bounds:
         return self._store.bytes() + nbytes <= self._settings.max_bytes
 
     def share(self) -> int:
-        return self._settings.max_bytes // (len(self._store.queues()) + 1)
+        return self._settings.max_bytes // (self._store.queue_count() + 1)
 
     def trim(self, key: QueueKey, now: float) -> None:
         """Drop the oldest data of a stuck queue past its byte share or `max_hold` age."""

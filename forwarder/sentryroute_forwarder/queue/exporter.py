@@ -86,7 +86,9 @@ class Exporter:
         for key in self._store.queues():
             self.wake(key)
         # Collected again on every round: a table applied meanwhile may have started a worker.
-        while workers := [lane.task for lane in self._states.lanes.values() if lane.task is not None and lane.running]:
+        while workers := [
+            lane.task for lane in self._states.lanes.values() if lane.task is not None and not lane.task.done()
+        ]:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 for task in workers:

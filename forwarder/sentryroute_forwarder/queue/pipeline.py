@@ -140,8 +140,12 @@ class QueuePipeline:
 
     def apply_table(self, table: RoutesTable) -> None:
         """Re-resolve queued data: release held projects whose id, key or URLs changed, re-route what moved."""
-        self._exporter.table = table
+        previous, self._exporter.table = self._exporter.table, table
         self._router = Router(table)
+        for project, endpoint in (previous.projects if previous is not None else {}).items():
+            new = table.projects.get(project)
+            if new is not None and new != endpoint:
+                self._states.endpoint_changed(project, old=endpoint, new=new)
         holds = self._states.holds
         for project, hold in list(holds.items()):
             if table.projects.get(project) != hold.endpoint:

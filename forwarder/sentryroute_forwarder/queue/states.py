@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+from sentryroute.routes import ProjectEndpoint
 from sentryroute_forwarder.export.ratelimit import RateLimits
 from sentryroute_forwarder.model import Signal
 from sentryroute_forwarder.queue.lane import Lane, ProjectHold
@@ -31,6 +32,15 @@ class QueueStates:
     def in_flight(self, key: QueueKey) -> bool:
         lane = self.lanes.get(key)
         return lane is not None and lane.in_flight
+
+    def endpoint_changed(self, project: str, *, old: ProjectEndpoint, new: ProjectEndpoint) -> None:
+        """A table changed a project's id, key or URLs: earlier failures say nothing about the new endpoint."""
+        if old.id != new.id:
+            self.limits.forget(project)
+        for signal in Signal:
+            lane = self.lanes.get(QueueKey.for_project(signal, project))
+            if lane is not None:
+                lane.failures, lane.backoff_until = 0, 0.0
 
     def stuck_reason(self, key: QueueKey, now: float) -> str | None:
         """Why a queue cannot flow — the reason its dropped data is counted under — or None while it can."""

@@ -115,6 +115,10 @@ class QueueStore(Protocol):
         """Keys of the non-empty queues."""
         ...
 
+    def queue_count(self) -> int:
+        """How many queues are not empty (cheap: asked on every request into a stuck queue)."""
+        ...
+
     def items(self, key: QueueKey | None = None) -> int: ...
 
     def bytes(self, key: QueueKey | None = None) -> int: ...
@@ -213,6 +217,9 @@ class MemoryStore:
 
     def queues(self) -> list[QueueKey]:
         return list(self._queues)
+
+    def queue_count(self) -> int:
+        return len(self._queues)
 
     def items(self, key: QueueKey | None = None) -> int:
         if key is None:

@@ -1,0 +1,46 @@
+"""`--routes-configmap`: the table comes from watching the ConfigMap through the (emulated) Kubernetes API."""
+
+from __future__ import annotations
+
+import pytest
+
+from sentryroute.kube import KubeEmulator
+from sentryroute_forwarder.app import Forwarder
+from sentryroute_forwarder.config import ObjectRef
+from tests.forwarder.conftest import DEFAULT_TABLE, local_settings, metric_value, routes_table, wait_until
+
+REF = ObjectRef("sentryroute", "sentryroute-routes")
+
+
+def configmap(content: str) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": REF.name, "namespace": REF.namespace},
+        "data": {"routes.json": content},
+    }
+
+
+@pytest.fixture
+async def kube(monkeypatch):
+    async with KubeEmulator() as emulator:
+        monkeypatch.setenv("KUBECONFIG", str(emulator.kubeconfig_path))
+        yield emulator
+
+
+async def test_configmap_changes_are_applied(kube, tmp_path, fake_pipeline):
+    kube.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "unrelated", "namespace": REF.namespace}})
+    settings = local_settings(tmp_path / "unused.json", routes_configmap=REF)
+    async with Forwarder(settings, pipeline=fake_pipeline) as forwarder:
+        assert forwarder.not_ready_reason() == "no routes table loaded yet"  # the ConfigMap does not exist yet
+        kube.apply(configmap(DEFAULT_TABLE.to_json()))
+        await wait_until(lambda: fake_pipeline.tables == [DEFAULT_TABLE], what="the first table")
+        assert forwarder.not_ready_reason() is None
+
+        kube.apply(configmap("{broken"))
+        await wait_until(lambda: metric_value(forwarder, "sentryroute_routes_reload_errors_total") == 1, what="error")
+
+        newer = routes_table([("orders", "orders-v2")])
+        kube.apply(configmap(newer.to_json()))
+        await wait_until(lambda: fake_pipeline.tables == [DEFAULT_TABLE, newer], what="the updated table")
+        assert metric_value(forwarder, "sentryroute_routes_revision_info", {"revision": newer.revision}) == 1
