@@ -20,10 +20,11 @@ from sentryroute_forwarder.admin import build_admin_app
 from sentryroute_forwarder.config import Address, ForwarderSettings
 from sentryroute_forwarder.metrics import ForwarderMetrics
 from sentryroute_forwarder.model import Pipeline
+from sentryroute_forwarder.queue.pipeline import QueuePipeline
 from sentryroute_forwarder.receive.auth import BearerAuth
 from sentryroute_forwarder.receive.intake import Intake
 from sentryroute_forwarder.receive.otlp_grpc import start_grpc_server
-from sentryroute_forwarder.receive.otlp_http import build_http_app, http_runner
+from sentryroute_forwarder.receive.otlp_http import build_http_app, http_runner, receiver_grace
 from sentryroute_forwarder.receive.tls import ReloadingTls
 from sentryroute_forwarder.route.router import Router
 from sentryroute_forwarder.table.file_watcher import RoutesFileWatcher
@@ -54,12 +55,8 @@ class Forwarder:
     ) -> None:
         self.settings = settings
         self.metrics = metrics or ForwarderMetrics()
-        if pipeline is None:
-            from sentryroute_forwarder.queue.pipeline import QueuePipeline
-
-            pipeline = QueuePipeline(settings=settings, metrics=self.metrics)
-        self.pipeline: ManagedPipeline = pipeline
-        self.intake = Intake(pipeline=pipeline, metrics=self.metrics)
+        self.pipeline: ManagedPipeline = pipeline or QueuePipeline(settings=settings, metrics=self.metrics)
+        self.intake = Intake(pipeline=self.pipeline, metrics=self.metrics)
         self.loader = TableLoader(on_table=self._apply_table, metrics=self.metrics)
         self.http_port = self.grpc_port = self.admin_port = 0
         self._stopping = False
@@ -112,24 +109,21 @@ class Forwarder:
         if self._stopping:
             return 0
         self._stopping = True  # /readyz answers 503 from here on
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.shutdown_timeout
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        grace = min(5.0, self.settings.shutdown_timeout / 4)
         if self._grpc_server is not None:
-            await self._grpc_server.stop(grace)
+            await self._grpc_server.stop(receiver_grace(self.settings))
         if self._http_runner is not None and self._http_runner in self._runners:
-            await self._http_runner.shutdown()  # stop accepting, let requests in flight finish
-            await self._http_runner.cleanup()
-        undelivered = await self.pipeline.close(self.settings.shutdown_timeout)
-        if undelivered:
-            log.warning(
-                "shutdown: %d items could not be delivered within %gs", undelivered, self.settings.shutdown_timeout
-            )
+            await self._http_runner.cleanup()  # stops accepting, lets requests in flight finish (bounded)
+        undelivered = await self.pipeline.close(max(0.0, deadline - loop.time()))
         for runner in reversed(self._runners):
             if runner is not self._http_runner:
                 await runner.cleanup()
-        log.info("forwarder stopped; %d items could not be delivered", undelivered)
+        level = logging.WARNING if undelivered else logging.INFO
+        log.log(level, "forwarder stopped; %d items could not be delivered", undelivered)
         return undelivered
 
     async def __aenter__(self) -> Forwarder:

@@ -109,6 +109,11 @@ class Option(NamedTuple):
     def field(self) -> str:
         return self.flag.lstrip("-").replace("-", "_")
 
+    @property
+    def metavar(self) -> str:
+        """What `--help` shows for the value, by the kind of value."""
+        return _METAVARS.get(self.convert, "VALUE")
+
     def default_value(self) -> Any:
         return None if self.default is None else self.convert(self.default)
 
@@ -127,7 +132,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("--client-ca", None, Path, "CA bundle (PEM): require client certificates signed by it (mTLS)"),
     Option("--auth-token-file", None, Path, "require 'Authorization: Bearer <token>' with the token in this file"),
     Option("--max-request-bytes", "16MiB", _positive_size, "largest request body, before and after inflating"),
-    Option("--read-timeout", "30s", _positive_duration, "longest a client may take to send headers or a body"),
+    Option(
+        "--read-timeout",
+        "30s",
+        _positive_duration,
+        "longest a client may take to send headers or a body; also how long an idle connection stays open",
+    ),
     Option("--retry-after", "1s", _positive_duration, "Retry-After given to clients answered 503 or 429"),
     # Queues and holding (handed to the queue).
     Option("--queue-dir", None, Path, "directory for a durable queue (not yet durable: kept in memory)"),
@@ -150,6 +160,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("--log-level", "info", _log_level, "log level: debug, info, warning, error"),
 )
 _BY_FIELD = {option.field: option for option in OPTIONS}
+_METAVARS: dict[Callable[[str], Any], str] = {
+    Path: "PATH",
+    parse_address: "HOST:PORT",
+    parse_object_ref: "NS/NAME",
+    _positive_duration: "DURATION",
+    _positive_size: "SIZE",
+}
 
 
 def _default(field_name: str) -> Any:
@@ -214,4 +231,4 @@ class ForwarderSettings:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare every option on `parser` (values stay strings until `ForwarderSettings.from_args`)."""
     for option in OPTIONS:
-        add_option(parser, option.flag, default=option.default, help=option.help)
+        add_option(parser, option.flag, default=option.default, help=option.help, metavar=option.metavar)

@@ -64,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
         log.error("Invalid setting: %s", exc)
         return 2
     kopf.configure(log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL)
+    # kopf logs "Handler ... succeeded" for every Pod event; our own INFO lines say what actually changed.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     if settings.metrics:
         host, _, port = settings.metrics.rpartition(":")
         start_http_server(int(port), addr=host or "0.0.0.0")

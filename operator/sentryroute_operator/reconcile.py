@@ -26,6 +26,7 @@ import kopf
 
 from sentryroute.routes import ProjectEndpoint, RoutesTable, is_valid_user_slug
 
+from .autocreate import AutoCreatePolicy
 from .catalog import ConnectionRuntime
 from .connections import DEFAULT_CONNECTION, Connection, connection_allows, token_source
 from .derive import OwnerRef, PodFacts
@@ -35,9 +36,11 @@ from .metrics import PROJECTS_CREATED, PROVISIONING_FAILURES
 from .provision import Provisioned, SentryApi, TransientError, ensure_project
 from .render.configmap import RoutesConfigMap
 from .render.table import ClusterFallback, RouteContribution, ValueRoute, build_routes_table
+from .reported import ReportedValues
 from .routestate import Item, RouteRuntime, ValueState
 from .settings import OperatorSettings
 from .status import ProjectStatus, ready_condition, same_status, status_body
+from .watch.reports import parse_reports
 from .watch.routes import RouteKey, RouteSpec
 
 log = logging.getLogger(__name__)
@@ -80,9 +83,20 @@ class Engine:
         self._previous: dict[_PreviousKey, _Previous] = {}
         self._cluster_fallback = ValueState(slug=settings.fallback_project or "")
         self._catalog_retry_at = 0.0
+        self.reported = ReportedValues(
+            attribute=settings.default_attribute,
+            auto_create=settings.auto_create,
+            team=settings.auto_create_team,
+            policy=AutoCreatePolicy(deny=settings.auto_create_deny, per_hour=settings.auto_create_rate),
+        )
+        self._report_removals: set[str] = set()
+        self._malformed_reports: list[str] = []
+        self._reported_checked_at = 0.0
+        self._configmap_verified_at = 0.0
         self.indexes: Indexes | None = None
         self.table: RoutesTable | None = None
         self.size_problem: str | None = None
+        self.cycles = 0  # loop iterations: a test checks that an idle operator stays idle
 
     # --- lifecycle -------------------------------------------------------------------------------------
 
@@ -123,6 +137,24 @@ class Engine:
             if conn is not None and age is not None and age >= self.settings.reverify_interval / 2:
                 conn.invalidate()
         self._cluster_fallback.result = None  # re-check the cluster-wide fallback too
+        self.reported.due = True
+        self.poke()
+
+    def update_reports(self, data: Mapping[str, str] | None) -> None:
+        """The report ConfigMap changed (SPEC §4): new values to route or create, or projects to re-check."""
+        reports, malformed = parse_reports(data)
+        known = {r.key for r in self.reported.pending_reports}
+        self.reported.pending_reports = reports
+        self._malformed_reports = malformed
+        present = {r.key for r in reports} | set(malformed)
+        self._report_removals &= present
+        fresh = [r for r in reports if r.key not in known]
+        if fresh:
+            self.reported.due = True
+        if any(r.reason not in ("", "unrouted") for r in fresh):
+            # A project answered 401/403: its key may have been rotated or the project deleted; re-check all.
+            for key in self.runtimes:
+                self.request_reverify(key)
         self.poke()
 
     async def run(self, indexes: Indexes, *, stopped: Any) -> None:
@@ -139,6 +171,7 @@ class Engine:
         watcher = asyncio.create_task(wake_on_stop())
         try:
             while not stopped:
+                self.cycles += 1
                 self._wake.clear()
                 now = time.monotonic()
                 self._sync_runtimes(now)
@@ -246,6 +279,7 @@ class Engine:
             if changed or due or runtime.verify_due:
                 self._start(_route_task(runtime.spec.key), self._provision_route(runtime, conn))
         self._start_catalog_and_fallback(now)
+        self._start_reported()
 
     def _start(self, name: str, coro: Any) -> None:
         task = asyncio.create_task(coro, name=name)
@@ -274,6 +308,23 @@ class Engine:
         if wanted and default is not None and state.result is None and now >= state.ready_at:
             state.ready_at = now + min(RETRY_DELAY, self.settings.reverify_interval)
             self._start("fallback", self._provision_cluster_fallback(default))
+
+    def _start_reported(self) -> None:
+        default = self.connections.get(DEFAULT_CONNECTION)
+        if default is None or "reported" in self._tasks or not self.ready:
+            return
+        now = time.monotonic()
+        if now - self._reported_checked_at >= self.settings.reverify_interval:
+            self.reported.due = True  # re-check refusals (the hourly cap frees up) and unanswered values
+            self._reported_checked_at = now
+        values = self.reported.candidates(self._routed_values())
+        if values:
+            warmup = self.settings.new_project_warmup
+            self._start("reported", self.reported.provision(default, values, warmup=warmup))
+
+    def _routed_values(self) -> set[str]:
+        attribute = self.settings.default_attribute
+        return {r.value for r in (self.table.routes if self.table else ()) if r.attribute == attribute}
 
     async def _provision_cluster_fallback(self, conn: ConnectionRuntime) -> None:
         state = self._cluster_fallback
@@ -416,12 +467,16 @@ class Engine:
                     ),
                 )
             )
+        reported = self.reported.routes(self.connections.get(DEFAULT_CONNECTION), now, projects)
+        auto_create = self.settings.auto_create
         table = build_routes_table(
             contributions=[c for _, c in contributions],
             projects=projects,
             cluster_fallback=self._cluster_fallback_route(projects),
-            unrouted="hold" if self.settings.auto_create else "drop",
-            auto_create_attribute=self.settings.default_attribute if self.settings.auto_create else None,
+            reported_identity=[(self.settings.default_attribute, r) for r in reported],
+            unrouted="hold" if auto_create else "drop",
+            auto_create_attribute=self.settings.default_attribute if auto_create else None,
+            refused=self.reported.refusals() if auto_create else (),
         )
         return table, _conflicts(contributions)
 
@@ -443,12 +498,30 @@ class Engine:
 
     async def _render_and_write(self, now: float) -> None:
         table, conflicts = self.render(now)
-        result = await self.routes_configmap.write(table)
+        # Now and then re-read the ConfigMap instead of trusting memory: someone may have deleted or edited it.
+        verify = now - self._configmap_verified_at >= self.settings.reverify_interval
+        if verify:
+            self._configmap_verified_at = now
+        result = await self.routes_configmap.write(table, verify=verify)
         self.size_problem = result.size.describe() if result.size.near_limit else None
         if not result.size.too_large:
             self.table = table
             self._remember(table)
         await self._write_statuses(now, conflicts)
+        await self._remove_handled_reports()
+
+    async def _remove_handled_reports(self) -> None:
+        """Delete report entries we are done with, so forwarders can report new values (1000-key cap)."""
+        keys = set(self.reported.handled_keys(self._routed_values())) | set(self._malformed_reports)
+        keys -= self._report_removals
+        if not keys:
+            return
+        try:
+            await self.kube.patch_configmap_data(self.settings.report_configmap, dict.fromkeys(sorted(keys)))
+        except Exception as exc:
+            log.warning("Removing handled entries from the report ConfigMap failed: %s", exc)
+            return
+        self._report_removals |= keys
 
     def _remember(self, table: RoutesTable) -> None:
         """The last table written: the "previous entry" a value without a fresh answer keeps."""
@@ -488,8 +561,6 @@ class Engine:
         fallback = runtime.values.get(("fallback", _FALLBACK_VALUE))
         if fallback is not None and fallback.result is not None and fallback.result.state == "Failed":
             return ("FallbackProjectUnavailable", fallback.result.message)
-        if self.size_problem is not None:
-            return None  # reported on the operator's log and metric; a route cannot fix it alone
         return None
 
     async def _write_statuses(self, now: float, conflicts: dict[tuple[RouteKey, str], str]) -> None:
@@ -506,6 +577,7 @@ class Engine:
                 entries=entries,
                 condition=condition,
                 previous_conditions=spec.status_conditions,
+                table_size_problem=self.size_problem,
             )
             last = runtime.last_status if runtime.last_status is not None else spec.current_status
             if same_status(last, body):
@@ -547,6 +619,9 @@ class Engine:
             deadlines += [s.ready_at for s in runtime.values.values() if s.ready_at > now]
             if runtime.spec.auto is not None:
                 deadlines += [seen + runtime.spec.auto.stale_after for seen in runtime.last_seen.values()]
+        deadlines += [s.ready_at for s in self.reported.states.values() if s.ready_at > now]
+        if self.reported.pending_reports or self.reported.refused:
+            deadlines.append(self._reported_checked_at + self.settings.reverify_interval)
         if not self.ready:
             deadlines.append(self._catalog_retry_at)
         if self.settings.fallback_project and self._cluster_fallback.result is None and "fallback" not in self._tasks:

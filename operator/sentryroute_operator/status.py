@@ -76,27 +76,40 @@ def status_body(
     entries: Sequence[ProjectStatus],
     condition: Condition,
     previous_conditions: Sequence[Mapping[str, Any]] = (),
+    table_size_problem: str | None = None,
 ) -> dict[str, Any]:
-    """The `status` to write; `lastTransitionTime` moves only when the Ready status flips."""
-    previous = next((c for c in previous_conditions if c.get("type") == "Ready"), None)
+    """The `status` to write; `lastTransitionTime` moves only when a condition's status flips.
+
+    `table_size_problem` adds `RoutesTableNearLimit=True` (SPEC §3: raised at 80 % of the ConfigMap limit) on
+    every route, because every route's routes are at stake when the shared table stops being written.
+    """
+    conditions = [_condition("Ready", condition, generation, previous_conditions)]
+    if table_size_problem is not None:
+        near = Condition("True", "TableNearSizeLimit", table_size_problem)
+        conditions.append(_condition("RoutesTableNearLimit", near, generation, previous_conditions))
+    return {
+        "observedGeneration": generation,
+        "conditions": conditions,
+        "projects": [e.as_json() for e in entries],
+        "projectCount": sum(1 for e in entries if e.state == "Ready"),
+    }
+
+
+def _condition(
+    kind: str, condition: Condition, generation: int, previous_conditions: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    previous = next((c for c in previous_conditions if c.get("type") == kind), None)
     if previous is not None and previous.get("status") == condition.status and previous.get("lastTransitionTime"):
         transition = str(previous["lastTransitionTime"])
     else:
         transition = _now()
     return {
+        "type": kind,
+        "status": condition.status,
+        "reason": condition.reason,
+        "message": condition.message,
+        "lastTransitionTime": transition,
         "observedGeneration": generation,
-        "conditions": [
-            {
-                "type": "Ready",
-                "status": condition.status,
-                "reason": condition.reason,
-                "message": condition.message,
-                "lastTransitionTime": transition,
-                "observedGeneration": generation,
-            }
-        ],
-        "projects": [e.as_json() for e in entries],
-        "projectCount": sum(1 for e in entries if e.state == "Ready"),
     }
 
 

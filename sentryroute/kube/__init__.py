@@ -1,11 +1,19 @@
 """An emulated Kubernetes API for tests and the demo: kmock made to behave like kube-apiserver.
 
-`KubeEmulator` runs it (in a thread or on the current loop) and writes a kubeconfig; `RealisticEmulator` is
-the kmock handler itself, also usable as kmock's pytest `kmock_cls`.
+No real API server can be installed here (k8s-testing.md), so kopf, the `kubernetes` client and kubectl run
+against this one. Modules, by question:
+
+- server.py    `KubeEmulator`: serve it on 127.0.0.1 (in a thread or on the current loop), write a kubeconfig,
+               apply manifests, inspect objects;
+- emulator.py  `RealisticEmulator`: the kmock handler, HTTP to verbs (usable as kmock's pytest fixture class);
+- store.py     `ObjectStore`: objects and the API server's rules for changing them;
+- watching.py  watch streams; selectors.py label/field selectors; tables.py `kubectl get` columns;
+- crds.py      what creating a CRD does; schemas.py structural pruning and defaulting; objects.py the rest.
 """
 
 from sentryroute.kube.emulator import RealisticEmulator
 from sentryroute.kube.objects import ApiError
 from sentryroute.kube.server import KubeEmulator, write_kubeconfig
+from sentryroute.kube.store import ObjectStore
 
-__all__ = ["ApiError", "KubeEmulator", "RealisticEmulator", "write_kubeconfig"]
+__all__ = ["ApiError", "KubeEmulator", "ObjectStore", "RealisticEmulator", "write_kubeconfig"]

@@ -34,6 +34,7 @@ import kmock
 import yaml
 
 from sentryroute.kube.objects import ApiError, api_version_of, meta_of
+from sentryroute.kube.openapi import group_version_document, group_version_path, root_document
 from sentryroute.kube.selectors import (
     FieldSelector,
     LabelSelector,
@@ -52,6 +53,7 @@ __all__ = ["RealisticEmulator"]
 _NAMESPACE_URL_RE = re.compile(r"/api/v1/namespaces(?:/[^/]+(?:/(?:status|finalize))?)?/?")
 _NAMESPACES_PLACEHOLDER = kmock.resource("", "v1", "namespaces-as-a-resource")
 _SEEDED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+_OPENAPI_GROUP_VERSION_RE = re.compile(r"/openapi/v3/(api/[^/]+|apis/[^/]+/[^/]+)")
 _APPLY_PATCH = "application/apply-patch+yaml"
 _PROTOBUF = "application/vnd.kubernetes.protobuf"
 
@@ -75,6 +77,8 @@ class RealisticEmulator(kmock.KubernetesEmulator):
         self.fallback[kmock.method.PUT] << self._serve_replace
         self.fallback[kmock.method.DELETE] << self._serve_delete_collection
         self.fallback["get /version/"] << self._serve_server_version
+        self.fallback["get /openapi/v3"] << self._serve_openapi_root
+        self.fallback["get", _OPENAPI_GROUP_VERSION_RE] << self._serve_openapi_group_version
         self.store = ObjectStore(
             objects=self.objects,
             resources=self.resources,
@@ -109,6 +113,11 @@ class RealisticEmulator(kmock.KubernetesEmulator):
             unsupported = ApiError(415, "UnsupportedMediaType", "the emulator reads JSON bodies only, not protobuf")
             return aiohttp.web.json_response(unsupported.status(), status=415)
         return await kmock.RawHandler._handle(self, request)
+
+    def _get_resources(self) -> list[kmock.resource]:
+        # Declared resources only (plus those user reactions name). kmock adds the resources of stored objects,
+        # deleted ones included, and its discovery would then re-declare the resource of a deleted CRD.
+        return kmock.KubernetesScaffold._get_resources(self)
 
     async def _serve_version(self, request: kmock.Request) -> kmock.Payload:
         payload = await super()._serve_version(request)
@@ -146,7 +155,9 @@ class RealisticEmulator(kmock.KubernetesEmulator):
     async def _serve_create(self, request: kmock.Request) -> kmock.Response:
         def create() -> dict[str, Any]:
             resource = _required(request.resource)
-            return self.store.create_object(resource, request.namespace, request.data, dry_run=_dry_run(request))
+            return self.store.create_object(
+                resource, request.namespace, request.data, strict_fields=_strict(request), dry_run=_dry_run(request)
+            )
 
         return _respond(201, create)
 
@@ -163,6 +174,7 @@ class RealisticEmulator(kmock.KubernetesEmulator):
                 request.data,
                 content_type=content_type,
                 subresource=request.subresource,
+                strict_fields=_strict(request),
                 dry_run=_dry_run(request),
             ),
         )
@@ -177,13 +189,13 @@ class RealisticEmulator(kmock.KubernetesEmulator):
             return kmock.Response(status=exc.code, payload=exc.status())
         except yaml.YAMLError as exc:
             return kmock.Response(status=400, payload=ApiError(400, "BadRequest", str(exc)).status())
-        dry_run = _dry_run(request)
+        options: dict[str, Any] = {"strict_fields": _strict(request), "dry_run": _dry_run(request)}
         if not exists and request.subresource is None:
-            return _respond(201, lambda: self.store.create_object(resource, request.namespace, body, dry_run=dry_run))
+            return _respond(201, lambda: self.store.create_object(resource, request.namespace, body, **options))
         return _respond(
             200,
             lambda: self.store.patch_object(
-                resource, request.namespace, name, body, subresource=request.subresource, dry_run=dry_run
+                resource, request.namespace, name, body, subresource=request.subresource, **options
             ),
         )
 
@@ -200,6 +212,7 @@ class RealisticEmulator(kmock.KubernetesEmulator):
                 name,
                 request.data,
                 subresource=request.subresource,
+                strict_fields=_strict(request),
                 dry_run=_dry_run(request),
             ),
         )
@@ -270,6 +283,29 @@ class RealisticEmulator(kmock.KubernetesEmulator):
         )
         return kmock.Response(status=200, headers={"Content-Type": "application/json"}, payload=stream)
 
+    async def _serve_openapi_root(self, request: kmock.Request) -> kmock.Payload:
+        return root_document(self._openapi_documents())
+
+    async def _serve_openapi_group_version(self, request: kmock.Request) -> kmock.Response:
+        path = request.url.path.removeprefix("/openapi/v3/")
+        document = self._openapi_documents().get(path)
+        if document is None:
+            missing = ApiError(404, "NotFound", f"no OpenAPI document for {path}")
+            return kmock.Response(status=missing.code, payload=missing.status())
+        return kmock.Response(status=200, payload=document)
+
+    def _openapi_documents(self) -> dict[str, dict[str, Any]]:
+        by_group_version: dict[tuple[str, str], list[Any]] = {}
+        for resource in self.resources:
+            info = self.resources[resource]
+            if resource.group is not None and resource.version is not None and info.kind:
+                kind = (resource, info, self.store.schema(resource))
+                by_group_version.setdefault((resource.group, resource.version), []).append(kind)
+        return {
+            group_version_path(group, version): group_version_document(group, version, kinds)
+            for (group, version), kinds in by_group_version.items()
+        }
+
     def _table_or(
         self, request: kmock.Request, objects: list[dict[str, Any]], default: dict[str, Any]
     ) -> dict[str, Any]:
@@ -330,6 +366,11 @@ def _required(value: Any) -> Any:
     """kmock routes verbs by URL shape, so the parts that shape implies are present; say so to mypy."""
     assert value is not None
     return value
+
+
+def _strict(request: kmock.Request) -> bool:
+    """`fieldValidation=Strict` (kubectl's default): unknown fields are an error, not silently pruned."""
+    return request.params.get("fieldValidation") == "Strict"
 
 
 def _dry_run(request: kmock.Request) -> bool:

@@ -11,7 +11,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["prune_and_default"]
+__all__ = ["prune_and_default", "unknown_fields"]
 
 
 def prune_and_default(schema: Mapping[str, Any], value: Any) -> Any:
@@ -22,20 +22,50 @@ def prune_and_default(schema: Mapping[str, Any], value: Any) -> Any:
     return _default(schema, _prune(schema, value))
 
 
+def unknown_fields(schema: Mapping[str, Any], value: Any, path: str = "") -> list[str]:
+    """The paths pruning would drop: what `fieldValidation=Strict` (kubectl's default) rejects."""
+    if isinstance(value, dict):
+        found = []
+        for key, item in value.items():
+            child = _child_schema(schema, key)
+            if child is None:
+                if not _keeps_unknown(schema):
+                    found.append(f"{path}.{key}".lstrip("."))
+            else:
+                found += unknown_fields(child, item, f"{path}.{key}")
+        return found
+    if isinstance(value, list) and isinstance(schema.get("items"), Mapping):
+        return [
+            field
+            for index, item in enumerate(value)
+            for field in unknown_fields(schema["items"], item, f"{path}[{index}]")
+        ]
+    return []
+
+
+def _child_schema(schema: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
+    properties = schema.get("properties") or {}
+    additional = schema.get("additionalProperties")
+    if key in properties:
+        return properties[key]
+    return additional if isinstance(additional, Mapping) else None
+
+
+def _keeps_unknown(schema: Mapping[str, Any]) -> bool:
+    if schema.get("x-kubernetes-preserve-unknown-fields") or schema.get("additionalProperties") is True:
+        return True
+    # `type: object` with nothing declared (like metadata) is left as it is.
+    return not schema.get("properties") and "additionalProperties" not in schema and schema.get("type") == "object"
+
+
 def _prune(schema: Mapping[str, Any], value: Any) -> Any:
     if isinstance(value, dict):
-        properties = schema.get("properties") or {}
-        additional = schema.get("additionalProperties")
-        keep_unknown = schema.get("x-kubernetes-preserve-unknown-fields") or additional is True
-        if not properties and not isinstance(additional, Mapping) and schema.get("type") == "object":
-            keep_unknown = True  # `type: object` alone (like metadata) is left as it is
         pruned = {}
         for key, item in value.items():
-            if key in properties:
-                pruned[key] = _prune(properties[key], item)
-            elif isinstance(additional, Mapping):
-                pruned[key] = _prune(additional, item)
-            elif keep_unknown:
+            child = _child_schema(schema, key)
+            if child is not None:
+                pruned[key] = _prune(child, item)
+            elif _keeps_unknown(schema):
                 pruned[key] = item
         return pruned
     if isinstance(value, list) and isinstance(schema.get("items"), Mapping):

@@ -96,9 +96,12 @@ class KubeEmulator:
         quiet: dict[str, Any] = {} if self._access_log else {"access_log": None}
         server = aiohttp.web.Server(self.emulator, **quiet)
         self._runner = aiohttp.web.ServerRunner(server, shutdown_timeout=self._shutdown_timeout)
-        await self._runner.setup()
-        site = aiohttp.web.TCPSite(self._runner, self._host, self._port)
-        await site.start()
+        try:
+            await self._runner.setup()
+            await aiohttp.web.TCPSite(self._runner, self._host, self._port).start()
+        except BaseException as exc:  # e.g. the port is taken: undo what was started
+            await self.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
         host, port = self._runner.addresses[0][:2]
         self._url = f"http://{host}:{port}"
         if self._requested_kubeconfig is None:
@@ -118,6 +121,7 @@ class KubeEmulator:
         if self._tempdir is not None:
             shutil.rmtree(self._tempdir, ignore_errors=True)
             self._tempdir = None
+        self._url = self._kubeconfig = self._loop = self._loop_thread_id = None
 
     @contextlib.contextmanager
     def running_in_thread(self, *, startup_timeout: float = 30.0) -> Iterator[Self]:
@@ -132,10 +136,9 @@ class KubeEmulator:
                 async with self:
                     started.set()
                     await stop[0].wait()
-            except BaseException as exc:  # reported to the caller's thread below
+            except Exception as exc:  # reported to the caller's thread, which raises it
                 failure.append(exc)
                 started.set()
-                raise
 
         self._thread = threading.Thread(target=asyncio.run, args=(serve(),), name="kube-emulator", daemon=True)
         self._thread.start()

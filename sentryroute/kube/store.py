@@ -46,7 +46,7 @@ from sentryroute.kube.objects import (
     object_body,
     spec_view,
 )
-from sentryroute.kube.schemas import prune_and_default
+from sentryroute.kube.schemas import prune_and_default, unknown_fields
 from sentryroute.kube.selectors import FieldSelector, LabelSelector
 
 __all__ = ["NAMESPACES", "ObjectKey", "ObjectStore", "WatchEvent", "check_subresource", "selects"]
@@ -130,8 +130,15 @@ class ObjectStore:
         return sorted(found, key=lambda obj: (meta_of(obj).get("namespace") or "", meta_of(obj).get("name") or ""))
 
     def create_object(
-        self, resource: kmock.resource, namespace: str | None, body: Any, *, dry_run: bool = False
+        self,
+        resource: kmock.resource,
+        namespace: str | None,
+        body: Any,
+        *,
+        strict_fields: bool = False,
+        dry_run: bool = False,
     ) -> dict[str, Any]:
+        """POST. `strict_fields`: reject fields a custom resource's schema does not declare (else prune them)."""
         info = self.info(resource)
         obj = object_body(body)
         meta = obj["metadata"]
@@ -168,7 +175,7 @@ class ObjectStore:
             obj["status"] = {"phase": "Active"}
         elif resource == PODS:
             obj["status"] = {"phase": "Pending"}
-        obj = self._shaped(resource, obj)
+        obj = self._shaped(resource, obj, strict_fields=strict_fields)
         if dry_run:
             return obj
         created = self._commit(key, "ADDED", obj, None)
@@ -184,8 +191,10 @@ class ObjectStore:
         *,
         content_type: str = "application/merge-patch+json",
         subresource: str | None = None,
+        strict_fields: bool = False,
         dry_run: bool = False,
     ) -> dict[str, Any]:
+        """PATCH: a JSON patch (a list body) or a merge patch (an object body)."""
         info = self.info(resource)
         key = self._key(resource, info, namespace, name)
         old = self._existing(key)
@@ -199,7 +208,9 @@ class ObjectStore:
             candidate = merge_patch(old, patch)
         else:
             raise ApiError(400, "BadRequest", "the body of a merge patch must be a JSON object")
-        return self._update(key, info, old, candidate, subresource=subresource, dry_run=dry_run)
+        return self._update(
+            key, info, old, candidate, subresource=subresource, strict_fields=strict_fields, dry_run=dry_run
+        )
 
     def replace_object(
         self,
@@ -209,8 +220,10 @@ class ObjectStore:
         body: Any,
         *,
         subresource: str | None = None,
+        strict_fields: bool = False,
         dry_run: bool = False,
     ) -> dict[str, Any]:
+        """PUT: the whole object (or, through `/status`, its whole status)."""
         info = self.info(resource)
         key = self._key(resource, info, namespace, name)
         old = self._existing(key)
@@ -221,7 +234,9 @@ class ObjectStore:
         if candidate["metadata"].get("namespace") not in (None, "", namespace):
             raise ApiError(400, "BadRequest", "the namespace of the object does not match the namespace on the URL")
         _check_resource_version(key, old, candidate)
-        return self._update(key, info, old, candidate, subresource=subresource, dry_run=dry_run)
+        return self._update(
+            key, info, old, candidate, subresource=subresource, strict_fields=strict_fields, dry_run=dry_run
+        )
 
     def delete_object(
         self,
@@ -287,6 +302,10 @@ class ObjectStore:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         return self.resources[resource]
 
+    def schema(self, resource: kmock.resource) -> dict[str, Any] | None:
+        """A custom resource's openAPIV3Schema (None: a built-in kind, whose schema the emulator does not know)."""
+        return self.crd_versions.get(resource, {}).get("schema", {}).get("openAPIV3Schema")
+
     def printer_columns(self, resource: kmock.resource) -> list[dict[str, Any]] | None:
         """A custom resource's `additionalPrinterColumns` (None: none declared, or a built-in kind)."""
         return self.crd_versions.get(resource, {}).get("additionalPrinterColumns")
@@ -338,6 +357,7 @@ class ObjectStore:
         candidate: Mapping[str, Any],
         *,
         subresource: str | None,
+        strict_fields: bool = False,
         dry_run: bool,
     ) -> dict[str, Any]:
         """The part of PATCH and PUT after the new content is known: the status split and server-owned fields."""
@@ -361,7 +381,7 @@ class ObjectStore:
             else:
                 meta.pop(field, None)
         new["apiVersion"], new["kind"] = old.get("apiVersion"), old.get("kind")
-        new = self._shaped(key[0], new)
+        new = self._shaped(key[0], new, strict_fields=strict_fields)
         added_finalizers = set(meta.get("finalizers") or ()) - set(old_meta.get("finalizers") or ())
         if old_meta.get("deletionTimestamp") and added_finalizers:
             raise ApiError(
@@ -425,11 +445,17 @@ class ObjectStore:
             if any(isinstance(owner, Mapping) and owner.get("uid") == owner_uid for owner in owners):
                 self.delete_object(res, ns, name)
 
-    def _shaped(self, resource: kmock.resource, obj: dict[str, Any]) -> dict[str, Any]:
+    def _shaped(self, resource: kmock.resource, obj: dict[str, Any], *, strict_fields: bool) -> dict[str, Any]:
         """A custom resource pruned and defaulted by its CRD's structural schema; other objects as they are."""
-        schema = self.crd_versions.get(resource, {}).get("schema", {}).get("openAPIV3Schema")
+        schema = self.schema(resource)
         if not schema:
             return obj
+        unknown = unknown_fields(schema, {key: value for key, value in obj.items() if key != "metadata"})
+        if strict_fields and unknown:
+            fields = ", ".join(f'unknown field "{field}"' for field in unknown)
+            raise ApiError(
+                400, "BadRequest", f"{obj.get('kind')} in version {resource.version!r}: strict decoding error: {fields}"
+            )
         shaped: dict[str, Any] = prune_and_default(schema, obj)
         shaped.update({key: obj[key] for key in ("apiVersion", "kind", "metadata") if key in obj})
         return shaped

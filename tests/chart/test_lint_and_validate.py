@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tarfile
 from pathlib import Path
 
 import kubernetes_validate
@@ -56,3 +57,12 @@ def test_lint_fails_on_a_typo_too() -> None:
     result = run_helm("lint", "--strict", str(CHART), "--set", "forwarder.persistance.enabled=true")
     assert result.returncode != 0
     assert "persistance" in result.stdout + result.stderr
+
+
+def test_chart_packages_with_its_crds(tmp_path: Path) -> None:
+    result = run_helm("package", str(CHART), "--destination", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    (archive,) = tmp_path.glob("sentryroute-*.tgz")
+    with tarfile.open(archive) as tar:
+        names = set(tar.getnames())
+    assert {"sentryroute/Chart.yaml", "sentryroute/values.schema.json", "sentryroute/crds/sentryroute.yaml"} <= names

@@ -1,16 +1,16 @@
-"""The chart's RBAC allows everything the real programs do, and nothing they need is missing.
+"""The programs, configured exactly as the chart configures their containers, work within the chart's RBAC.
 
-Each program runs as a subprocess with exactly the environment and arguments the chart gives its container
-(listen addresses moved to 127.0.0.1, mounted files to a temporary directory), against the emulated Kubernetes
-API (and the Sentry emulator for the operator). Every API request it makes is then authorised against the
-rendered Roles and ClusterRoles bound to its ServiceAccount. Set-up writes go to the emulator in-process, so the
-recorded requests are the program's own.
+Each program runs as a subprocess with the environment and arguments the chart gives its container (listen
+addresses moved to 127.0.0.1, mounted files to a temporary directory), against the emulated Kubernetes API (and
+the Sentry emulator for the operator). The operator must provision a SentryRoute; the forwarder must load the
+routes table and follow an update, from the mounted ConfigMap or through the API. Every API request either
+makes is then authorised against the rendered Roles and ClusterRoles bound to its ServiceAccount. Set-up
+writes go to the emulator in-process, so the recorded requests are the program's own.
 """
 
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import os
 import signal
@@ -186,23 +186,47 @@ def test_operator_rbac_covers_what_the_operator_does(kube: KubeEmulator, tmp_pat
     assert "sentryroute.dev/finalizer" in report.get("metadata", {}).get("finalizers", [])
 
 
-@pytest.mark.parametrize("source", ["file", "configmap"])
-def test_forwarder_rbac_covers_what_the_forwarder_does(kube: KubeEmulator, tmp_path: Path, source: str) -> None:
-    if source == "configmap" and importlib.util.find_spec("sentryroute_forwarder.table.configmap_watcher") is None:
-        pytest.skip("the forwarder's --routes-configmap watcher is not written yet")
-    table: dict[str, Any] = {"version": 1, "routes": [], "projects": {}, "unrouted": "drop"}
+def routes_table(*, unrouted: str) -> tuple[str, str]:
+    """A valid, empty routes table (SPEC §3) and its revision."""
+    table: dict[str, Any] = {"version": 1, "routes": [], "projects": {}, "unrouted": unrouted}
     table["revision"] = compute_revision(table)
-    routes_json = json.dumps(table)
-    kube.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": "sentryroute-routes", "namespace": NAMESPACE},
-            "data": {"routes.json": routes_json},
-        },
-        namespace=NAMESPACE,
-    )
-    (tmp_path / "routes.json").write_text(routes_json)
+    return json.dumps(table), table["revision"]
+
+
+class MountedConfigMap:
+    """A directory laid out like the kubelet's ConfigMap volume: `routes.json -> ..data/routes.json`, with
+    `..data` a symlink to a timestamped directory that an update replaces atomically (a new directory, then a
+    rename of the symlink). This is why the chart never mounts the file with subPath."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.updates = 0
+        directory.mkdir()
+        (directory / "routes.json").symlink_to("..data/routes.json")
+
+    def write(self, content: str) -> None:
+        self.updates += 1
+        version = self.directory / f"..2026_11_25_{self.updates:02d}"
+        version.mkdir()
+        (version / "routes.json").write_text(content)
+        pending = self.directory / "..data_tmp"
+        pending.symlink_to(version.name)
+        os.replace(pending, self.directory / "..data")
+
+
+@pytest.mark.parametrize("source", ["file", "configmap"])
+def test_forwarder_follows_route_updates_within_its_rbac(kube: KubeEmulator, tmp_path: Path, source: str) -> None:
+    first, _ = routes_table(unrouted="drop")
+    second, second_revision = routes_table(unrouted="hold")
+    configmap = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "sentryroute-routes", "namespace": NAMESPACE},
+        "data": {"routes.json": first},
+    }
+    kube.apply(configmap, namespace=NAMESPACE)
+    mount = MountedConfigMap(tmp_path / "etc-sentryroute")
+    mount.write(first)
     manifests = render(None, (f"forwarder.routes.source={source}",))
     admin = free_port()
     # The chart's fixed container ports, on free loopback ports instead (tests share the machine).
@@ -212,22 +236,27 @@ def test_forwarder_rbac_covers_what_the_forwarder_does(kube: KubeEmulator, tmp_p
         "SENTRYROUTE_ADMIN": f"127.0.0.1:{admin}",
     }
     if source == "file":
-        local["SENTRYROUTE_ROUTES"] = str(tmp_path / "routes.json")  # the mounted ConfigMap
+        rendered = container_env(workload(manifests, "forwarder"), pod_name="unused")["SENTRYROUTE_ROUTES"]
+        local["SENTRYROUTE_ROUTES"] = str(mount.directory / Path(rendered).name)  # /etc/sentryroute/routes.json
     process, log = start(manifests, "forwarder", kube=kube, tmp_path=tmp_path, env=local)
+
+    def admin_page(path: str) -> str:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin}{path}", timeout=2) as response:
+                return str(response.read().decode()) if response.status == 200 else ""
+        except OSError:
+            return ""
+
     try:
-
-        def ready() -> bool:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{admin}/readyz", timeout=2) as response:
-                    return bool(response.status == 200)
-            except OSError:
-                return False
-
-        eventually(ready, what="/readyz", process=process, log=log)
+        eventually(lambda: admin_page("/readyz"), what="/readyz", process=process, log=log)
+        if source == "file":
+            mount.write(second)
+        else:
+            kube.apply(configmap | {"data": {"routes.json": second}}, namespace=NAMESPACE)
+        loaded = f'sentryroute_routes_revision_info{{revision="{second_revision}"}} 1.0'
+        eventually(lambda: loaded in admin_page("/metrics"), what="the updated table", process=process, log=log)
     finally:
         stop(process)
     accesses = assert_authorised(kube, manifests, "forwarder")
     if source == "configmap":
-        assert Access("watch", "", "configmaps", NAMESPACE, "sentryroute-routes") in accesses or (
-            Access("list", "", "configmaps", NAMESPACE, "sentryroute-routes") in accesses
-        )
+        assert Access("watch", "", "configmaps", NAMESPACE, "sentryroute-routes") in accesses

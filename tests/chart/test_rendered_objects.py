@@ -374,3 +374,15 @@ def test_notes_tell_how_to_send_data_and_check_routes() -> None:
         "/metrics",
     ):
         assert expected in notes, expected
+
+
+def test_image_digest_and_pull_secrets_reach_both_pods() -> None:
+    manifests = render(ci("hpa"))
+    for component in ("operator", "forwarder"):
+        spec = pod_spec(workload(manifests, component))
+        assert spec["imagePullSecrets"] == [{"name": "registry-credentials"}]
+        assert spec["containers"][0]["image"] == (
+            "registry.example.com/platform/sentryroute:0.1.0@sha256:"
+            "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+        )
+    assert pod_spec(workload(render(), "forwarder"))["containers"][0]["image"] == "sentryroute:0.1.0"

@@ -3,6 +3,7 @@ is written through the status subresource (what the operator does) without touch
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -72,11 +73,21 @@ def test_the_server_defaults_and_prunes_the_spec(custom: Any):
     assert patched["status"] == status  # status keeps unknown fields (kopf's progress)
 
 
-def test_kubectl_shows_the_printer_columns():
+def test_kubectl_validates_explains_and_lists():
+    """Plain `kubectl apply` (server-side field validation), `kubectl explain` and the printer columns."""
     with KubeEmulator().running_in_thread() as kube:
         kubectl = kubectl_for(kube)
-        kubectl("apply", "--validate=false", "-f", str(CRD_PATH))
+        kubectl("apply", "-f", str(CRD_PATH))
         kube.apply(dict(SPEC_EXAMPLE, status=dict(SPEC_EXAMPLE["status"], projectCount=3)))
         header, row = kubectl("get", "sroute", "-A").splitlines()
         assert header.split() == ["NAMESPACE", "NAME", "ATTRIBUTE", "PROJECTS", "READY", "AGE"]
         assert row.split()[:5] == ["shop", "shop", "service.name", "3", "True"]
+
+        explained = kubectl("explain", "sroute.spec.autoProvision.derive")
+        assert "ENUM" in explained and "inferred" in explained and "Where a pod's service.name comes from" in explained
+
+        typo = {"apiVersion": "sentryroute.dev/v1alpha1", "kind": "SentryRoute", "metadata": {"name": "t"}}
+        with pytest.raises(AssertionError, match='unknown field "spec.mapings"'):
+            kubectl("apply", "-f", "-", stdin=json.dumps(dict(typo, spec={"mapings": {"a": "b"}})))
+        kubectl("apply", "-f", "-", stdin=json.dumps(dict(typo, spec={"mapping": {"a": "b"}})))
+        assert kube.get("sentryroute.dev/v1alpha1/sentryroutes", "default", "t") is not None

@@ -117,3 +117,17 @@ async def test_oversized_message_is_rejected(routes_path, fake_pipeline):
             await stub.Export(traces_request(resource_spans("orders", spans=200)), timeout=10)
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert fake_pipeline.parts == []
+
+
+async def test_compressed_message_inflating_past_the_limit_is_rejected(routes_path, fake_pipeline):
+    settings = local_settings(routes_path, max_request_bytes=64 * 1024)
+    bomb = traces_request(resource_spans("orders", extra={"padding": "x" * (1024 * 1024)}))
+    async with (
+        Forwarder(settings, pipeline=fake_pipeline) as forwarder,
+        grpc.aio.insecure_channel(f"127.0.0.1:{forwarder.grpc_port}") as channel,
+    ):
+        stub = trace_service_pb2_grpc.TraceServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.Export(bomb, timeout=10, compression=grpc.Compression.Gzip)
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert fake_pipeline.parts == []

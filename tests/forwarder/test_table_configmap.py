@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import aiohttp
 import pytest
-
-from sentryroute.kube import KubeEmulator
 from sentryroute_forwarder.app import Forwarder
 from sentryroute_forwarder.config import ObjectRef
+
+from sentryroute.kube import KubeEmulator
 from tests.forwarder.conftest import DEFAULT_TABLE, local_settings, metric_value, routes_table, wait_until
 
 REF = ObjectRef("sentryroute", "sentryroute-routes")
@@ -28,7 +29,7 @@ async def kube(monkeypatch):
         yield emulator
 
 
-async def test_configmap_changes_are_applied(kube, tmp_path, fake_pipeline):
+async def test_configmap_changes_are_applied(kube, tmp_path, fake_pipeline, caplog):
     kube.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "unrelated", "namespace": REF.namespace}})
     settings = local_settings(tmp_path / "unused.json", routes_configmap=REF)
     async with Forwarder(settings, pipeline=fake_pipeline) as forwarder:
@@ -44,3 +45,15 @@ async def test_configmap_changes_are_applied(kube, tmp_path, fake_pipeline):
         kube.apply(configmap(newer.to_json()))
         await wait_until(lambda: fake_pipeline.tables == [DEFAULT_TABLE, newer], what="the updated table")
         assert metric_value(forwarder, "sentryroute_routes_revision_info", {"revision": newer.revision}) == 1
+
+        # Deleting the ConfigMap (an operator reinstall, a mistake) keeps the table in use.
+        async with aiohttp.ClientSession() as http:
+            path = f"{kube.url}/api/v1/namespaces/{REF.namespace}/configmaps/{REF.name}"
+            async with http.delete(path) as resp:
+                assert resp.status == 200
+        await wait_until(lambda: "was deleted; keeping the current table" in caplog.text, what="the deletion")
+        assert forwarder.not_ready_reason() is None
+        assert len(fake_pipeline.tables) == 2
+        kube.apply(configmap(DEFAULT_TABLE.to_json()))
+        await wait_until(lambda: len(fake_pipeline.tables) == 3, what="the re-created ConfigMap's table")
+        assert forwarder.not_ready_reason() is None

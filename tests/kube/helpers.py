@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -76,8 +77,10 @@ def kubectl_for(kube: KubeEmulator) -> Kubectl:
     if binary is None:
         pytest.skip("kubectl is not installed (see k8s-testing.md §3 for the npm layer)")
 
+    cache = tempfile.mkdtemp(prefix="kubectl-cache-")  # not ~/.kube/cache: every emulator has a new port
+
     def run(*args: str, stdin: str | None = None) -> str:
-        command = [binary, f"--kubeconfig={kube.kubeconfig_path}", *args]
+        command = [binary, f"--kubeconfig={kube.kubeconfig_path}", f"--cache-dir={cache}", *args]
         done = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=60, check=False)
         assert done.returncode == 0, done.stderr
         return done.stdout

@@ -98,7 +98,10 @@ def test_crd_registers_serves_and_unregisters(kube: KubeEmulator, api: kubernete
     custom.create_namespaced_custom_object(*ARGS, {"metadata": {"name": "w"}})
 
     extensions.delete_custom_resource_definition("widgets.example.dev")
-    assert kube.call(lambda: WIDGETS not in kube.emulator.resources)
+    with pytest.raises(ApiException) as undiscovered:
+        custom.get_api_resources(WIDGET_GROUP, WIDGET_VERSION)
+    assert undiscovered.value.status == 404
+    assert kube.call(lambda: WIDGETS not in kube.emulator.resources)  # discovery did not re-declare it
     with pytest.raises(ApiException) as gone:
         custom.list_namespaced_custom_object(*ARGS)
     assert gone.value.status == 404

@@ -90,3 +90,15 @@ async def test_inspection_from_another_thread_in_async_mode():
         kube.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}})
         names = await asyncio.to_thread(lambda: [cm["metadata"]["name"] for cm in kube.objects("v1/configmaps")])
         assert names == ["a"]
+
+
+def test_a_taken_port_fails_loudly_and_leaves_nothing_running():
+    with KubeEmulator().running_in_thread() as first:
+        port = int(first.url.rsplit(":", 1)[1])
+        second = KubeEmulator(port=port)
+        with pytest.raises(RuntimeError, match="did not start"), second.running_in_thread():
+            pass
+        with pytest.raises(RuntimeError, match="not running"):
+            second.url  # noqa: B018 - the property is the assertion
+    with pytest.raises(RuntimeError, match="not running"):
+        first.url  # noqa: B018 - and a stopped server has no URL any more

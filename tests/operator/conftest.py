@@ -21,12 +21,12 @@ import kubernetes
 import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
+from sentryroute_operator.runtime import OperatorApp
+from sentryroute_operator.settings import ObjectRef, OperatorSettings
 
 from sentryroute.emulator import EmulatorConfig, SentryEmulator
 from sentryroute.kube import KubeEmulator
 from sentryroute.routes import RoutesTable, parse_routes_table
-from sentryroute_operator.runtime import OperatorApp
-from sentryroute_operator.settings import ObjectRef, OperatorSettings
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[2]
@@ -109,9 +109,8 @@ class Cluster:
         }
         if init_containers:
             spec["initContainers"] = [{"name": f"i{i}", "image": "x", "env": e} for i, e in enumerate(init_containers)]
-        self.core.create_namespaced_pod(
-            namespace, {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
-        )
+        body: Any = {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
+        self.core.create_namespaced_pod(namespace, body)
 
     def owned(self, api_version: str, kind: str, namespace: str, name: str, *, owner: tuple[str, str]) -> None:
         """A ReplicaSet or Job controlled by a Deployment or CronJob (the emulator runs no controllers)."""
@@ -171,9 +170,10 @@ class Cluster:
     def entries(self, namespace: str, name: str) -> dict[str, dict[str, Any]]:
         return {e["value"]: e for e in self.status(namespace, name).get("projects") or ()}
 
-    def ready(self, namespace: str, name: str) -> dict[str, Any] | None:
+    def ready(self, namespace: str, name: str) -> dict[str, Any]:
+        """The Ready condition ({} before the operator wrote one)."""
         conds = self.status(namespace, name).get("conditions") or ()
-        return next((c for c in conds if c.get("type") == "Ready"), None)
+        return dict(next((c for c in conds if c.get("type") == "Ready"), {}))
 
     # --- ConfigMaps, Secrets, Events ---
     def table(self) -> RoutesTable | None:
@@ -181,6 +181,11 @@ class Cluster:
         if cm is None or "routes.json" not in (cm.get("data") or {}):
             return None
         return parse_routes_table(cm["data"]["routes.json"])
+
+    def current_table(self) -> RoutesTable:
+        table = self.table()
+        assert table is not None, "no routes table written yet"
+        return table
 
     def secret(self, name: str, token: str) -> None:
         body = {

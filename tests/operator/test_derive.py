@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from sentryroute_operator.derive import (
     OwnerRef,
     derive_service_names,
@@ -44,7 +43,7 @@ def env(name: str, value: str) -> dict[str, Any]:
     return {"name": name, "value": value}
 
 
-EVERY_SOURCE = {
+EVERY_SOURCE: dict[str, Any] = {
     "envs": [[env("OTEL_SERVICE_NAME", "from-env"), env("OTEL_RESOURCE_ATTRIBUTES", "service.name=from-attrs")]],
     "labels": {"service.name": "from-label", "app.kubernetes.io/instance": "inst", "app.kubernetes.io/name": "nm"},
     "annotations": {"resource.opentelemetry.io/service.name": "from-annotation"},

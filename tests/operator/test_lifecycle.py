@@ -64,13 +64,9 @@ def test_two_routes_claiming_a_value_both_render_and_the_later_one_conflicts(
         ),
         what="both routes rendered",
     )
-    assert [r.namespace for r in cluster.table().routes] == ["shop", "other"]
-    entry = eventually(
-        lambda: (
-            cluster.entries("other", "second").get("checkout", {}).get("state") == "Conflict"
-            and cluster.entries("other", "second")["checkout"]
-        )
-    )
+    assert [r.namespace for r in cluster.current_table().routes] == ["shop", "other"]
+    eventually(lambda: cluster.entries("other", "second")["checkout"]["state"] == "Conflict", what="Conflict")
+    entry = cluster.entries("other", "second")["checkout"]
     assert "k8s.namespace.name=other" in entry["message"] and "shop/first" in entry["message"]
     assert cluster.ready("other", "second")["reason"] == "Conflict"
     eventually(lambda: cluster.ready("shop", "first")["status"] == "True", what="the first route stays Ready")
@@ -108,3 +104,12 @@ def test_restart_never_writes_a_table_that_drops_routes(
     for table in after:
         assert full <= set(routed(table)), f"revision {table.revision} dropped routes"
     assert second.writes >= 1
+
+
+def test_a_deleted_routes_configmap_comes_back(cluster: Cluster, sentry: Sentry, start_operator: Any) -> None:
+    sentry.emu.state.add_project(ORG, TEAM, "orders")
+    cluster.route("shop", "shop", {"mapping": {"orders-svc": "orders"}})
+    start_operator()
+    eventually(lambda: routed(cluster.table()), what="the table")
+    cluster.core.delete_namespaced_config_map("sentryroute-routes", "sentryroute-system")
+    eventually(lambda: routed(cluster.table()) == {("orders-svc", "shop"): f"{ORG}/orders"}, what="re-created")

@@ -80,8 +80,8 @@ def test_fallbacks_and_identity_routes(cluster: Cluster, sentry: Sentry, start_o
     }
     cluster.route("shop", "shop", spec)
     start_operator(fallback_project="global-bin")
-    eventually(lambda: len(routed(cluster.table())) == 2 and len(cluster.table().fallbacks) == 2, what="table")
-    table = cluster.table()
+    eventually(lambda: len(routed(cluster.table())) == 2 and len(cluster.current_table().fallbacks) == 2, what="table")
+    table = cluster.current_table()
     assert [(r.value, r.namespace, r.project) for r in table.routes] == [
         ("selected", "shop", f"{ORG}/selected"),
         ("billing", "shop", f"{ORG}/billing"),  # identity route, after the auto-provisioned ones
@@ -104,9 +104,16 @@ def test_size_guard_keeps_the_previous_table(
     for i in range(1, 6):
         cluster.pod("shop", f"p{i}", labels={"service.name": f"svc-{i}"})
     eventually(lambda: any("Not writing the routes table" in line for line in logs.lines), what="the size guard")
-    kept = cluster.table()  # the last table that fitted stays in place; the full one is never written
+    kept = cluster.current_table()  # the last table that fitted stays in place; the full one is never written
     assert kept is not None and len(kept.to_json().encode()) <= 1200
     assert ("svc-0", "shop") in routed(kept) and len(routed(kept)) < 6
+
+    def size_condition() -> dict[str, Any]:
+        conds = cluster.status("shop", "shop").get("conditions") or []
+        return next((c for c in conds if c["type"] == "RoutesTableNearLimit"), {})
+
+    cond = eventually(size_condition, what="the size condition")
+    assert cond["status"] == "True" and "limit" in cond["message"]
 
 
 def test_two_replicas_with_peering_only_one_writes(cluster: Cluster, sentry: Sentry, start_operator: Any) -> None:

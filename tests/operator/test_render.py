@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from sentryroute.routes import ProjectEndpoint, Refused, parse_routes_table
 from sentryroute_operator.render.size import check_size
 from sentryroute_operator.render.table import ClusterFallback, RouteContribution, ValueRoute, build_routes_table
 from sentryroute_operator.status import ProjectStatus, ready_condition, same_status, status_body
+
+from sentryroute.routes import ProjectEndpoint, Refused, parse_routes_table
 
 
 def endpoint(pid: str) -> ProjectEndpoint:

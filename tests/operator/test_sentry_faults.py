@@ -80,7 +80,8 @@ def test_missing_scope_then_token_rotated_in_its_secret(
     start_operator()
     cond = eventually(lambda: (c := cluster.ready("shop", "shop")) and c["reason"] == "Forbidden" and c, what="403")
     assert cond["status"] == "False" and "project:write" in cond["message"]
-    assert routed(cluster.table()) == {("old", "shop"): f"{ORG}/existing"}  # the readable part still routes
+    # The readable part still routes.
+    eventually(lambda: routed(cluster.table()) == {("old", "shop"): f"{ORG}/existing"}, what="old routed")
 
     # Revoke the token (401 from now on) and rotate the Secret: the operator re-reads it on the 401.
     state.revoke_token(read_only)
@@ -130,8 +131,14 @@ def test_deleted_projects_recreated_only_when_this_route_created_them(
     eventually(
         lambda: (p := sentry.project("made-here")) is not None and p.id != first_id, timeout=30, what="re-created"
     )
-    eventually(lambda: set(routed(cluster.table())) == {("made-here", "shop")}, timeout=30, what="table updated")
-    assert cluster.table().projects[f"{ORG}/made-here"].id == sentry.project("made-here").id
+    eventually(
+        lambda: (
+            set(routed(cluster.table())) == {("made-here", "shop")}
+            and cluster.current_table().projects[f"{ORG}/made-here"].id == sentry.project("made-here").id
+        ),
+        timeout=30,
+        what="table updated to the re-created project",
+    )
     assert sentry.project("adopted") is None and sentry.project("not-again") is None
     entries = eventually(lambda: (e := cluster.entries("shop", "shop"))["adopted-svc"]["state"] == "Failed" and e)
     assert "does not exist" in entries["adopted-svc"]["message"]
@@ -155,7 +162,7 @@ def test_hostile_service_names_become_fixed_slugs(
     cluster.route("shop", "shop", {"autoProvision": {"enabled": True, "team": TEAM}})
     start_operator()
     eventually(lambda: len(routed(cluster.table())) == len(HOSTILE), what="all hostile values routed")
-    table = cluster.table()
+    table = cluster.current_table()
     for name, expected in HOSTILE.items():
         assert routed(table)[(name, "shop")] == f"{ORG}/{expected}"
         assert sentry.project(expected) is not None

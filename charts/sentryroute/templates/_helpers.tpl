@@ -102,8 +102,8 @@ compare the forwarder's shutdown bound with terminationGracePeriodSeconds. Fails
 {{- div (add $millis 999) 1000 }}
 {{- end }}
 
-{{/* Shared pod-level settings: security context, pull secrets. */}}
-{{- define "sentryroute.podSecurity" -}}
+{{/* Pod-level settings both pods share: the security context and the image pull secrets. */}}
+{{- define "sentryroute.podCommon" -}}
 securityContext:
   {{- toYaml .Values.podSecurityContext | nindent 2 }}
 {{- with .Values.imagePullSecrets }}
@@ -120,7 +120,7 @@ imagePullSecrets:
     - {protocol: UDP, port: 53}
     - {protocol: TCP, port: 53}
 {{- end }}
-{{- range $name, $rule := dict "kubernetesApi" $egress.kubernetesApi "sentry" $egress.sentry }}
+{{- range $rule := list $egress.kubernetesApi $egress.sentry }}
 - ports:
   {{- range $rule.ports }}
     - {protocol: TCP, port: {{ . }}}

@@ -7,11 +7,11 @@ request reaches the router as wire bytes, never as a decoded message. Retryable 
 
 from __future__ import annotations
 
-import logging
 from typing import NoReturn
 
 import grpc
 from google.protobuf.message import DecodeError, Message
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
 from sentryroute_forwarder.config import ForwarderSettings
 from sentryroute_forwarder.metrics import ForwarderMetrics
@@ -23,8 +23,6 @@ from sentryroute_forwarder.receive.tls import ReloadingTls
 from sentryroute_forwarder.route.wire import MalformedPayload
 
 __all__ = ["start_grpc_server"]
-
-log = logging.getLogger(__name__)
 
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
@@ -61,7 +59,7 @@ class _ExportHandler:
 
     def _accept(self, request: bytes) -> Outcome:
         if self._service.signal is None:
-            return self._intake.reject_metrics(self._service.request_type.FromString(request))  # type: ignore[arg-type]
+            return self._intake.reject_metrics(ExportMetricsServiceRequest.FromString(request))
         return self._intake.accept(self._service.signal, request)
 
     async def _abort(

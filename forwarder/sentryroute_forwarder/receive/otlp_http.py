@@ -8,15 +8,18 @@ type with a 4xx (or 503) status — bad input never causes a 500 or a hang.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from google.protobuf.message import DecodeError, Message
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
 from sentryroute_forwarder.config import ForwarderSettings
 from sentryroute_forwarder.metrics import ForwarderMetrics
+from sentryroute_forwarder.model import Signal
 from sentryroute_forwarder.receive.auth import BearerAuth
 from sentryroute_forwarder.receive.inflate import CorruptBody, InflatedTooLarge, UnsupportedEncoding, inflate
 from sentryroute_forwarder.receive.intake import Intake, NotReady, Outcome, Overloaded
@@ -25,13 +28,13 @@ from sentryroute_forwarder.receive.services import SERVICES, OtlpService
 from sentryroute_forwarder.receive.status import CODE_FOR_HTTP, build_status
 from sentryroute_forwarder.route.wire import MalformedPayload
 
-__all__ = ["build_http_app", "http_runner"]
-
-log = logging.getLogger(__name__)
+__all__ = ["build_http_app", "http_runner", "receiver_grace"]
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 _PROTOBUF_TYPES = frozenset({PROTOBUF, "application/protobuf"})
+
+M = TypeVar("M", bound=Message)
 
 
 class _Reject(Exception):
@@ -65,14 +68,14 @@ class _OtlpHandler:
         if media_type not in _PROTOBUF_TYPES and media_type != JSON:
             raise _Reject(415, f"unsupported Content-Type: use {PROTOBUF} or {JSON}")
         body = await self._read_body(request)
-        if media_type == JSON:
-            try:
-                message = parse_otlp_json(body, self._service.request_type)
-            except InvalidJson as exc:
-                raise _Reject(400, str(exc)) from None
-            outcome = self._accept_message(message)
+        signal, is_json = self._service.signal, media_type == JSON
+        if signal is None:
+            outcome = self._intake.reject_metrics(self._decode(ExportMetricsServiceRequest, body, is_json=is_json))
+        elif is_json:  # OTLP/JSON becomes wire bytes first: routing only ever reads the wire format
+            message = self._decode(self._service.request_type, body, is_json=True)
+            outcome = self._route(signal, message.SerializeToString())
         else:
-            outcome = self._accept_wire(body)
+            outcome = self._route(signal, body)
         return _respond(request, 200, self._service.response(outcome))
 
     async def _read_body(self, request: web.Request) -> bytes:
@@ -86,6 +89,10 @@ class _OtlpHandler:
             raise _Reject(408, f"request body not received within {self._limits.read_timeout:g}s") from None
         except web.HTTPRequestEntityTooLarge:
             raise _Reject(413, f"request body is larger than {limit} bytes") from None
+        except HttpProcessingError as exc:  # broken chunked encoding and the like
+            raise _Reject(400, f"malformed HTTP body: {exc.message[:200]}") from None
+        except ConnectionResetError:  # the client went away; nobody will read the answer
+            raise _Reject(400, "connection lost while reading the body") from None
         try:
             return inflate(raw, encoding=request.headers.get("Content-Encoding", ""), limit=limit)
         except UnsupportedEncoding as exc:
@@ -95,13 +102,19 @@ class _OtlpHandler:
         except CorruptBody as exc:
             raise _Reject(400, str(exc)) from None
 
-    def _accept_wire(self, body: bytes) -> Outcome:
-        signal = self._service.signal
-        if signal is None:
+    @staticmethod
+    def _decode(message_type: type[M], body: bytes, *, is_json: bool) -> M:
+        if is_json:
             try:
-                return self._accept_message(self._service.request_type.FromString(body))
-            except DecodeError:
-                raise _Reject(400, "body is not a valid ExportMetricsServiceRequest") from None
+                return parse_otlp_json(body, message_type)
+            except InvalidJson as exc:
+                raise _Reject(400, str(exc)) from None
+        try:
+            return message_type.FromString(body)
+        except DecodeError:
+            raise _Reject(400, f"body is not a valid {message_type.DESCRIPTOR.name}") from None
+
+    def _route(self, signal: Signal, body: bytes) -> Outcome:
         try:
             return self._intake.accept(signal, body)
         except MalformedPayload as exc:
@@ -110,11 +123,6 @@ class _OtlpHandler:
             raise self._retry_later(503, "no routes table loaded yet") from None
         except Overloaded:
             raise self._retry_later(429, "the forwarder's queue is full") from None
-
-    def _accept_message(self, message: Message) -> Outcome:
-        if self._service.signal is None:
-            return self._intake.reject_metrics(message)  # type: ignore[arg-type]
-        return self._accept_wire(message.SerializeToString())
 
     def _retry_later(self, status: int, message: str) -> _Reject:
         seconds = max(1, round(self._limits.retry_after))
@@ -172,6 +180,12 @@ def build_http_app(
     return app
 
 
+def receiver_grace(settings: ForwarderSettings) -> float:
+    """How long requests in flight may take to finish at shutdown: a share of `--shutdown-timeout`, the rest
+    is for flushing the queues."""
+    return min(5.0, settings.shutdown_timeout / 4)
+
+
 def http_runner(app: web.Application, *, settings: ForwarderSettings) -> web.AppRunner:
     """A runner that inflates nothing by itself and closes connections idle (or stuck in headers) too long."""
     return web.AppRunner(
@@ -182,4 +196,5 @@ def http_runner(app: web.Application, *, settings: ForwarderSettings) -> web.App
         keepalive_timeout=settings.read_timeout,
         # After an early answer (413, 408), unread body is drained this long so the client sees the answer.
         lingering_time=min(2.0, settings.read_timeout),
+        shutdown_timeout=receiver_grace(settings),
     )

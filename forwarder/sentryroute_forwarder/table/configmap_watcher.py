@@ -109,23 +109,28 @@ class RoutesConfigMapWatcher:
                 self._report(f"{self._origin} does not exist yet")
             while True:  # each watch ends after timeoutSeconds; continue from the last version seen
                 params = {
-                    "watch": "1",
+                    "watch": "true",
                     "fieldSelector": selector,
                     "timeoutSeconds": str(self._watch_timeout),
                     "allowWatchBookmarks": "true",
                 }
                 if version:
                     params["resourceVersion"] = version
+                started = asyncio.get_running_loop().time()
                 async with session.get(path, params=params, ssl=access.ssl_context or True) as resp:
                     if resp.status == 410:
                         raise _Gone
                     resp.raise_for_status()
                     async for event in _events(resp):
                         version = self._handle(event) or version
+                if asyncio.get_running_loop().time() - started < 1.0:
+                    await asyncio.sleep(self._retry_delay)  # a server ending watches at once must not spin us
 
     def _handle(self, event: dict[str, Any]) -> str | None:
         """Apply one watch event; returns the resourceVersion it carries."""
         kind, obj = event.get("type"), event.get("object") or {}
+        if kind not in ("ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"):
+            raise RuntimeError(f"unexpected watch event type {str(kind)[:40]!r}")
         if kind == "ERROR":
             if obj.get("code") == 410:
                 raise _Gone

@@ -93,6 +93,10 @@ def register_handlers(registry: kopf.OperatorRegistry, engine: Engine, settings:
     async def delete_projects(body: kopf.Body, **_: Any) -> None:
         await engine.delete_created_projects(parse_route(body, default_attribute=settings.default_attribute))
 
+    @kopf.on.event("v1", "configmaps", id="reports", when=is_report_configmap, registry=registry)
+    def reports(body: kopf.Body, **_: Any) -> None:
+        engine.update_reports(body.get("data"))
+
     # --- the loop itself, on the report ConfigMap the operator pre-creates (one object, always present) ---
     @kopf.daemon(
         "v1",

@@ -1,0 +1,113 @@
+"""Values reported by forwarders (SPEC §4): identity routes for existing projects, and `--auto-create`.
+
+A reported value whose raw text is an existing project's slug gets an identity route; otherwise, with
+`--auto-create`, a project `slug(value)` is created under `--auto-create-team` unless the policy refuses it
+(placeholder, deny pattern, hourly cap). Reported values are never namespaced: the report does not say
+which namespace sent them.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sentryroute.routes import ProjectEndpoint, Refused, slug
+
+from .autocreate import AutoCreatePolicy
+from .catalog import ConnectionRuntime
+from .provision import TransientError, ensure_project
+from .render.table import ValueRoute
+from .routestate import ValueState
+from .watch.reports import Report
+
+log = logging.getLogger(__name__)
+
+#: Bound on the rendered `refused` list, so hostile reports cannot grow the table without limit.
+MAX_REFUSED = 1000
+
+
+class ReportedValues:
+    def __init__(self, *, attribute: str, auto_create: bool, team: str | None, policy: AutoCreatePolicy) -> None:
+        self.attribute = attribute
+        self.auto_create = auto_create
+        self.team = team
+        self.policy = policy
+        self.states: dict[str, ValueState] = {}
+        self.refused: dict[str, str] = {}
+        self.pending_reports: list[Report] = []
+        self.checked: set[str] = set()  # values the last runs looked at (a no-op for them until re-verified)
+        self.due = False
+
+    def candidates(self, routed_values: set[str]) -> list[str]:
+        """Reported values of our attribute that no route covers yet (plus refusals worth re-checking)."""
+        if not self.due:
+            return []
+        values = {r.value for r in self.pending_reports if r.attribute == self.attribute}
+        values |= {v for v, reason in self.refused.items() if reason == "rate_limited"}
+        return sorted(v for v in values - routed_values if v not in self.states or self.states[v].good is None)
+
+    async def provision(self, conn: ConnectionRuntime, values: list[str], *, warmup: float) -> None:
+        self.due = False
+        catalog = await conn.refresh()
+        for value in values:
+            self.checked.add(value)
+            existing = catalog is not None and value in catalog
+            if not existing:
+                if not self.auto_create or not self.team:
+                    continue
+                reason = self.policy.refusal(value)
+                if reason is not None:
+                    self.refused[value] = reason
+                    continue
+            self.refused.pop(value, None)
+            target = value if existing else slug(value)
+            try:
+                result = await ensure_project(
+                    conn.api,
+                    slug=target,
+                    team=self.team,
+                    platform="other",
+                    create=not existing,
+                    known=catalog,
+                    value=value,
+                )
+            except TransientError as exc:
+                log.warning("Reported value %r: %s", value[:100], exc)
+                continue
+            if result.created:
+                self.policy.record_creation()
+            state = self.states.setdefault(value, ValueState(slug=target))
+            state.record(result, warmup=warmup)
+
+    def routes(
+        self, conn: ConnectionRuntime | None, now: float, projects: dict[str, ProjectEndpoint]
+    ) -> list[ValueRoute]:
+        out: list[ValueRoute] = []
+        for value, state in sorted(self.states.items()):
+            if conn is None:
+                break
+            if state.warming(now) or (state.result is not None and state.result.state == "Creating"):
+                out.append(ValueRoute(value, pending=True))
+            elif state.good is not None:
+                key = conn.project_key(state.slug)
+                projects[key] = state.good
+                out.append(ValueRoute(value, project=key))
+        return out
+
+    def refusals(self) -> list[Refused]:
+        items = sorted(self.refused.items())[:MAX_REFUSED]
+        return [Refused(attribute=self.attribute, value=v, reason=r) for v, r in items]
+
+    def handled_keys(self, routed_values: set[str]) -> list[str]:
+        """Report entries the operator is done with: routed, refused, or nothing it could ever do."""
+        done = []
+        for report in self.pending_reports:
+            state = self.states.get(report.value)
+            hopeless = report.value in self.checked and (state is None or state.good is None)
+            if (
+                report.attribute != self.attribute
+                or report.value in routed_values
+                or report.value in self.refused
+                or (hopeless and (state is None or state.result is None or state.result.state == "Failed"))
+            ):
+                done.append(report.key)
+        return done

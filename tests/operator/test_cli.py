@@ -1,0 +1,57 @@
+"""`sentryroute operator` as users run it: a subprocess configured by environment variables only."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from .conftest import CANARY, OPERATOR_NS, ORG, REPO, TEAM, Cluster, Sentry, eventually, routed
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_cli_from_environment_with_json_logs_and_liveness(cluster: Cluster, sentry: Sentry, tmp_path: Path) -> None:
+    sentry.emu.state.add_project(ORG, TEAM, "orders")
+    cluster.route("shop", "shop", {"mapping": {"orders-svc": "orders"}})
+    token_file = tmp_path / "token"
+    token_file.write_text(CANARY + "\n")
+    port = free_port()
+    env = {
+        **os.environ,
+        "POD_NAMESPACE": OPERATOR_NS,
+        "SENTRY_URL": sentry.emu.url,
+        "SENTRY_ORG_SLUG": ORG,
+        "SENTRY_AUTH_TOKEN_FILE": str(token_file),
+        "SENTRYROUTE_REVERIFY_INTERVAL": "1s",
+        "SENTRYROUTE_LOG_FORMAT": "json",
+        "SENTRYROUTE_LIVENESS": f"http://127.0.0.1:{port}/healthz",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sentryroute", "operator"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        eventually(lambda: routed(cluster.table()) == {("orders-svc", "shop"): f"{ORG}/orders"}, what="the table")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
+            assert response.status == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, output
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert lines and all(isinstance(json.loads(line), dict) for line in lines), lines[:5]
+    assert CANARY not in output
