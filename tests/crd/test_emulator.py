@@ -4,6 +4,7 @@ is written through the status subresource (what the operator does) without touch
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -87,7 +88,7 @@ def test_kubectl_validates_explains_and_lists():
         assert "ENUM" in explained and "inferred" in explained and "Where a pod's service.name comes from" in explained
 
         typo = {"apiVersion": "sentryroute.dev/v1alpha1", "kind": "SentryRoute", "metadata": {"name": "t"}}
-        with pytest.raises(AssertionError, match='unknown field "spec.mapings"'):
+        with pytest.raises(AssertionError, match=re.escape('unknown field "spec.mapings"')):
             kubectl("apply", "-f", "-", stdin=json.dumps(dict(typo, spec={"mapings": {"a": "b"}})))
         kubectl("apply", "-f", "-", stdin=json.dumps(dict(typo, spec={"mapping": {"a": "b"}})))
         assert kube.get("sentryroute.dev/v1alpha1/sentryroutes", "default", "t") is not None

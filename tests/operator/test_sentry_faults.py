@@ -168,3 +168,21 @@ def test_hostile_service_names_become_fixed_slugs(
         assert sentry.project(expected) is not None
     paths = [line.split()[3] for line in logs.lines if line.startswith("aiohttp.access")]
     assert paths and all(re.fullmatch(r"/api/0/[a-z0-9_/-]+/", p) for p in paths), paths
+
+
+def test_rotated_key_is_noticed_and_missing_mapping_target_is_not_created(
+    cluster: Cluster, sentry: Sentry, start_operator: Any
+) -> None:
+    project = sentry.emu.state.add_project(ORG, TEAM, "orders")
+    cluster.route("shop", "shop", {"mapping": {"orders-svc": "orders", "ghost-svc": "ghost"}})
+    start_operator()
+    old_key = sentry.endpoint_of("orders")["publicKey"]
+    eventually(lambda: cluster.current_table().projects[f"{ORG}/orders"].publicKey == old_key, what="first key")
+    entries = eventually(lambda: (e := cluster.entries("shop", "shop"))["ghost-svc"]["state"] == "Failed" and e)
+    assert "does not exist" in entries["ghost-svc"]["message"] and sentry.project("ghost") is None
+    assert cluster.ready("shop", "shop")["status"] == "False"
+
+    new_key = sentry.emu.state.add_key(ORG, project.id, name="rotated").public
+    sentry.emu.state.set_key_active(old_key, False)
+    eventually(lambda: cluster.current_table().projects[f"{ORG}/orders"].publicKey == new_key, what="the rotated key")
+    assert set(routed(cluster.table())) == {("orders-svc", "shop")}
