@@ -52,7 +52,7 @@ def test_cli_serves_seed_and_page(cli_process: subprocess.Popen):
     assert match
     url = match.group(1)
     assert url.endswith("/sentry")
-    assert lines[-1] == "Seed: 1 orgs, 1 teams, 3 projects, 1 extra keys, 2 tokens loaded"
+    assert lines[-1] == "Seed: 1 orgs, 1 teams, 3 projects, 3 extra keys, 2 tokens loaded"
     assert "sntrys_emulator_dev_token" not in "\n".join(lines)
 
     with urllib.request.urlopen(f"{url}/_emulator/", timeout=10) as resp:
