@@ -35,11 +35,13 @@ from .kubeio import KubeIO
 from .metrics import PROJECTS_CREATED, PROVISIONING_FAILURES
 from .provision import Provisioned, SentryApi, TransientError, ensure_project
 from .render.configmap import RoutesConfigMap
+from .render.conflicts import ConflictKey, find_conflicts
 from .render.table import ClusterFallback, RouteContribution, ValueRoute, build_routes_table
 from .reported import ReportedValues
 from .routestate import Item, RouteRuntime, ValueState
 from .settings import OperatorSettings
-from .status import ProjectStatus, ready_condition, same_status, status_body
+from .status import ready_condition, same_status, status_body
+from .watch.report_watch import ReportWatcher
 from .watch.reports import parse_reports
 from .watch.routes import RouteKey, RouteSpec
 
@@ -47,6 +49,9 @@ log = logging.getLogger(__name__)
 
 #: Longest sleep between cycles when nothing is due; anything due earlier wakes the loop sooner.
 MAX_IDLE = 30.0
+#: Shortest time between two renders: while many values are provisioned one by one, the forwarders get a
+#: few table updates (and each route a few status writes) instead of one per value.
+MIN_RENDER_INTERVAL = 0.5
 #: Retry delay for values still Creating or hit by a transient error (capped by the reverify interval).
 RETRY_DELAY = 5.0
 _PreviousKey = tuple[str, str, str | None]
@@ -93,6 +98,8 @@ class Engine:
         self._malformed_reports: list[str] = []
         self._reported_checked_at = 0.0
         self._configmap_verified_at = 0.0
+        self._rendered_at = -MIN_RENDER_INTERVAL
+        self._render_held = False
         self.indexes: Indexes | None = None
         self.table: RoutesTable | None = None
         self.size_problem: str | None = None
@@ -102,6 +109,11 @@ class Engine:
 
     async def prepare(self) -> None:
         """Open one API client per connection and pre-create the report ConfigMap (SPEC §4)."""
+        if not self._connection_defs:
+            log.warning(
+                "No Sentry connection is configured (--connections, or SENTRY_URL/SENTRY_ORG_SLUG and a "
+                "token): nothing can be provisioned and no routes table will be written"
+            )
         shared_orgs = _shared_org_slugs(self._connection_defs.values())
         for name, conn in self._connection_defs.items():
             if name in self.connections:
@@ -142,6 +154,9 @@ class Engine:
 
     def update_reports(self, data: Mapping[str, str] | None) -> None:
         """The report ConfigMap changed (SPEC §4): new values to route or create, or projects to re-check."""
+        if data is None:  # deleted: forwarders need it to report, so it comes back
+            self._start("report-configmap", self._recreate_report_configmap())
+            return
         reports, malformed = parse_reports(data)
         known = {r.key for r in self.reported.pending_reports}
         self.reported.pending_reports = reports
@@ -157,6 +172,10 @@ class Engine:
                 self.request_reverify(key)
         self.poke()
 
+    async def _recreate_report_configmap(self) -> None:
+        if await self.kube.create_configmap(self.settings.report_configmap, {}):
+            log.info("Re-created the report ConfigMap %s", self.settings.report_configmap)
+
     async def run(self, indexes: Indexes, *, stopped: Any) -> None:
         """The daemon body: cycle until kopf stops the daemon (shutdown, or paused by a peer)."""
         self.indexes = indexes
@@ -169,6 +188,8 @@ class Engine:
             self.poke()
 
         watcher = asyncio.create_task(wake_on_stop())
+        reports = ReportWatcher(self.kube.core, self.settings.report_configmap, on_change=self.update_reports)
+        reports.start()
         try:
             while not stopped:
                 self.cycles += 1
@@ -176,13 +197,20 @@ class Engine:
                 now = time.monotonic()
                 self._sync_runtimes(now)
                 self._plan_and_start(now)
-                if self.ready:
-                    await self._render_and_write(now)
+                self._render_held = self.ready and now < self._rendered_at + MIN_RENDER_INTERVAL
+                if self.ready and not self._render_held:
+                    self._rendered_at = now
+                    try:
+                        await self._render_and_write(now)
+                    except Exception as exc:  # the API server is unreachable: keep provisioning, write later
+                        log.warning("Writing the routes table failed, retrying: %s", exc)
+                        self._render_held = True
                 timeout = min(max(self._next_deadline(now) - time.monotonic(), 0.05), MAX_IDLE)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=timeout)
         finally:
             watcher.cancel()
+            reports.stop()
             await self._cancel_tasks()
 
     @property
@@ -248,8 +276,10 @@ class Engine:
                 return self._parent_of(spec.namespace, owner)
 
             selected = pod_service_names(pods, mode=auto.derive, selector=auto.pod_selector, parent_of=parent_of)
-            for value in selected:
+            # A value's clock starts when its last Pod is noticed gone, not at the cycle before that.
+            for value in set(selected) | (runtime.present - set(selected)):
                 runtime.last_seen[value] = now
+            runtime.present = set(selected)
             for value, seen in list(runtime.last_seen.items()):
                 if now - seen > auto.stale_after:
                     del runtime.last_seen[value]
@@ -441,7 +471,7 @@ class Engine:
             return ValueRoute(item.value, project=previous.project)
         return ValueRoute(item.value, pending=item.kind in ("mapped", "auto"))
 
-    def render(self, now: float) -> tuple[RoutesTable, dict[tuple[RouteKey, str], str]]:
+    def render(self, now: float) -> tuple[RoutesTable, dict[ConflictKey, str]]:
         """The table from current knowledge, plus the Conflict messages per (route, value)."""
         projects: dict[str, ProjectEndpoint] = {}
         contributions = []
@@ -454,23 +484,20 @@ class Engine:
             for item in runtime.desired:
                 parts[item.kind].append(self._value_route(runtime, conn, item, now, projects))
             contributions.append(
-                (
-                    spec,
-                    RouteContribution(
-                        order=spec.order,
-                        namespace=spec.namespace,
-                        attribute=spec.attribute,
-                        mapped=tuple(parts["mapped"]),
-                        provisioned=tuple(parts["auto"]),
-                        identity=tuple(parts["identity"]),
-                        fallback=next((r.project for r in parts["fallback"] if r.project), None),
-                    ),
+                RouteContribution(
+                    order=spec.order,
+                    namespace=spec.namespace,
+                    attribute=spec.attribute,
+                    mapped=tuple(parts["mapped"]),
+                    provisioned=tuple(parts["auto"]),
+                    identity=tuple(parts["identity"]),
+                    fallback=next((r.project for r in parts["fallback"] if r.project), None),
                 )
             )
         reported = self.reported.routes(self.connections.get(DEFAULT_CONNECTION), now, projects)
         auto_create = self.settings.auto_create
         table = build_routes_table(
-            contributions=[c for _, c in contributions],
+            contributions=contributions,
             projects=projects,
             cluster_fallback=self._cluster_fallback_route(projects),
             reported_identity=[(self.settings.default_attribute, r) for r in reported],
@@ -478,7 +505,7 @@ class Engine:
             auto_create_attribute=self.settings.default_attribute if auto_create else None,
             refused=self.reported.refusals() if auto_create else (),
         )
-        return table, _conflicts(contributions)
+        return table, find_conflicts(contributions)
 
     def _cluster_fallback_route(self, projects: dict[str, ProjectEndpoint]) -> ClusterFallback | None:
         conn = self.connections.get(DEFAULT_CONNECTION)
@@ -535,20 +562,6 @@ class Engine:
 
     # --- status ----------------------------------------------------------------------------------------
 
-    def _project_status(self, runtime: RouteRuntime, item: Item, now: float, conflict: str | None) -> ProjectStatus:
-        state = runtime.values.get(item.key)
-        created = runtime.provenance.get(item.slug, False)
-        if state is None or state.slug != item.slug or state.result is None:
-            message = f"provisioning ({state.transient})" if state is not None and state.transient else "provisioning"
-            return ProjectStatus(item.value, item.slug, None, "Creating", created, message=message)
-        result = state.result
-        project_id = result.project_id or state.project_id
-        if result.state == "Ready" and state.warming(now):
-            return ProjectStatus(item.value, item.slug, project_id, "Creating", created, message="created; warming up")
-        if result.state == "Ready" and conflict is not None:
-            return ProjectStatus(item.value, item.slug, project_id, "Conflict", created, "Conflict", conflict)
-        return ProjectStatus(item.value, item.slug, project_id, result.state, created, result.reason, result.message)
-
     def _route_problem(self, runtime: RouteRuntime) -> tuple[str, str] | None:
         if runtime.problem is not None:
             return runtime.problem
@@ -563,11 +576,11 @@ class Engine:
             return ("FallbackProjectUnavailable", fallback.result.message)
         return None
 
-    async def _write_statuses(self, now: float, conflicts: dict[tuple[RouteKey, str], str]) -> None:
+    async def _write_statuses(self, now: float, conflicts: dict[ConflictKey, str]) -> None:
         for runtime in self._live_runtimes():
             spec = runtime.spec
             entries = [
-                self._project_status(runtime, item, now, conflicts.get((spec.key, item.value)))
+                runtime.project_status(item, now=now, conflict=conflicts.get((spec.namespace, spec.name, item.value)))
                 for item in runtime.desired
                 if item.kind in ("mapped", "auto")
             ]
@@ -613,6 +626,8 @@ class Engine:
 
     def _next_deadline(self, now: float) -> float:
         deadlines = [now + MAX_IDLE]
+        if self._render_held:
+            deadlines.append(self._rendered_at + MIN_RENDER_INTERVAL)
         for runtime in self.runtimes.values():
             if runtime.retry_at is not None and _route_task(runtime.spec.key) not in self._tasks:
                 deadlines.append(runtime.retry_at)
@@ -627,26 +642,6 @@ class Engine:
         if self.settings.fallback_project and self._cluster_fallback.result is None and "fallback" not in self._tasks:
             deadlines.append(self._cluster_fallback.ready_at)
         return min(deadlines)
-
-
-def _conflicts(contributions: list[tuple[RouteSpec, RouteContribution]]) -> dict[tuple[RouteKey, str], str]:
-    """Values two routes send to different projects. The entry later in table order gets the Conflict: for
-    telemetry without `k8s.namespace.name` the earlier one wins, so the message below is true (SPEC §3)."""
-    claims: dict[tuple[str, str], tuple[RouteSpec, str]] = {}
-    conflicts: dict[tuple[RouteKey, str], str] = {}
-    for stage in ("mapped", "provisioned"):
-        for spec, contribution in contributions:
-            for routed in getattr(contribution, stage):
-                if routed.project is None:
-                    continue
-                first, project = claims.setdefault((spec.attribute, routed.value), (spec, routed.project))
-                if first.key != spec.key and project != routed.project:
-                    conflicts[(spec.key, routed.value)] = (
-                        f"{routed.value!r} is also routed by SentryRoute {first.namespace}/{first.name} to {project}, "
-                        f"which comes first in the routes table; this route only takes effect for telemetry carrying "
-                        f"k8s.namespace.name={spec.namespace}"
-                    )
-    return conflicts
 
 
 def _settled(state: ValueState | None) -> bool:

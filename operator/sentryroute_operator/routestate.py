@@ -14,6 +14,7 @@ from typing import Literal
 from sentryroute.routes import ProjectEndpoint
 
 from .provision import Provisioned
+from .status import ProjectStatus
 from .watch.routes import RouteSpec
 
 ItemKind = Literal["mapped", "auto", "identity", "fallback"]
@@ -67,6 +68,7 @@ class RouteRuntime:
     spec: RouteSpec
     values: dict[tuple[str, str], ValueState] = field(default_factory=dict)
     last_seen: dict[str, float] = field(default_factory=dict)  # auto value → monotonic time a Pod last had it
+    present: set[str] = field(default_factory=set)  # auto values some selected Pod reports right now
     provenance: dict[str, bool] = field(default_factory=dict)  # slug → created by this route
     desired: tuple[Item, ...] = ()  # what the route covers now (planned every cycle)
     planned: tuple[Item, ...] = ()  # what the last provisioning task started with
@@ -98,6 +100,28 @@ class RouteRuntime:
         if created is None:
             return True
         return created and self.spec.recreate
+
+    def project_status(self, item: Item, *, now: float, conflict: str | None) -> ProjectStatus:
+        """The `status.projects[]` entry for `item`: Creating until answered and warmed up.
+
+        Until this process has an answer, the entry written before (a restart) is kept, so a restart does not
+        flip every route to Provisioning.
+        """
+        state = self.values.get(item.key)
+        created = self.provenance.get(item.slug, False)
+        if state is None or state.slug != item.slug or state.result is None:
+            before = next((e for e in self.spec.status_entries if (e.value, e.slug) == (item.value, item.slug)), None)
+            if before is not None and before.state in ("Ready", "Failed") and (state is None or not state.transient):
+                return ProjectStatus(item.value, item.slug, before.id, before.state, created, message=before.message)
+            message = f"provisioning ({state.transient})" if state is not None and state.transient else "provisioning"
+            return ProjectStatus(item.value, item.slug, None, "Creating", created, message=message)
+        result = state.result
+        project_id = result.project_id or state.project_id
+        if result.state == "Ready" and state.warming(now):
+            return ProjectStatus(item.value, item.slug, project_id, "Creating", created, message="created; warming up")
+        if result.state == "Ready" and conflict is not None:
+            return ProjectStatus(item.value, item.slug, project_id, "Conflict", created, "Conflict", conflict)
+        return ProjectStatus(item.value, item.slug, project_id, result.state, created, result.reason, result.message)
 
     def created_slugs(self) -> list[str]:
         return sorted(s for s, created in self.provenance.items() if created)

@@ -8,7 +8,10 @@ against this one. Modules, by question:
 - emulator.py  `RealisticEmulator`: the kmock handler, HTTP to verbs (usable as kmock's pytest fixture class);
 - store.py     `ObjectStore`: objects and the API server's rules for changing them;
 - watching.py  watch streams; selectors.py label/field selectors; tables.py `kubectl get` columns;
-- crds.py      what creating a CRD does; schemas.py structural pruning and defaulting; objects.py the rest.
+- crds.py      what creating a CRD does; schemas.py structural pruning and defaulting; openapi.py what kubectl
+               reads for `explain` and validation; strategic.py strategic merge patch; builtin_kinds.py
+               Secret/ConfigMap rules; objects.py errors, merge/JSON patches and small object helpers;
+- main.py      `python -m sentryroute.kube`: the emulator on its own, for kubectl and manual demos.
 """
 
 from sentryroute.kube.emulator import RealisticEmulator

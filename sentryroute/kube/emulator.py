@@ -7,15 +7,18 @@ tests use (`objects[...]` with history, recorded requests, user reactions that t
 emulation) and routes every Kubernetes verb to an `ObjectStore` (store.py), which holds the API server's rules.
 
 The HTTP side, here: POST answers 201, PUT replaces, PATCH picks merge / JSON / (approximated) server-side
-apply by content type, `dryRun=All`, `labelSelector`/`fieldSelector`, `limit`/`continue` pages, lists with
+apply by content type, `dryRun=All`, `fieldValidation=Strict` (unknown fields of custom resources are a 400,
+as kubectl expects), `labelSelector`/`fieldSelector`, `limit`/`continue` pages, lists with
 `kind`/`apiVersion`/`metadata.resourceVersion`, watches (watching.py) with `resourceVersion`,
-`timeoutSeconds` and `sendInitialEvents`, deletecollection, Table answers for `kubectl get` (tables.py),
-`/api/v1` discovery with `groupVersion: v1` (kmock says `/v1`, which breaks kubectl), `/version/`, URLs of
-the namespaces resource itself (kmock misparses them), and a 415 for protobuf bodies.
+`timeoutSeconds` and `sendInitialEvents`, deletecollection, Table answers for `kubectl get` (tables.py), a
+minimal `/openapi/v3` (openapi.py: `kubectl explain` of custom kinds, `kubectl apply` without
+`--validate=false`), `/api/v1` discovery with `groupVersion: v1` (kmock says `/v1`, which breaks kubectl),
+`/version/`, URLs of the namespaces resource itself (kmock misparses them), and a 415 for protobuf bodies.
 
-Not emulated: validation (types, patterns, CEL), admission, RBAC, controllers (a Deployment never gets Pods),
-namespace existence checks, strategic-merge list semantics, server-side apply field ownership, protobuf,
-`/openapi/v2` and `/openapi/v3` (so `kubectl explain` and client-side validation do not work).
+Not emulated: CEL validation rules, validation of built-in kinds (beyond ConfigMap and Secret keys and sizes),
+admission, RBAC, controllers (a Deployment never gets Pods), namespace existence checks, merge keys of lists
+outside strategic.py's table, server-side apply field ownership, protobuf (`kubectl create secret ...` and
+other generators), `/openapi/v2`, schemas of built-in kinds.
 """
 
 from __future__ import annotations

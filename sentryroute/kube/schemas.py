@@ -2,7 +2,7 @@
 
 An operator in a real cluster reads `spec.attribute: service.name` even when the user omitted it, and never
 sees a field the CRD does not declare; tests of that operator against the emulator should see the same.
-Validation (types, patterns, CEL) is not emulated.
+Validation is in validation.py.
 """
 
 from __future__ import annotations

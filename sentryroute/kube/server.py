@@ -37,6 +37,7 @@ __all__ = ["KubeEmulator", "write_kubeconfig"]
 T = TypeVar("T")
 
 _CONTEXT = "emulator"
+_MAX_REQUEST_BYTES = 3 * 1024 * 1024
 _DUMMY_TOKEN = "emulator-token"  # the emulator has no authentication, but clients insist on a credential
 
 
@@ -54,6 +55,17 @@ def write_kubeconfig(path: str | os.PathLike[str], server_url: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return target
+
+
+def _large_requests(loop: asyncio.AbstractEventLoop) -> Callable[..., aiohttp.web.BaseRequest]:
+    """Requests up to the API server's 3 MiB (aiohttp's default of 1 MiB is less than a full ConfigMap)."""
+
+    def make(message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> aiohttp.web.BaseRequest:
+        return aiohttp.web.BaseRequest(
+            message, payload, protocol, writer, task, loop, client_max_size=_MAX_REQUEST_BYTES
+        )
+
+    return make
 
 
 class KubeEmulator:
@@ -94,7 +106,7 @@ class KubeEmulator:
         self._loop_thread_id = threading.get_ident()
         await self.emulator.__aenter__()
         quiet: dict[str, Any] = {} if self._access_log else {"access_log": None}
-        server = aiohttp.web.Server(self.emulator, **quiet)
+        server = aiohttp.web.Server(self.emulator, request_factory=_large_requests(self._loop), **quiet)
         self._runner = aiohttp.web.ServerRunner(server, shutdown_timeout=self._shutdown_timeout)
         try:
             await self._runner.setup()

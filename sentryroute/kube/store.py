@@ -9,15 +9,16 @@ no lock is needed and a watcher never sees half a write. The rules, as kube-apis
   twice does not wake itself up;
 - `metadata.namespace` from the URL, `generateName`, 409 on duplicates, 404 for missing objects and for
   resources nobody declared (create the CRD first, as in a real cluster);
-- merge patch (RFC 7386) and JSON patch (RFC 6902; a failed `test` is 422); strategic merge is treated as a
-  merge patch (lists are replaced); replace; optimistic concurrency (409 on a stale resourceVersion); dry run;
+- merge patch (RFC 7386), JSON patch (RFC 6902; a failed `test` is 422), strategic merge patch for built-in
+  kinds (strategic.py; 415 for custom resources); replace; optimistic concurrency (409 on a stale
+  resourceVersion); dry run; ConfigMap and Secret rules (builtin_kinds.py);
 - the status subresource split: main-resource writes keep the stored status, `/status` writes change only
   the status; a create never sets status (Namespaces start Active, Pods Pending);
 - deletion with finalizers (`deletionTimestamp`; the object goes once they are empty; no new finalizers on a
   deleting object), background garbage collection through `ownerReferences`, deleting a namespace deletes
   its objects;
 - a CustomResourceDefinition serves its resource once created (and is marked Established), its custom
-  resources are pruned and defaulted by its structural schema, and deleting it removes them;
+  resources are pruned, defaulted and validated (not CEL) by its schema, and deleting it removes them;
 - an event log of every write, from which watches resume at a resourceVersion (older ones: 410 Gone).
 """
 
@@ -34,6 +35,7 @@ from typing import Any
 
 import kmock
 
+from sentryroute.kube.builtin_kinds import normalize_and_check
 from sentryroute.kube.crds import CRD_RESOURCE, established_status, served_resources, served_versions
 from sentryroute.kube.objects import (
     ApiError,
@@ -48,6 +50,8 @@ from sentryroute.kube.objects import (
 )
 from sentryroute.kube.schemas import prune_and_default, unknown_fields
 from sentryroute.kube.selectors import FieldSelector, LabelSelector
+from sentryroute.kube.strategic import strategic_merge_patch
+from sentryroute.kube.validation import validation_errors
 
 __all__ = ["NAMESPACES", "ObjectKey", "ObjectStore", "WatchEvent", "check_subresource", "selects"]
 
@@ -67,6 +71,7 @@ _SERVER_OWNED_METADATA = (
 )
 _GENERATE_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # the API server's, no vowels: no accidental words
 _JSON_PATCH = "application/json-patch+json"
+_STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 
 
 @dataclass(frozen=True)
@@ -176,6 +181,7 @@ class ObjectStore:
         elif resource == PODS:
             obj["status"] = {"phase": "Pending"}
         obj = self._shaped(resource, obj, strict_fields=strict_fields)
+        normalize_and_check(resource, obj)
         if dry_run:
             return obj
         created = self._commit(key, "ADDED", obj, None)
@@ -194,7 +200,7 @@ class ObjectStore:
         strict_fields: bool = False,
         dry_run: bool = False,
     ) -> dict[str, Any]:
-        """PATCH: a JSON patch (a list body) or a merge patch (an object body)."""
+        """PATCH: a JSON patch (a list body), a strategic merge patch (built-in kinds) or a merge patch."""
         info = self.info(resource)
         key = self._key(resource, info, namespace, name)
         old = self._existing(key)
@@ -203,6 +209,12 @@ class ObjectStore:
             candidate = apply_json_patch(old, patch)
         elif content_type == _JSON_PATCH:
             raise ApiError(400, "BadRequest", "the body of a JSON patch must be a JSON array of operations")
+        elif isinstance(patch, Mapping) and content_type == _STRATEGIC_PATCH:
+            if resource in self.crd_versions:
+                message = "strategic merge patch is not supported for custom resources: use a merge patch"
+                raise ApiError(415, "UnsupportedMediaType", message)
+            _check_resource_version(key, old, patch)
+            candidate = strategic_merge_patch(old, patch)
         elif isinstance(patch, Mapping):
             _check_resource_version(key, old, patch)
             candidate = merge_patch(old, patch)
@@ -382,6 +394,7 @@ class ObjectStore:
                 meta.pop(field, None)
         new["apiVersion"], new["kind"] = old.get("apiVersion"), old.get("kind")
         new = self._shaped(key[0], new, strict_fields=strict_fields)
+        normalize_and_check(key[0], new)
         added_finalizers = set(meta.get("finalizers") or ()) - set(old_meta.get("finalizers") or ())
         if old_meta.get("deletionTimestamp") and added_finalizers:
             raise ApiError(
@@ -446,7 +459,7 @@ class ObjectStore:
                 self.delete_object(res, ns, name)
 
     def _shaped(self, resource: kmock.resource, obj: dict[str, Any], *, strict_fields: bool) -> dict[str, Any]:
-        """A custom resource pruned and defaulted by its CRD's structural schema; other objects as they are."""
+        """A custom resource pruned, defaulted and validated by its CRD's schema; other objects as they are."""
         schema = self.schema(resource)
         if not schema:
             return obj
@@ -458,6 +471,11 @@ class ObjectStore:
             )
         shaped: dict[str, Any] = prune_and_default(schema, obj)
         shaped.update({key: obj[key] for key in ("apiVersion", "kind", "metadata") if key in obj})
+        errors = validation_errors(schema, {key: value for key, value in shaped.items() if key != "metadata"})
+        if errors:
+            listed = errors[0] if len(errors) == 1 else f"[{', '.join(errors)}]"
+            name = meta_of(obj).get("name")
+            raise ApiError(422, "Invalid", f'{obj.get("kind")}.{resource.group} "{name}" is invalid: {listed}')
         return shaped
 
     def _key(self, resource: kmock.resource, info: kmock.ResourceInfo, namespace: str | None, name: str) -> ObjectKey:

@@ -26,8 +26,9 @@ class Access:
     name: str | None
 
     def __str__(self) -> str:
+        named = f" {self.name!r}" if self.name else ""
         where = f" in {self.namespace}" if self.namespace else " cluster-wide"
-        return f"{self.verb} {self.group or 'core'}/{self.resource}{'/' + self.name if self.name else ''}{where}"
+        return f"{self.verb} {self.group or 'core'}/{self.resource}{named}{where}"
 
 
 def access_of(method: str, path: str, params: Mapping[str, str]) -> Access | None:

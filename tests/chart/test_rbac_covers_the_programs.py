@@ -182,8 +182,8 @@ def test_operator_rbac_covers_what_the_operator_does(kube: KubeEmulator, tmp_pat
     assert ("get", "secrets") in verbs, "the token was not read from the Secret the chart names"
     assert TOKEN not in log.read_text(), "the Sentry token leaked into the operator's log"
     # docs/helm.md (Uninstall) tells users to remove this finalizer once the operator is gone.
-    report = kube.get("v1/configmaps", NAMESPACE, "sentryroute-requests") or {}
-    assert "sentryroute.dev/finalizer" in report.get("metadata", {}).get("finalizers", [])
+    crd = kube.get("apiextensions.k8s.io/v1/customresourcedefinitions", None, "sentryroutes.sentryroute.dev") or {}
+    assert "sentryroute.dev/finalizer" in crd.get("metadata", {}).get("finalizers", [])
 
 
 def routes_table(*, unrouted: str) -> tuple[str, str]:

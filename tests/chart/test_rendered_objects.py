@@ -133,9 +133,11 @@ def test_forwarder_without_api_use_gets_no_token_and_no_role() -> None:
 def test_operator_rbac_is_least_privilege() -> None:
     manifests = render()
     cluster_rules = one(manifests, "ClusterRole", "-operator")["rules"]
-    granted = {
-        (g, r): set(rule["verbs"]) for rule in cluster_rules for g in rule["apiGroups"] for r in rule["resources"]
-    }
+    granted: dict[tuple[str, str], set[str]] = {}
+    for rule in cluster_rules:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                granted.setdefault((group, resource), set()).update(rule["verbs"])
     assert granted == {
         ("sentryroute.dev", "sentryroutes"): {"get", "list", "watch", "patch"},
         ("sentryroute.dev", "sentryroutes/status"): {"get", "patch"},
@@ -143,9 +145,12 @@ def test_operator_rbac_is_least_privilege() -> None:
         ("apps", "replicasets"): {"get", "list", "watch"},
         ("batch", "jobs"): {"get", "list", "watch"},
         ("", "events"): {"create", "patch"},
-        ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
-        ("", "configmaps"): {"list", "watch"},
+        ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch", "patch"},
     }
+    (crd_patch,) = [
+        rule for rule in cluster_rules if "patch" in rule["verbs"] and "customresourcedefinitions" in rule["resources"]
+    ]
+    assert crd_patch["resourceNames"] == ["sentryroutes.sentryroute.dev"] and crd_patch["verbs"] == ["patch"]
     role = one(manifests, "Role", "-operator")
     assert role["metadata"]["namespace"] == NAMESPACE
     namespaced = {r: set(rule["verbs"]) for rule in role["rules"] for r in rule["resources"]}

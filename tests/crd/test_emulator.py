@@ -12,8 +12,8 @@ import kubernetes
 import pytest
 
 from sentryroute.kube import KubeEmulator
+from tests.crd.examples import SPEC_EXAMPLE
 from tests.crd.schema_tools import CRD_PATH
-from tests.crd.test_instances import SPEC_EXAMPLE
 from tests.kube.helpers import kubectl_for
 
 ARGS = ("sentryroute.dev", "v1alpha1", "shop", "sentryroutes")
@@ -92,3 +92,19 @@ def test_kubectl_validates_explains_and_lists():
             kubectl("apply", "-f", "-", stdin=json.dumps(dict(typo, spec={"mapings": {"a": "b"}})))
         kubectl("apply", "-f", "-", stdin=json.dumps(dict(typo, spec={"mapping": {"a": "b"}})))
         assert kube.get("sentryroute.dev/v1alpha1/sentryroutes", "default", "t") is not None
+
+
+def test_the_server_rejects_what_the_schema_rejects(custom: Any):
+    """Spec and status writes are validated (types, patterns, enums, bounds) as in a real cluster; not CEL."""
+    bad_slug = {"metadata": {"name": "bad"}, "spec": {"mapping": {"orders": "Orders!"}}}
+    with pytest.raises(kubernetes.client.exceptions.ApiException) as invalid:
+        custom.create_namespaced_custom_object(*ARGS, bad_slug)
+    assert invalid.value.status == 422
+    assert "spec.mapping.orders" in json.loads(invalid.value.body or "{}")["message"]
+
+    custom.create_namespaced_custom_object(*ARGS, {"metadata": {"name": "ok"}, "spec": {"mapping": {"a": "b"}}})
+    too_long = {"status": {"projects": [{"value": "v" * 256, "state": "Ready"}]}}
+    with pytest.raises(kubernetes.client.exceptions.ApiException) as refused:
+        custom.patch_namespaced_custom_object_status(*ARGS, "ok", too_long)
+    assert refused.value.status == 422
+    assert "status.projects[0].value: Too long" in json.loads(refused.value.body or "{}")["message"]

@@ -12,46 +12,8 @@ from typing import Any
 import jsonschema  # type: ignore[import-untyped]  # no stubs installed
 import pytest
 
+from tests.crd.examples import SPEC_EXAMPLE
 from tests.crd.schema_tools import open_api_schema, strict_schema
-
-SPEC_EXAMPLE: dict[str, Any] = {
-    "apiVersion": "sentryroute.dev/v1alpha1",
-    "kind": "SentryRoute",
-    "metadata": {"name": "shop", "namespace": "shop"},
-    "spec": {
-        "attribute": "service.name",
-        "mapping": {"orders-service": "ecommerce-orders", "products-service": "ecommerce-products"},
-        "autoProvision": {
-            "enabled": True,
-            "team": "backend",
-            "platform": "python",
-            "projectTemplate": "{service}",
-            "derive": "explicit",
-            "podSelector": {"matchLabels": {"tier": "web"}},
-            "staleAfter": "24h",
-        },
-        "fallbackProject": "shop-catch-all",
-        "connection": "default",
-        "deletionPolicy": "Retain",
-    },
-    "status": {
-        "observedGeneration": 4,
-        "projectCount": 1,
-        "conditions": [
-            {
-                "type": "Ready",
-                "status": "True",
-                "reason": "Provisioned",
-                "message": "3/3 projects ready",
-                "lastTransitionTime": "2026-11-25T10:00:00Z",
-            }
-        ],
-        "projects": [
-            {"value": "orders-service", "slug": "ecommerce-orders", "id": "42", "state": "Ready", "created": False}
-        ],
-        "kopf": {"progress": {}},  # kopf's own bookkeeping must be kept
-    },
-}
 
 
 def with_spec(**changes: Any) -> dict[str, Any]:

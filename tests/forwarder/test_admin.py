@@ -7,7 +7,7 @@ import asyncio
 from prometheus_client.parser import text_string_to_metric_families
 from sentryroute_forwarder.app import Forwarder
 
-from tests.forwarder.conftest import DEFAULT_TABLE, local_settings, wait_until, write_table
+from tests.forwarder.support import DEFAULT_TABLE, local_settings, wait_until, write_table
 
 
 class SlowClosingPipeline:

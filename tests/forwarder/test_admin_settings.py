@@ -95,6 +95,7 @@ def test_json_lines_carry_extra_fields_and_secrets_are_redacted():
         "org/orders",
         "x-sentry-auth: sentry sentry_key=abcdef0123, Bearer tok3n",
         project="org/orders",
+        header="Authorization: Bearer extra-tok3n",
     )
     assert RedactingFilter().filter(record)
     entry = json.loads(JsonFormatter().format(record))
@@ -103,6 +104,7 @@ def test_json_lines_carry_extra_fields_and_secrets_are_redacted():
     assert entry["project"] == "org/orders"
     assert "abcdef0123" not in entry["message"] and "tok3n" not in entry["message"]
     assert "sentry_key=[redacted]" in entry["message"]
+    assert entry["header"] == "Authorization: Bearer [redacted]"  # extra fields too
     assert entry["time"].endswith("+00:00")
 
 

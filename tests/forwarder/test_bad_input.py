@@ -10,7 +10,7 @@ import pytest
 from google.rpc import status_pb2
 from sentryroute_forwarder.app import Forwarder
 
-from tests.forwarder.conftest import local_settings, metric_value, resource_spans, traces_request
+from tests.forwarder.support import local_settings, metric_value, resource_spans, traces_request
 
 LIMIT = 64 * 1024
 PROTOBUF = {"Content-Type": "application/x-protobuf"}

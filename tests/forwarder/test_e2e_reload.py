@@ -6,9 +6,9 @@ from __future__ import annotations
 import aiohttp
 from sentryroute_forwarder.app import Forwarder
 
-from sentryroute.emulator import EmulatorConfig, SentryEmulator
-from sentryroute.routes import RoutesTable
-from tests.forwarder.conftest import (
+from sentryroute.emulator import SentryEmulator
+from tests.forwarder.support import (
+    emulator_projects,
     emulator_table,
     local_settings,
     metric_value,
@@ -19,44 +19,31 @@ from tests.forwarder.conftest import (
 )
 
 
-def with_pending(table: RoutesTable, *values: str) -> RoutesTable:
-    pending = tuple({"attribute": "service.name", "value": v} for v in values)
-    return RoutesTable.model_validate({**table.content(), "pending": pending}).with_revision()
+async def test_held_data_is_delivered_after_the_table_routes_it(emulator: SentryEmulator, tmp_path):
+    services = emulator_projects(emulator, {name: name for name in ("orders", "products", "newcomer")})
+    path = tmp_path / "routes.json"
+    write_table(path, emulator_table(emulator, {"orders": services["orders"]}, unrouted="hold", pending=["products"]))
+    async with Forwarder(local_settings(path, batch_timeout=0.05)) as forwarder, aiohttp.ClientSession() as http:
+        body = traces_request(
+            resource_spans("orders", spans=2),
+            resource_spans("products", spans=3),
+            resource_spans("newcomer", spans=4),
+        ).SerializeToString()
+        url = f"http://127.0.0.1:{forwarder.http_port}/v1/traces"
+        async with http.post(url, data=body, headers={"Content-Type": "application/x-protobuf"}) as resp:
+            assert resp.status == 200  # held data is accepted, not rejected
 
+        orders, products, newcomer = (services[name][0] for name in ("orders", "products", "newcomer"))
+        await wait_until(lambda: len(emulator.received.spans(orders.id)) == 2, within=30, what="orders")
+        assert emulator.received.spans(products.id) == emulator.received.spans(newcomer.id) == []
 
-async def test_held_data_is_delivered_after_the_table_routes_it(tmp_path):
-    async with SentryEmulator(EmulatorConfig()) as emulator:
-        emulator.state.add_org("acme")
-        emulator.state.add_team("acme", "backend")
-        services = {}
-        for name in ("orders", "products", "newcomer"):
-            project = emulator.state.add_project("acme", "backend", name)
-            services[name] = (project, emulator.state.add_key("acme", name, name="sentryroute"))
-        path = tmp_path / "routes.json"
-        first = with_pending(emulator_table(emulator, {"orders": services["orders"]}, unrouted="hold"), "products")
-        write_table(path, first)
-        async with Forwarder(local_settings(path, batch_timeout=0.05)) as forwarder, aiohttp.ClientSession() as http:
-            body = traces_request(
-                resource_spans("orders", spans=2),
-                resource_spans("products", spans=3),
-                resource_spans("newcomer", spans=4),
-            ).SerializeToString()
-            url = f"http://127.0.0.1:{forwarder.http_port}/v1/traces"
-            async with http.post(url, data=body, headers={"Content-Type": "application/x-protobuf"}) as resp:
-                assert resp.status == 200  # held data is accepted, not rejected
+        write_table(path, emulator_table(emulator, services, unrouted="hold"))
 
-            orders, products, newcomer = (services[name][0] for name in ("orders", "products", "newcomer"))
-            await wait_until(lambda: len(emulator.received.spans(orders.id)) == 2, within=30, what="orders")
-            assert emulator.received.spans(products.id) == emulator.received.spans(newcomer.id) == []
+        def all_delivered() -> bool:
+            return len(emulator.received.spans(products.id)) == 3 and len(emulator.received.spans(newcomer.id)) == 4
 
-            write_table(path, emulator_table(emulator, services, unrouted="hold"))
-
-            def all_delivered() -> bool:
-                return len(emulator.received.spans(products.id)) == 3 and len(emulator.received.spans(newcomer.id)) == 4
-
-            await wait_until(all_delivered, within=30, what="the held spans")
-            assert len(emulator.received.spans(orders.id)) == 2
-            assert (
-                metric_value(forwarder, "sentryroute_dropped_items_total", {"signal": "traces", "reason": "unrouted"})
-                == 0
-            )
+        await wait_until(all_delivered, within=30, what="the held spans")
+        assert len(emulator.received.spans(orders.id)) == 2
+        assert (
+            metric_value(forwarder, "sentryroute_dropped_items_total", {"signal": "traces", "reason": "unrouted"}) == 0
+        )

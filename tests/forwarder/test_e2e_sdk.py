@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -21,8 +20,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from sentryroute_forwarder.app import Forwarder
 
-from sentryroute.emulator import EmulatorConfig, SentryEmulator
-from tests.forwarder.conftest import (
+from tests.forwarder.support import (
+    emulator_projects,
     emulator_table,
     local_settings,
     metric_value,
@@ -39,20 +38,9 @@ LOGS_PER_SERVICE = 5
 
 
 @pytest.fixture
-async def emulator() -> AsyncIterator[SentryEmulator]:
-    async with SentryEmulator(EmulatorConfig()) as emu:
-        yield emu
-
-
-@pytest.fixture
-async def world(emulator, tmp_path):
+async def routed(emulator, tmp_path):
     """Emulator projects for ROUTED services, and a forwarder (real pipeline) routing to them."""
-    emulator.state.add_org("acme")
-    emulator.state.add_team("acme", "backend")
-    services = {}
-    for service in ROUTED:
-        project = emulator.state.add_project("acme", "backend", f"{service}-project")
-        services[service] = (project, emulator.state.add_key("acme", project.slug, name="sentryroute"))
+    services = emulator_projects(emulator, {service: f"{service}-project" for service in ROUTED})
     path = tmp_path / "routes.json"
     write_table(path, emulator_table(emulator, services))
     settings = local_settings(path, batch_timeout=0.05, retry_initial=0.05, export_timeout=10.0)
@@ -92,8 +80,8 @@ def grpc_exporters(port: int) -> tuple[SpanExporter, LogRecordExporter]:
 
 
 @pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
-async def test_sdk_exporters_reach_exactly_their_projects(world, emulator, protocol):
-    forwarder, services = world
+async def test_sdk_exporters_reach_exactly_their_projects(routed, emulator, protocol):
+    forwarder, services = routed
     for service in (*ROUTED, STRAY):
         port = forwarder.http_port if protocol == "http/protobuf" else forwarder.grpc_port
         spans, logs = http_exporters(port) if protocol == "http/protobuf" else grpc_exporters(port)
@@ -135,9 +123,9 @@ async def test_sdk_exporters_reach_exactly_their_projects(world, emulator, proto
     )
 
 
-async def test_otelcol_style_gzip_protobuf_client(world, emulator):
+async def test_otelcol_style_gzip_protobuf_client(routed, emulator):
     """An OpenTelemetry Collector's otlphttp exporter: one request mixing services, protobuf, gzip."""
-    forwarder, services = world
+    forwarder, services = routed
     request = traces_request(*(resource_spans(service, spans=4, tag="col-") for service in (*ROUTED, STRAY, "orders")))
     headers = {"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"}
     async with aiohttp.ClientSession() as http:

@@ -14,11 +14,9 @@ from sentryroute_forwarder.export.sender import Sender, Verdict, classify, excer
 from sentryroute_forwarder.export.settings import ExportSettings
 from sentryroute_forwarder.model import Signal
 
-from tests.forwarder._queue_fixtures import Upstream, upstream
+from tests.forwarder.queue_support import Upstream
 
 KEY = "0123456789abcdef0123456789abcdef"
-
-__all__ = ["upstream"]  # fixtures
 
 
 @pytest.fixture
@@ -41,6 +39,7 @@ async def test_post_sends_gzipped_protobuf_with_the_key(upstream: Upstream, clie
     assert headers["User-Agent"].startswith("sentryroute/")
     assert gzip.decompress(raw) == body
     assert gzip.decompress(upstream.seen[1].body) == b"\x0a\x00"
+    assert upstream.seen[0].peer == upstream.seen[1].peer  # keep-alive: one connection for both
 
 
 async def test_transport_errors_carry_no_secret(client: ExportClient, upstream: Upstream) -> None:
@@ -108,3 +107,13 @@ def test_excerpt_is_short_printable_and_keyless(caplog: pytest.LogCaptureFixture
     with caplog.at_level(logging.DEBUG):
         outcome = classify(answer, sent=Signal.TRACES, default_rate_limit=60, public_key=KEY)
     assert KEY not in outcome.detail
+
+
+async def test_redirects_are_not_followed_with_the_key(upstream: Upstream, client: ExportClient) -> None:
+    # A redirect (to another host, in real life) would carry `x-sentry-auth` along: kept and retried instead.
+    upstream.script = [(307, {"Location": f"{upstream.base}/api/2/integration/otlp/v1/traces/"})]
+    outcome = await Sender(client, default_rate_limit=60).send(
+        url=upstream.url, public_key=KEY, body=b"", signal=Signal.TRACES
+    )
+    assert (outcome.verdict, outcome.status) == (Verdict.RETRY, 307)
+    assert len(upstream.seen) == 1

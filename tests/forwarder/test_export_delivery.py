@@ -2,19 +2,8 @@
 
 from __future__ import annotations
 
-from tests.forwarder._queue_fixtures import (
-    PipelineFactory,
-    SentryWorld,
-    emulator,
-    log_parts,
-    make_pipeline,
-    sample,
-    trace_parts,
-    wait_until,
-    world,
-)
-
-__all__ = ["emulator", "make_pipeline", "world"]  # fixtures
+from tests.forwarder.queue_support import PipelineFactory, SentryWorld, log_parts, sample, trace_parts
+from tests.forwarder.support import wait_until
 
 
 async def test_batches_per_project_across_requests(world: SentryWorld, make_pipeline: PipelineFactory) -> None:

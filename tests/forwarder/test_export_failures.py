@@ -10,19 +10,8 @@ from collections.abc import Callable
 from sentryroute_forwarder.metrics import ForwarderMetrics
 
 from sentryroute.emulator import EmulatorConfig, ReceivedSpan, SentryEmulator
-from tests.forwarder._queue_fixtures import (
-    PipelineFactory,
-    SentryWorld,
-    emulator,
-    log_parts,
-    make_pipeline,
-    sample,
-    trace_parts,
-    wait_until,
-    world,
-)
-
-__all__ = ["emulator", "make_pipeline", "world"]  # fixtures
+from tests.forwarder.queue_support import PipelineFactory, SentryWorld, log_parts, sample, trace_parts
+from tests.forwarder.support import wait_until
 
 
 async def test_5xx_then_recovery_loses_nothing(world: SentryWorld, make_pipeline: PipelineFactory) -> None:
@@ -153,3 +142,32 @@ async def test_a_fixed_endpoint_is_tried_at_once(world: SentryWorld, make_pipeli
     await wait_until(lambda: pipeline.stats().states.get("acme/checkout") == "backing_off", what="a failure")
     pipeline.apply_table(table)  # the operator fixes the URL: no waiting out a 60 s back-off
     await wait_until(lambda: len(world.emu.received.spans(a)) == 3, within=5.0, what="delivery")
+
+
+async def test_a_hanging_project_is_trimmed_while_its_retry_is_in_flight(
+    world: SentryWorld, make_pipeline: PipelineFactory
+) -> None:
+    a, b = world.project("checkout"), world.project("payments")
+    table = world.table({"checkout-svc": "checkout", "payments-svc": "payments"})
+    world.emu.faults.delay(a, seconds=1.5)  # checkout hangs: every request times out
+    pipeline, metrics = await make_pipeline(
+        table, max_bytes=20_000, export_timeout=0.3, retry_initial=0.05, retry_max=0.05
+    )
+    pipeline.offer(trace_parts(table, "checkout-svc", tag="first-"))
+    await wait_until(lambda: pipeline.stats().states.get("acme/checkout") == "backing_off", what="a timeout")
+    await wait_until(lambda: pipeline.stats().in_flight == 1, what="the retry in flight")
+    # Offered while the retry hangs (no await: the lane cannot move meanwhile), far more than the bound.
+    for i in range(60):
+        assert pipeline.has_room(2_000), f"one hanging project filled the global bound after {i} requests"
+        pipeline.offer(trace_parts(table, "checkout-svc", spans=10, tag=f"r{i}-"))
+    assert pipeline.stats().bytes <= 20_000 // 2
+    assert sample(metrics, "sentryroute_dropped_items_total", signal="traces", reason="upstream_failing") > 0
+    pipeline.offer(trace_parts(table, "payments-svc"))
+    await wait_until(lambda: len(world.emu.received.spans(b)) == 3, what="payments flows")
+    dropped = sample(metrics, "sentryroute_dropped_items_total", signal="traces", reason="upstream_failing")
+    assert dropped + pipeline.stats().items == 3 + 600  # every item accounted for
+    # The batch in flight was never trimmed: once checkout answers, it is retried and delivered.
+    world.emu.faults.clear()
+    await wait_until(
+        lambda: any(s.name.startswith("first-") for s in world.emu.received.spans(a)), what="the batch in flight"
+    )

@@ -7,21 +7,8 @@ import logging
 
 import pytest
 
-from tests.forwarder._queue_fixtures import (
-    PipelineFactory,
-    SentryWorld,
-    Upstream,
-    emulator,
-    log_parts,
-    make_pipeline,
-    sample,
-    trace_parts,
-    upstream,
-    wait_until,
-    world,
-)
-
-__all__ = ["emulator", "make_pipeline", "upstream", "world"]  # fixtures
+from tests.forwarder.queue_support import PipelineFactory, SentryWorld, Upstream, log_parts, sample, trace_parts
+from tests.forwarder.support import wait_until
 
 
 async def test_403_project_id_holds_until_a_table_brings_a_new_key(
@@ -151,3 +138,21 @@ async def test_401_holds_until_the_key_changes(upstream: Upstream, make_pipeline
     await wait_until(lambda: upstream.seen[-1].status == 202, what="delivery with the new key")
     assert upstream.seen[-1].headers["x-sentry-auth"] == f"sentry sentry_key={'b' * 32}"
     await wait_until(lambda: pipeline.stats().items == 0, what="an empty queue")
+
+
+async def test_many_held_values_together_keep_half_the_bound(
+    world: SentryWorld, make_pipeline: PipelineFactory
+) -> None:
+    a = world.project("checkout")
+    table = world.table({"checkout-svc": "checkout"}, unrouted="hold")
+    pipeline, metrics = await make_pipeline(table, max_bytes=200_000)
+    strays = [f"stray-{i}" for i in range(50)]  # distinct unrouted values: each one is a queue that cannot flow
+    for _ in range(8):
+        for stray in strays:
+            pipeline.offer(trace_parts(table, stray, spans=5))
+    # However many queues are stuck, healthy projects keep half of the bound for themselves.
+    assert pipeline.stats().bytes <= 100_000
+    assert pipeline.has_room(95_000)
+    assert sample(metrics, "sentryroute_dropped_items_total", signal="traces", reason="unrouted") > 0
+    pipeline.offer(trace_parts(table, "checkout-svc"))
+    await wait_until(lambda: len(world.emu.received.spans(a)) == 3, what="checkout flows")

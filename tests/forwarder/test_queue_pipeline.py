@@ -7,19 +7,8 @@ import time
 
 import pytest
 
-from tests.forwarder._queue_fixtures import (
-    PipelineFactory,
-    SentryWorld,
-    emulator,
-    log_parts,
-    make_pipeline,
-    sample,
-    trace_parts,
-    wait_until,
-    world,
-)
-
-__all__ = ["emulator", "make_pipeline", "world"]  # fixtures
+from tests.forwarder.queue_support import PipelineFactory, SentryWorld, log_parts, sample, trace_parts
+from tests.forwarder.support import wait_until
 
 
 async def test_global_bound_turns_has_room_false(world: SentryWorld, make_pipeline: PipelineFactory) -> None:

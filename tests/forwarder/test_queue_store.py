@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from sentryroute_forwarder.log_throttle import LogThrottle
 from sentryroute_forwarder.model import Signal
-from sentryroute_forwarder.queue.notices import DropNotices
 from sentryroute_forwarder.queue.store import MemoryStore, QueueKey, Record
 
 KEY = QueueKey.for_project(Signal.TRACES, "acme/a")
 OTHER = QueueKey.for_hold(Signal.TRACES, "pending", "service.name", "new")
+THIRD = QueueKey.for_project(Signal.LOGS, "acme/a")
 
 
 def record(seq: int, *, items: int = 2, size: int = 10) -> Record:
@@ -59,9 +60,11 @@ def test_replace_keeps_the_order() -> None:
     assert [r.seq for r in store.records(KEY)] == [12, 10, 11, 3]
 
 
-def test_drop_notices_are_throttled_per_queue() -> None:
-    notices = DropNotices(interval=10.0)
+def test_drop_log_lines_are_throttled_per_queue() -> None:
+    notices = LogThrottle(interval=10.0, capacity=2)
     assert notices.add(KEY, 3, now=100.0) == 3
     assert notices.add(KEY, 4, now=101.0) == 0
     assert notices.add(OTHER, 1, now=101.0) == 1
     assert notices.add(KEY, 5, now=111.0) == 9  # everything since the last line
+    assert notices.add(THIRD, 1, now=112.0) == 1
+    assert notices.add(OTHER, 1, now=112.0) == 1  # forgotten (capacity 2): memory stays bounded

@@ -3,21 +3,8 @@ other projects flow meanwhile."""
 
 from __future__ import annotations
 
-from tests.forwarder._queue_fixtures import (
-    PipelineFactory,
-    SentryWorld,
-    Upstream,
-    emulator,
-    log_parts,
-    make_pipeline,
-    sample,
-    trace_parts,
-    upstream,
-    wait_until,
-    world,
-)
-
-__all__ = ["emulator", "make_pipeline", "upstream", "world"]  # fixtures
+from tests.forwarder.queue_support import PipelineFactory, SentryWorld, Upstream, log_parts, sample, trace_parts
+from tests.forwarder.support import wait_until
 
 
 async def test_429_with_rate_limits_header(world: SentryWorld, make_pipeline: PipelineFactory) -> None:

@@ -14,7 +14,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from sentryroute_forwarder.app import Forwarder
 from sentryroute_forwarder.model import Signal
 
-from tests.forwarder.conftest import (
+from tests.forwarder.support import (
     local_settings,
     logs_request,
     metric_value,

@@ -27,7 +27,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 )
 from sentryroute_forwarder.model import Destination, Signal
 
-from tests.forwarder.conftest import logs_request, metric_value, resource, resource_logs, resource_spans, traces_request
+from tests.forwarder.support import logs_request, metric_value, resource, resource_logs, resource_spans, traces_request
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 

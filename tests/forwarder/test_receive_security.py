@@ -15,7 +15,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from sentryroute_forwarder.app import Forwarder
 
-from tests.forwarder.conftest import local_settings, resource_spans, traces_request, wait_until
+from tests.forwarder.support import local_settings, resource_spans, traces_request, wait_until
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 BODY = traces_request(resource_spans("orders")).SerializeToString()

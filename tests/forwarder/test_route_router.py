@@ -9,7 +9,7 @@ from sentryroute_forwarder.model import Destination
 from sentryroute_forwarder.route.router import Router
 
 from sentryroute.routes import RoutesTable
-from tests.forwarder.conftest import endpoint, routes_table
+from tests.forwarder.support import endpoint, routes_table
 
 SERVICE = "service.name"
 NS = "k8s.namespace.name"

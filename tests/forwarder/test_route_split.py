@@ -12,7 +12,7 @@ from sentryroute_forwarder.route.router import Router
 from sentryroute_forwarder.route.split import split_request
 from sentryroute_forwarder.route.wire import MalformedPayload, parse_records, records
 
-from tests.forwarder.conftest import logs_request, resource_logs, resource_spans, routes_table, traces_request
+from tests.forwarder.support import logs_request, resource_logs, resource_spans, routes_table, traces_request
 
 TABLE = routes_table(
     [("orders", "orders"), ("products", "products"), ("checkout", "shop-checkout", "shop")],

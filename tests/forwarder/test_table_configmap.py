@@ -8,7 +8,7 @@ from sentryroute_forwarder.app import Forwarder
 from sentryroute_forwarder.config import ObjectRef
 
 from sentryroute.kube import KubeEmulator
-from tests.forwarder.conftest import DEFAULT_TABLE, local_settings, metric_value, routes_table, wait_until
+from tests.forwarder.support import DEFAULT_TABLE, local_settings, metric_value, routes_table, wait_until
 
 REF = ObjectRef("sentryroute", "sentryroute-routes")
 

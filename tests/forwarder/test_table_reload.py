@@ -8,7 +8,7 @@ from pathlib import Path
 from sentryroute_forwarder.app import Forwarder
 from sentryroute_forwarder.route.router import Router
 
-from tests.forwarder.conftest import (
+from tests.forwarder.support import (
     DEFAULT_TABLE,
     local_settings,
     metric_value,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import urllib.error
 import urllib.request
@@ -163,3 +164,20 @@ def test_kmock_records_requests_and_history(kube: KubeEmulator, core: CoreApi):
 
     values, requests = kube.call(inspect)
     assert values == ["1", "2"] and requests >= 2
+
+
+def test_secret_string_data_becomes_base64_data(core: CoreApi):
+    core.create_namespaced_secret("default", {"metadata": {"name": "token"}, "stringData": {"token": "s3cret"}})
+    stored = core.read_namespaced_secret("token", "default")
+    assert stored.data == {"token": base64.b64encode(b"s3cret").decode()} and stored.string_data is None
+
+
+def test_configmaps_over_one_mebibyte_are_rejected(core: CoreApi):
+    """The routes table lives in a ConfigMap: a real API server refuses more than 1 MiB of data, so does this one."""
+    core.create_namespaced_config_map("default", {"metadata": {"name": "fits"}, "data": {"a": "x" * (1024 * 1024)}})
+    with pytest.raises(ApiException) as too_big:
+        core.patch_namespaced_config_map("fits", "default", {"data": {"b": "y"}})
+    assert too_big.value.status == 422 and "Too long" in json.loads(too_big.value.body or "{}")["message"]
+    with pytest.raises(ApiException) as bad_key:
+        core.create_namespaced_config_map("default", {"metadata": {"name": "k"}, "data": {"a/b": "x"}})
+    assert bad_key.value.status == 422

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
+import sys
 import time
 import urllib.request
+from pathlib import Path
+from typing import Any
 
 import aiohttp
+import kubernetes
 import pytest
 import yaml
 
@@ -102,3 +108,20 @@ def test_a_taken_port_fails_loudly_and_leaves_nothing_running():
             second.url  # noqa: B018 - the property is the assertion
     with pytest.raises(RuntimeError, match="not running"):
         first.url  # noqa: B018 - and a stopped server has no URL any more
+
+
+def test_standalone_command_serves_until_terminated(tmp_path):
+    kubeconfig = tmp_path / "kubeconfig"
+    crds = Path(__file__).resolve().parents[2] / "deploy" / "crds"
+    command = [sys.executable, "-m", "sentryroute.kube", "--kubeconfig", str(kubeconfig), "--apply", str(crds)]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        lines = [server.stdout.readline() for _ in range(len(list(crds.glob("*.yaml"))) + 2)]  # type: ignore[union-attr]
+        assert lines[-1].strip() == f"export KUBECONFIG={kubeconfig}"
+        with kubernetes.config.new_client_from_config(config_file=str(kubeconfig)) as api:
+            extensions: Any = kubernetes.client.ApiextensionsV1Api(api)
+            crd_names = {crd.metadata.name for crd in extensions.list_custom_resource_definition().items}
+        assert "sentryroutes.sentryroute.dev" in crd_names
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0

@@ -325,6 +325,7 @@ class TableRecorder:
 
     def __init__(self, cluster: Cluster) -> None:
         self.tables: list[RoutesTable] = []
+        self._version: str | None = None
         self._client = cluster.kube.api_client()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="table-recorder", daemon=True)
@@ -333,18 +334,28 @@ class TableRecorder:
     def _watch(self) -> None:
         core = kubernetes.client.CoreV1Api(self._client)
         while not self._stop.is_set():
-            stream = kubernetes.watch.Watch().stream(
-                core.list_namespaced_config_map,
-                OPERATOR_NS,
-                field_selector="metadata.name=sentryroute-routes",
-                timeout_seconds=1,
-            )
-            for event in stream:
-                data = event["object"].data or {}
-                if "routes.json" in data:
-                    table = parse_routes_table(data["routes.json"])
-                    if not self.tables or self.tables[-1].revision != table.revision:
-                        self.tables.append(table)
+            try:
+                self._watch_once(core)
+            except ApiException as exc:  # 410 Gone: the version is too old, list again
+                if exc.status != 410:
+                    raise
+                self._version = None
+
+    def _watch_once(self, core: kubernetes.client.CoreV1Api) -> None:
+        stream = kubernetes.watch.Watch().stream(
+            core.list_namespaced_config_map,
+            OPERATOR_NS,
+            field_selector="metadata.name=sentryroute-routes",
+            timeout_seconds=1,
+            **({"resource_version": self._version} if self._version else {}),
+        )
+        for event in stream:
+            self._version = event["object"].metadata.resource_version  # resume here: no version falls in a gap
+            data = event["object"].data or {}
+            if "routes.json" in data:
+                table = parse_routes_table(data["routes.json"])
+                if not self.tables or self.tables[-1].revision != table.revision:
+                    self.tables.append(table)
 
     def stop(self) -> None:
         self._stop.set()

@@ -25,7 +25,7 @@ def test_cli_from_environment_with_json_logs_and_liveness(cluster: Cluster, sent
     cluster.route("shop", "shop", {"mapping": {"orders-svc": "orders"}})
     token_file = tmp_path / "token"
     token_file.write_text(CANARY + "\n")
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     env = {
         **os.environ,
         "POD_NAMESPACE": OPERATOR_NS,
@@ -35,6 +35,7 @@ def test_cli_from_environment_with_json_logs_and_liveness(cluster: Cluster, sent
         "SENTRYROUTE_REVERIFY_INTERVAL": "1s",
         "SENTRYROUTE_LOG_FORMAT": "json",
         "SENTRYROUTE_LIVENESS": f"http://127.0.0.1:{port}/healthz",
+        "SENTRYROUTE_METRICS": f"127.0.0.1:{metrics_port}",
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "sentryroute", "operator"],
@@ -48,10 +49,36 @@ def test_cli_from_environment_with_json_logs_and_liveness(cluster: Cluster, sent
         eventually(lambda: routed(cluster.table()) == {("orders-svc", "shop"): f"{ORG}/orders"}, what="the table")
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
             assert response.status == 200
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as response:
+            metrics = response.read().decode()
+        assert "sentryroute_routes_table_writes_total" in metrics and "sentryroute_routes_table_bytes" in metrics
     finally:
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, output
     lines = [line for line in output.splitlines() if line.strip()]
     assert lines and all(isinstance(json.loads(line), dict) for line in lines), lines[:5]
+    assert CANARY not in output
+
+
+def test_kopf_run_with_the_module_path(cluster: Cluster, sentry: Sentry) -> None:
+    """`kopf run -m sentryroute_operator.kopf_entry`: kopf's own CLI, settings from SENTRYROUTE_* variables."""
+    sentry.emu.state.add_project(ORG, TEAM, "orders")
+    cluster.route("shop", "shop", {"mapping": {"orders-svc": "orders"}})
+    env = {
+        **os.environ,
+        "SENTRYROUTE_NAMESPACE": OPERATOR_NS,
+        "SENTRY_URL": sentry.emu.url,
+        "SENTRY_ORG_SLUG": ORG,
+        "SENTRY_AUTH_TOKEN": CANARY,
+    }
+    kopf = Path(sys.executable).with_name("kopf")
+    command = [str(kopf), "run", "--all-namespaces", "--standalone", "-m", "sentryroute_operator.kopf_entry"]
+    proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        eventually(lambda: routed(cluster.table()) == {("orders-svc", "shop"): f"{ORG}/orders"}, what="the table")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, output
     assert CANARY not in output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sentryroute_operator.render.conflicts import find_conflicts
 from sentryroute_operator.render.size import check_size
 from sentryroute_operator.render.table import ClusterFallback, RouteContribution, ValueRoute, build_routes_table
 from sentryroute_operator.status import ProjectStatus, ready_condition, same_status, status_body
@@ -106,3 +107,21 @@ def test_status_transition_time_kept_when_unchanged() -> None:
     assert second["conditions"][0]["lastTransitionTime"] == "2020-01-01T00:00:00Z"
     assert same_status(first, second)
     assert second["projects"] == [{"value": "a", "slug": "a", "id": "1", "state": "Ready", "created": False}]
+
+
+def test_conflicts_go_to_the_entry_later_in_table_order() -> None:
+    def route(order: tuple[str, str, str], *, mapped: tuple[ValueRoute, ...] = (), auto: tuple[ValueRoute, ...] = ()):
+        return RouteContribution(
+            order=order, namespace=order[1], attribute="service.name", mapped=mapped, provisioned=auto
+        )
+
+    old = route(("2026-01-01T00:00:00Z", "a", "old"), auto=(ValueRoute("x", "acme/a-x"), ValueRoute("y", "acme/y")))
+    new = route(
+        ("2026-02-01T00:00:00Z", "b", "new"), mapped=(ValueRoute("x", "acme/b-x"),), auto=(ValueRoute("y", "acme/y"),)
+    )
+    newer = route(("2026-03-01T00:00:00Z", "c", "newer"), auto=(ValueRoute("x", "acme/c-x"),))
+    conflicts = find_conflicts([newer, old, new])
+    # The newer route's mapping comes first in the table, so the older route's auto entry is the shadowed one;
+    # the same project twice is no conflict.
+    assert set(conflicts) == {("a", "old", "x"), ("c", "newer", "x")}
+    assert "b/new" in conflicts[("a", "old", "x")] and "k8s.namespace.name=a" in conflicts[("a", "old", "x")]

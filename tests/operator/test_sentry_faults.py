@@ -186,3 +186,17 @@ def test_rotated_key_is_noticed_and_missing_mapping_target_is_not_created(
     sentry.emu.state.set_key_active(old_key, False)
     eventually(lambda: cluster.current_table().projects[f"{ORG}/orders"].publicKey == new_key, what="the rotated key")
     assert set(routed(cluster.table())) == {("orders-svc", "shop")}
+
+
+def test_slug_held_by_a_project_pending_deletion_is_slug_reserved(
+    cluster: Cluster, sentry: Sentry, start_operator: Any
+) -> None:
+    cluster.pod("shop", "p", labels={"service.name": "doomed"})
+    cluster.route("shop", "shop", {"autoProvision": {"enabled": True, "team": TEAM}})
+    start_operator()
+    eventually(lambda: cluster.entries("shop", "shop")["doomed"]["created"] is True, what="created")
+    sentry.emu.state.delete_project(ORG, "doomed")  # pending deletion: hidden, but its slug is still taken
+    cond = eventually(lambda: (c := cluster.ready("shop", "shop")) and c["reason"] == "SlugReserved" and c)
+    assert cond["status"] == "False" and "doomed" in cond["message"]
+    assert cluster.entries("shop", "shop")["doomed"]["state"] == "Failed"
+    eventually(lambda: routed(cluster.table()) == {}, what="the route leaves the table")

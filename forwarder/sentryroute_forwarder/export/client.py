@@ -89,11 +89,19 @@ class ExportClient:
             "User-Agent": self._user_agent,
         }
         try:
-            async with self._session.post(url, data=compressed, headers=headers) as response:
-                answer_body = await response.content.read(MAX_ANSWER_BODY)
-                return UpstreamAnswer(response.status, response.headers, answer_body)
+            # Redirects are not followed: they would carry the key in `x-sentry-auth` to another host.
+            async with self._session.post(url, data=compressed, headers=headers, allow_redirects=False) as response:
+                return UpstreamAnswer(response.status, response.headers, await _read_start(response))
         except TimeoutError:
             raise TransportError("timed out") from None
         except aiohttp.ClientError as exc:
             # aiohttp's messages name the host and the OS error, never request headers.
             raise TransportError(f"{type(exc).__name__}: {exc}") from None
+
+
+async def _read_start(response: aiohttp.ClientResponse) -> bytes:
+    """Up to MAX_ANSWER_BODY bytes of the answer (a single `read(n)` may return just the first chunk)."""
+    body = bytearray()
+    while len(body) < MAX_ANSWER_BODY and (chunk := await response.content.read(MAX_ANSWER_BODY - len(body))):
+        body += chunk
+    return bytes(body)

@@ -24,7 +24,7 @@ _SENTRY_KEY = re.compile(r"(sentry_key|sentry_secret)=[^,\s&\"']*", re.IGNORECAS
 class Verdict(enum.StrEnum):
     DELIVERED = "delivered"  # 2xx: acknowledge; never send again
     RATE_LIMITED = "rate_limited"  # 429: keep, send after the deadline
-    RETRY = "retry"  # 5xx, 408, timeouts, connection errors: keep, back off
+    RETRY = "retry"  # 5xx, 408, 3xx, timeouts, connection errors: keep, back off
     TOO_LARGE = "too_large"  # 413: split and retry
     HOLD = "hold"  # 401 / 403: Sentry refuses this project's key or id; keep until a table changes them
     REJECTED = "rejected"  # other 4xx: drop
@@ -65,7 +65,8 @@ def classify(answer: UpstreamAnswer, *, sent: Signal, default_rate_limit: float,
     if status == 403:
         reason = "project_id" if b"ProjectId" in answer.body else "forbidden"
         return Outcome(Verdict.HOLD, status, limits, hold_reason=reason, detail=detail)
-    if status >= 500 or status == 408:
+    if status >= 500 or status == 408 or 300 <= status < 400:
+        # A redirect is not followed (the key would go along); kept and retried, so a fixed table delivers it.
         return Outcome(Verdict.RETRY, status, limits, detail=detail)
     return Outcome(Verdict.REJECTED, status, limits, detail=detail)
 

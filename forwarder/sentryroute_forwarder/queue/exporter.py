@@ -65,13 +65,19 @@ class Exporter:
         for key in self._store.queues():
             self.wake(key)
 
-    def wake(self, key: QueueKey) -> None:
-        """New data or a new state for a project queue: start its worker, or make it look again."""
+    def wake(self, key: QueueKey, *, new_data: bool = False) -> None:
+        """New data or a new state for a project queue: start its worker, or make it look again.
+
+        New data does not disturb a worker waiting for its batch to fill until the batch is full: that wait
+        would otherwise re-read the batch on every request.
+        """
         if key.project is None or not self._running:
             return
         lane = self._states.lane(key)
         if not lane.running and self._store.items(key):
             lane.task = asyncio.create_task(self._run(lane), name=f"sentryroute-export {key.describe()}")
+        elif new_data and lane.filling and not self._fills_batch(lane):
+            return
         lane.wake.set()
 
     def revive(self, key: QueueKey) -> None:
@@ -127,23 +133,28 @@ class Exporter:
                 await lane.sleep(None if math.isinf(blocked_until) else blocked_until - now)
                 continue
             assert endpoint is not None  # not blocked, so a table is loaded
-            max_bytes = self._settings.batch_max_bytes
-            batch = self._store.peek(
-                key, max_items=self._settings.batch_max_items, max_bytes=min(max_bytes, lane.byte_cap or max_bytes)
-            )
-            if self._drain_deadline is None and not self._batch_full(key, batch):
-                ready_at = batch[0].accepted_at + self._settings.batch_timeout
+            oldest = self._store.oldest(key)
+            if self._drain_deadline is None and oldest is not None and not self._fills_batch(lane):
+                ready_at = oldest.accepted_at + self._settings.batch_timeout
                 if ready_at > now:
-                    await lane.sleep(ready_at - now)
+                    lane.filling = True
+                    try:
+                        await lane.sleep(ready_at - now)
+                    finally:
+                        lane.filling = False
                     continue
+            batch = self._store.peek(key, max_items=self._settings.batch_max_items, max_bytes=self._byte_cap(lane))
             await self._send(lane, endpoint, batch)
 
-    def _batch_full(self, key: QueueKey, batch: list[Record]) -> bool:
-        items = sum(r.items for r in batch)
-        return (
-            items >= self._settings.batch_max_items
-            or sum(len(r.payload) for r in batch) >= self._settings.batch_max_bytes
-            or items < self._store.items(key)  # the bounds cut the batch short: more is waiting
+    def _byte_cap(self, lane: Lane) -> int:
+        max_bytes = self._settings.batch_max_bytes
+        return min(max_bytes, lane.byte_cap or max_bytes)
+
+    def _fills_batch(self, lane: Lane) -> bool:
+        """Whether the queue holds a full batch (by items or bytes): O(1), asked on every request while filling."""
+        key = lane.key
+        return self._store.items(key) >= self._settings.batch_max_items or self._store.bytes(key) >= self._byte_cap(
+            lane
         )
 
     async def _send(self, lane: Lane, endpoint: ProjectEndpoint, batch: list[Record]) -> None:
@@ -152,11 +163,11 @@ class Exporter:
         url = endpoint.tracesUrl if key.signal is Signal.TRACES else endpoint.logsUrl
         body = b"".join(record.payload for record in batch)
         started = time.monotonic()
-        lane.in_flight = True
+        lane.sending = len(batch)
         try:
             outcome = await self._sender.send(url=url, public_key=endpoint.publicKey, body=body, signal=key.signal)
         finally:
-            lane.in_flight = False
+            lane.sending = 0
         now = time.monotonic()
         self._metrics.export_duration.observe(now - started)
         self._metrics.export_requests.labels(project, outcome.verdict.value).inc()

@@ -20,16 +20,21 @@ class Lane:
     key: QueueKey
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
-    in_flight: bool = False  # a batch of it is being sent: neither trimmed nor re-routed meanwhile
+    sending: int = 0  # records of the batch being sent (the queue's oldest): never trimmed nor re-routed
     failures: int = 0  # consecutive 5xx / transport failures (> 0 = the lane is failing)
     backoff_until: float = 0.0
     byte_cap: int | None = None  # learned from 413 answers: batches stay under it
+    filling: bool = False  # waiting (up to the batch timeout) for its batch to fill
 
     def relax_byte_cap(self, batch_max_bytes: int) -> None:
         """After a delivery, let batches grow back slowly: one oversized resource must not shrink them forever."""
         if self.byte_cap is not None:
             grown = self.byte_cap + self.byte_cap // 4 + 1
             self.byte_cap = None if grown >= batch_max_bytes else grown
+
+    @property
+    def in_flight(self) -> bool:
+        return self.sending > 0
 
     @property
     def running(self) -> bool:

@@ -135,7 +135,7 @@ class QueuePipeline:
             key = QueueKey.for_part(part)
             self._store.append(key, Record.from_part(part, seq=next(self._seq), accepted_at=now))
             self._bounds.trim(key, now)
-            self._exporter.wake(key)
+            self._exporter.wake(key, new_data=True)
             self._accounting.refresh(key)
 
     def apply_table(self, table: RoutesTable) -> None:

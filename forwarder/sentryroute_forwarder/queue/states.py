@@ -30,8 +30,12 @@ class QueueStates:
         return lane
 
     def in_flight(self, key: QueueKey) -> bool:
+        return self.sending(key) > 0
+
+    def sending(self, key: QueueKey) -> int:
+        """How many of the queue's oldest records are being sent right now."""
         lane = self.lanes.get(key)
-        return lane is not None and lane.in_flight
+        return lane.sending if lane is not None else 0
 
     def endpoint_changed(self, project: str, *, old: ProjectEndpoint, new: ProjectEndpoint) -> None:
         """A table changed a project's id, key or URLs: earlier failures say nothing about the new endpoint."""

@@ -8,6 +8,7 @@ acknowledgement remove the wrong records.
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -101,9 +102,13 @@ class QueueStore(Protocol):
         """Put `records` where record `seq` was (splitting a record that Sentry found too large)."""
         ...
 
-    def oldest(self, key: QueueKey) -> Record | None: ...
+    def oldest(self, key: QueueKey, *, skip: int = 0) -> Record | None:
+        """The oldest record after the `skip` oldest ones (those of a batch being sent)."""
+        ...
 
-    def drop_oldest(self, key: QueueKey) -> Record | None: ...
+    def drop_oldest(self, key: QueueKey, *, skip: int = 0) -> Record | None:
+        """Remove and return what `oldest(key, skip=skip)` returns."""
+        ...
 
     def take_all(self, key: QueueKey) -> list[Record]:
         """Empty the queue, returning its records oldest first (for re-routing)."""
@@ -188,19 +193,16 @@ class MemoryStore:
         queue.records.update(rest[position:])
         self._forget_if_empty(key, queue)
 
-    def oldest(self, key: QueueKey) -> Record | None:
+    def oldest(self, key: QueueKey, *, skip: int = 0) -> Record | None:
         queue = self._queues.get(key)
-        if queue is None or not queue.records:
+        if queue is None:
             return None
-        return next(iter(queue.records.values()))
+        return next(itertools.islice(queue.records.values(), skip, None), None)
 
-    def drop_oldest(self, key: QueueKey) -> Record | None:
-        queue = self._queues.get(key)
-        if queue is None or not queue.records:
-            return None
-        _, record = queue.records.popitem(last=False)
-        self._count(queue, record, -1)
-        self._forget_if_empty(key, queue)
+    def drop_oldest(self, key: QueueKey, *, skip: int = 0) -> Record | None:
+        record = self.oldest(key, skip=skip)
+        if record is not None:
+            self.ack(key, [record.seq])
         return record
 
     def take_all(self, key: QueueKey) -> list[Record]:

@@ -14,7 +14,7 @@ import kopf
 from ..derive import controller_owner, pod_facts
 from ..reconcile import Engine, Indexes
 from ..settings import FINALIZER, OperatorSettings
-from .routes import GROUP, PLURAL, VERSION, parse_route
+from .routes import CRD_NAME, GROUP, PLURAL, VERSION, parse_route
 
 ANNOTATION_PREFIX = "sentryroute.dev"
 
@@ -37,17 +37,15 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: OperatorSetti
 
 
 def register_handlers(registry: kopf.OperatorRegistry, engine: Engine, settings: OperatorSettings) -> None:
-    report = settings.report_configmap
-
-    def is_report_configmap(name: str, namespace: str | None, **_: Any) -> bool:
-        return name == report.name and namespace == report.namespace
+    def is_sentryroute_crd(name: str, **_: Any) -> bool:
+        return name == CRD_NAME
 
     def deletes_projects(spec: Any, **_: Any) -> bool:
         return bool(spec.get("deletionPolicy") == "Delete")
 
     @kopf.on.startup(registry=registry)
-    async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
-        configure_kopf(settings, engine.settings)
+    async def start(**kwargs: Any) -> None:
+        configure_kopf(kwargs["settings"], settings)  # kopf's settings object, configured from ours
         await engine.prepare()
 
     @kopf.on.cleanup(registry=registry)
@@ -93,16 +91,14 @@ def register_handlers(registry: kopf.OperatorRegistry, engine: Engine, settings:
     async def delete_projects(body: kopf.Body, **_: Any) -> None:
         await engine.delete_created_projects(parse_route(body, default_attribute=settings.default_attribute))
 
-    @kopf.on.event("v1", "configmaps", id="reports", when=is_report_configmap, registry=registry)
-    def reports(body: kopf.Body, **_: Any) -> None:
-        engine.update_reports(body.get("data"))
-
-    # --- the loop itself, on the report ConfigMap the operator pre-creates (one object, always present) ---
+    # --- the loop itself, as a daemon on the SentryRoute CRD: one cluster-scoped object that exists whenever
+    # there is anything to do, so kopf starts it after the indexes are listed and stops it when paused ---
     @kopf.daemon(
+        "apiextensions.k8s.io",
         "v1",
-        "configmaps",
+        "customresourcedefinitions",
         id="reconcile_loop",
-        when=is_report_configmap,
+        when=is_sentryroute_crd,
         cancellation_timeout=5.0,
         backoff=1.0,
         registry=registry,

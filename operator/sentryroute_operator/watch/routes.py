@@ -18,6 +18,7 @@ from sentryroute.routes import canonical_json, is_valid_user_slug
 from ..derive import DeriveMode
 
 GROUP, VERSION, PLURAL, KIND = "sentryroute.dev", "v1alpha1", "sentryroutes", "SentryRoute"
+CRD_NAME = f"{PLURAL}.{GROUP}"
 RECREATE_ANNOTATION = "sentryroute.dev/recreate"
 DEFAULT_STALE_AFTER = 24 * 3600.0
 RouteKey = tuple[str, str]  # (namespace, name)
@@ -42,6 +43,7 @@ class StatusEntry:
     id: str | None
     state: str
     created: bool
+    message: str = ""
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,11 @@ class RouteSpec:
         }
 
 
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """A map from the body, or an empty one for anything else (a CRD installed without its schema)."""
+    return value if isinstance(value, Mapping) else {}
+
+
 def _status_entries(status: Mapping[str, Any]) -> tuple[StatusEntry, ...]:
     entries = []
     for item in status.get("projects") or ():
@@ -101,6 +108,7 @@ def _status_entries(status: Mapping[str, Any]) -> tuple[StatusEntry, ...]:
                     id=str(item["id"]) if item.get("id") else None,
                     state=str(item.get("state") or ""),
                     created=item.get("created") is True,
+                    message=str(item.get("message") or ""),
                 )
             )
     return tuple(entries)
@@ -131,14 +139,14 @@ def _auto_provision(raw: Mapping[str, Any]) -> tuple[AutoProvision | None, str |
 
 def parse_route(body: Mapping[str, Any], *, default_attribute: str) -> RouteSpec:
     metadata = body.get("metadata") or {}
-    spec = body.get("spec") or {}
-    annotations = metadata.get("annotations") or {}
+    spec = _mapping(body.get("spec"))
+    annotations = _mapping(metadata.get("annotations"))
     problems: list[str] = []
-    mapping = {str(k): str(v) for k, v in (spec.get("mapping") or {}).items()}
+    mapping = {str(k): str(v) for k, v in _mapping(spec.get("mapping")).items()}
     problems += [
         f"mapping[{k!r}]: {v!r} is not a valid project slug" for k, v in mapping.items() if not is_valid_user_slug(v)
     ]
-    auto, auto_problem = _auto_provision(spec.get("autoProvision") or {})
+    auto, auto_problem = _auto_provision(_mapping(spec.get("autoProvision")))
     attribute = str(spec.get("attribute") or default_attribute)
     if auto_problem:
         problems.append(auto_problem)
@@ -167,8 +175,8 @@ def parse_route(body: Mapping[str, Any], *, default_attribute: str) -> RouteSpec
         deletion_policy="Delete" if policy == "Delete" else "Retain",
         recreate=str(annotations.get(RECREATE_ANNOTATION, "true")).lower() != "false",
         deleting=bool(metadata.get("deletionTimestamp")),
-        status_entries=_status_entries(body.get("status") or {}),
-        current_status=dict(body.get("status") or {}),
+        status_entries=_status_entries(_mapping(body.get("status"))),
+        current_status=dict(_mapping(body.get("status"))),
         problem="; ".join(problems) or None,
         spec_digest=hashlib.sha256(canonical_json(spec).encode()).hexdigest(),
     )

@@ -1,13 +1,15 @@
-"""Shared set-up of the queue → export tests: fast settings, a Sentry emulator world, routed parts, polling."""
+"""Helpers of the queue → export tests: fast settings, a Sentry emulator world, routed parts, a scripted upstream.
+
+Their fixtures (`emulator`, `world`, `upstream`, `make_pipeline`) live in `conftest.py`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-import pytest
 from aiohttp import web
 from multidict import CIMultiDict
 from sentryroute_forwarder.metrics import ForwarderMetrics
@@ -16,9 +18,9 @@ from sentryroute_forwarder.queue.pipeline import QueuePipeline
 from sentryroute_forwarder.route.router import Router
 from sentryroute_forwarder.route.split import split_request
 
-from sentryroute.emulator import EmulatorConfig, SentryEmulator
+from sentryroute.emulator import SentryEmulator
 from sentryroute.routes import RoutesTable
-from tests.forwarder.conftest import logs_request, resource_logs, resource_spans, traces_request
+from tests.forwarder.support import logs_request, resource_logs, resource_spans, traces_request
 
 ORG = "acme"
 TEAM = "backend"
@@ -108,15 +110,6 @@ def log_parts(table: RoutesTable, *services: str, records: int = 3, tag: str = "
     return split_request(Signal.LOGS, body, Router(table)).parts
 
 
-async def wait_until(predicate: Callable[[], bool], *, within: float = 20.0, what: str = "condition") -> None:
-    """Poll (a generous bound: other test suites load the machine)."""
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
 def sample(metrics: ForwarderMetrics, name: str, **labels: str) -> float:
     return metrics.registry.get_sample_value(name, labels) or 0.0
 
@@ -133,6 +126,7 @@ class Seen:
     body: bytes
     status: int
     time: float  # time.monotonic() when answered
+    peer: tuple[str, int] | None = None  # the client's address: the same one again means a reused connection
 
 
 @dataclass
@@ -167,48 +161,6 @@ class Upstream:
         await asyncio.sleep(self.delay)
         status, headers = self.script.pop(0) if self.script else (self.status, self.headers)
         signal = request.match_info["signal"]
-        self.seen.append(Seen(signal, CIMultiDict(request.headers), body, status, time.monotonic()))
+        peer = request.transport.get_extra_info("peername") if request.transport is not None else None
+        self.seen.append(Seen(signal, CIMultiDict(request.headers), body, status, time.monotonic(), peer))
         return web.Response(status=status, headers=headers, body=self.body)
-
-
-@pytest.fixture
-async def upstream() -> AsyncIterator[Upstream]:
-    state = Upstream()
-    app = web.Application()
-    app.router.add_post("/api/{project_id}/integration/otlp/v1/{signal}/", state.handle)
-    runner = web.AppRunner(app, auto_decompress=False)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    state.base = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    yield state
-    await runner.cleanup()
-
-
-@pytest.fixture
-async def emulator() -> AsyncIterator[SentryEmulator]:
-    async with SentryEmulator(EmulatorConfig()) as emu:
-        yield emu
-
-
-@pytest.fixture
-def world(emulator: SentryEmulator) -> SentryWorld:
-    return SentryWorld(emulator)
-
-
-@pytest.fixture
-async def make_pipeline() -> AsyncIterator[PipelineFactory]:
-    """Started pipelines with test settings (override any field by keyword); closed at the end of the test."""
-    created: list[QueuePipeline] = []
-
-    async def make(table: RoutesTable | None = None, **overrides: object) -> tuple[QueuePipeline, ForwarderMetrics]:
-        metrics = ForwarderMetrics()
-        pipeline = QueuePipeline(PipelineTestSettings(**overrides), metrics)  # type: ignore[arg-type]
-        await pipeline.start()
-        if table is not None:
-            pipeline.apply_table(table)
-        created.append(pipeline)
-        return pipeline, metrics
-
-    yield make
-    for pipeline in created:
-        await pipeline.close(0.0)
