@@ -15,7 +15,7 @@ from .conftest import ALL_SCOPES
 async def test_adopts_an_existing_project(
     emu: SentryEmulator, api: SentryApi, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="sentryroute_operator")
+    caplog.set_level(logging.DEBUG, logger="sentryroute_operator")
     project = emu.state.add_project("acme", "backend", "checkout")
     key = emu.state.project_keys(project.id)[0]
 

@@ -155,7 +155,7 @@ class _Outcome:
         except EndpointError as exc:
             return self.result(project, None, "Failed", created=created, reason="InvalidDsn", message=str(exc))
         if not created:
-            log.info("Adopted Sentry project %s (id %s)", where, project.id)
+            log.debug("Adopted Sentry project %s (id %s)", where, project.id)
         verb = "created" if created else "adopted"
         return self.result(
             project, endpoint, "Ready", created=created, reason=verb.capitalize(), message=f"{where} {verb}"
