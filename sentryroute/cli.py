@@ -14,6 +14,7 @@ COMMANDS = {
     "operator": ("sentryroute_operator.main", "provision Sentry projects and render the routes table (kopf)"),
     "emulator": ("sentryroute.emulator.main", "run a local Sentry stand-in (Web API + OTLP ingest)"),
     "demo": ("sentryroute.demo", "run the whole system on this machine and show where telemetry went"),
+    "kube": ("sentryroute.kube.main", "run an emulated Kubernetes API (kmock made realistic) for local work"),
 }
 
 

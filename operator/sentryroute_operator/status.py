@@ -91,7 +91,7 @@ def status_body(
         "observedGeneration": generation,
         "conditions": conditions,
         "projects": [e.as_json() for e in entries],
-        "projectCount": sum(1 for e in entries if e.state == "Ready"),
+        "projectCount": len(entries),
     }
 
 

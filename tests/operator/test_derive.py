@@ -194,3 +194,10 @@ def test_route_values_are_sorted_distinct_and_selected() -> None:
 )
 def test_project_slug_template(template: str, service: str, expected: str) -> None:
     assert project_slug(template, service=service, namespace="shop") == expected
+
+
+def test_a_name_longer_than_a_status_entry_allows_is_skipped() -> None:
+    facts = pod_facts(
+        pod(envs=[[env("OTEL_SERVICE_NAME", "x" * 1025), env("OTEL_RESOURCE_ATTRIBUTES", "service.name=ok")]])
+    )
+    assert derive_service_names(facts, mode="explicit") == ["ok"]

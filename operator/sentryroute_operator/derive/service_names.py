@@ -20,6 +20,8 @@ SERVICE_NAME_ANNOTATION = "resource.opentelemetry.io/service.name"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 NAME_LABEL = "app.kubernetes.io/name"
 PLACEHOLDER_PREFIX = "unknown_service"
+#: Longer names are ignored: they cannot be a real service name, and the status entry caps values at this length.
+MAX_SERVICE_NAME_LENGTH = 1024
 
 
 def is_placeholder(value: str) -> bool:
@@ -44,7 +46,12 @@ def derive_service_names(pod: PodFacts, *, mode: DeriveMode, workload: str | Non
     names: list[str] = []
     for container in pod.containers:
         name = next(
-            (n for n in _chain(pod, container, mode=mode, workload=workload) if n and not is_placeholder(n)), None
+            (
+                n
+                for n in _chain(pod, container, mode=mode, workload=workload)
+                if n and not is_placeholder(n) and len(n) <= MAX_SERVICE_NAME_LENGTH
+            ),
+            None,
         )
         if name is not None and name not in names:
             names.append(name)
