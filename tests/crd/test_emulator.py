@@ -103,7 +103,7 @@ def test_the_server_rejects_what_the_schema_rejects(custom: Any):
     assert "spec.mapping.orders" in json.loads(invalid.value.body or "{}")["message"]
 
     custom.create_namespaced_custom_object(*ARGS, {"metadata": {"name": "ok"}, "spec": {"mapping": {"a": "b"}}})
-    too_long = {"status": {"projects": [{"value": "v" * 256, "state": "Ready"}]}}
+    too_long = {"status": {"projects": [{"value": "v" * 1025, "state": "Ready"}]}}
     with pytest.raises(kubernetes.client.exceptions.ApiException) as refused:
         custom.patch_namespaced_custom_object_status(*ARGS, "ok", too_long)
     assert refused.value.status == 422
