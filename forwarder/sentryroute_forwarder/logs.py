@@ -13,7 +13,7 @@ import re
 import sys
 from typing import Any
 
-__all__ = ["JsonFormatter", "RedactingFilter", "configure_logging", "redact"]
+__all__ = ["JsonFormatter", "RedactingFilter", "configure_logging", "quoted", "redact"]
 
 _SECRET_PATTERNS = [
     (re.compile(r"(sentry_(?:key|secret)\s*[=:]\s*)[^\s,&\"'}]+", re.IGNORECASE), r"\1[redacted]"),
@@ -24,6 +24,17 @@ _SECRET_PATTERNS = [
 
 # Attributes every LogRecord has; anything else was passed through `extra=` and goes into JSON lines.
 _STANDARD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+
+
+#: Longest part of a client-supplied value (a service name, say) that goes into a log line.
+MAX_LOGGED_VALUE_CHARS = 200
+
+
+def quoted(value: str | None) -> str:
+    """A client-supplied value for a log line: repr-escaped (one line, no control characters) and cut short."""
+    if value is None:
+        return "(missing or not a string)"
+    return repr(value[:MAX_LOGGED_VALUE_CHARS]) + ("…" if len(value) > MAX_LOGGED_VALUE_CHARS else "")
 
 
 def redact(text: str) -> str:

@@ -84,7 +84,10 @@ async def test_pending_value_is_held_then_delivered(world: SentryWorld, make_pip
     await wait_until(lambda: len(received.spans(new)) == 3 and len(received.logs(new)) == 3, what="held delivered")
     assert {s.service_name for s in received.spans(new)} == {"new-svc"}
     assert pipeline.held_values() == []
-    assert sample(metrics, "sentryroute_exported_items_total", signal="traces", project="acme/new-project") == 3
+    await wait_until(  # the emulator records before it answers; the forwarder counts the answer
+        lambda: sample(metrics, "sentryroute_exported_items_total", signal="traces", project="acme/new-project") == 3,
+        what="the export counted",
+    )
 
 
 async def test_unrouted_hold_is_reported_and_delivered_once_routed(

@@ -106,4 +106,7 @@ async def test_rate_limits_on_a_202_are_honoured(upstream: Upstream, make_pipeli
     [logs] = [seen for seen in later if seen.signal == "logs"]
     assert logs.time - first.time >= 1.0  # traces were not limited: they may have gone earlier
     assert sample(metrics, "sentryroute_rate_limited_seconds_total", project="acme/up", category="logs") == 1
-    assert sample(metrics, "sentryroute_exported_items_total", signal="logs", project="acme/up") == 6
+    await wait_until(  # the upstream records before it answers; the forwarder counts the answer
+        lambda: sample(metrics, "sentryroute_exported_items_total", signal="logs", project="acme/up") == 6,
+        what="the exports counted",
+    )

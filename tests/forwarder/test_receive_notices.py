@@ -47,3 +47,10 @@ def test_memory_of_values_is_bounded(caplog):
         notices.note("log records", [DroppedValue("unrouted", "service.name", f"v{i}", 1)])
     notices.note("log records", [DroppedValue("unrouted", "service.name", "v0", 1)])  # forgotten: logged again
     assert len(lines(caplog)) == 101
+
+
+def test_long_values_are_cut_short(caplog):
+    caplog.set_level(logging.WARNING)
+    DropNotices(clock=Clock()).note("spans", [DroppedValue("unrouted", "service.name", "x" * 100_000, 1)])
+    (line,) = lines(caplog)
+    assert "'" + "x" * 200 + "'…" in line and len(line) < 400

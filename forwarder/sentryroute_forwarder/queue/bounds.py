@@ -1,6 +1,6 @@
 """Memory bounds: the global `max_bytes`, and the byte share and `max_hold` age of queues that cannot flow.
 
-A stuck queue (rate limited, failing, held) keeps at most `max_bytes / (2 × non-empty queues)` bytes and
+A stuck queue (rate limited, failing, held) keeps at most `max_bytes / (2 * non-empty queues)` bytes and
 `max_hold` seconds of data; past either, its oldest data is dropped and counted under the reason it is
 stuck. However many queues are stuck — a burst of distinct held values makes hundreds — together they keep
 at most half the global bound, so healthy projects always have the other half and receivers answer 429
@@ -57,11 +57,13 @@ class Bounds:
         if not dropped:
             return
         self._accounting.refresh(key)
-        report = self._notices.add(key, dropped, now=now)
+        # Keyed by the description (values cut short): remembered keys must not keep long client values alive.
+        queue = key.describe()
+        report = self._notices.add(queue, dropped, now=now)
         if report:
             log.warning(
                 "%s is %s: dropped its %d oldest items (bounds: %d bytes, %.0f s)",
-                key.describe(),
+                queue,
                 reason.replace("_", " "),
                 report,
                 share,

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
+from sentryroute_forwarder.logs import quoted
 from sentryroute_forwarder.model import RoutedPart, Signal
 
 __all__ = ["MemoryStore", "QueueKey", "QueueStore", "Record"]
@@ -49,10 +50,10 @@ class QueueKey:
         return cls.for_hold(part.signal, destination.reason or "unrouted", part.attribute, part.value)
 
     def owner(self) -> str:
-        """Whose data this queue holds, for log lines; externally supplied values are repr-escaped."""
+        """Whose data this queue holds, for log lines; externally supplied values are escaped and cut short."""
         if self.project is not None:
             return f"project {self.project!r}"
-        return f"held {self.hold} value {self.attribute!r}={self.value!r}"
+        return f"held {self.hold} value {quoted(self.attribute)}={quoted(self.value)}"
 
     def describe(self) -> str:
         return f"{self.owner()} ({self.signal.value})"

@@ -7,13 +7,12 @@ import time
 from collections.abc import Callable, Iterable
 
 from sentryroute_forwarder.log_throttle import LogThrottle
+from sentryroute_forwarder.logs import quoted
 from sentryroute_forwarder.route.split import DroppedValue
 
 __all__ = ["DropNotices"]
 
 log = logging.getLogger(__name__)
-
-_MAX_VALUE_CHARS = 200
 
 
 class DropNotices:
@@ -29,10 +28,10 @@ class DropNotices:
     def note(self, signal: str, dropped: Iterable[DroppedValue]) -> None:
         now = self._clock()
         for entry in dropped:
-            items = self._throttle.add((signal, entry.reason, entry.attribute, entry.value), entry.items, now=now)
+            value = quoted(entry.value)  # also the key: remembered values stay short whatever clients send
+            items = self._throttle.add((signal, entry.reason, entry.attribute, value), entry.items, now=now)
             if not items:
                 continue
-            value = "(missing or not a string)" if entry.value is None else repr(entry.value[:_MAX_VALUE_CHARS])
             log.warning(
                 "dropping %d %s of %s=%s (%s); further drops of this value are logged at most every %gs",
                 items,
