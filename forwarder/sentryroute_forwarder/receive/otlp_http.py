@@ -17,13 +17,13 @@ from aiohttp.http_exceptions import HttpProcessingError
 from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
+from sentryroute.otlp_json import InvalidJson, parse_otlp_json, to_otlp_json
 from sentryroute_forwarder.config import ForwarderSettings
 from sentryroute_forwarder.metrics import ForwarderMetrics
 from sentryroute_forwarder.model import Signal
 from sentryroute_forwarder.receive.auth import BearerAuth
 from sentryroute_forwarder.receive.inflate import CorruptBody, InflatedTooLarge, UnsupportedEncoding, inflate
 from sentryroute_forwarder.receive.intake import Intake, NotReady, Outcome, Overloaded
-from sentryroute_forwarder.receive.otlp_json import InvalidJson, parse_otlp_json, to_otlp_json
 from sentryroute_forwarder.receive.services import SERVICES, OtlpService
 from sentryroute_forwarder.receive.status import CODE_FOR_HTTP, build_status
 from sentryroute_forwarder.route.wire import MalformedPayload

@@ -2,52 +2,30 @@
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 from typing import Any
 
-from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from sentryroute.emulator.received import ReceivedLog, ReceivedSpan
-
-# OTLP/JSON writes these bytes fields as hex, while protobuf's JSON mapping expects base64 (OTLP spec).
-_HEX_ID_FIELDS = frozenset({"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"})
+from sentryroute.otlp_json import InvalidJson, parse_otlp_json
 
 
 class InvalidPayload(Exception):
     """The body is not a decodable OTLP request (Relay still answers 202 and drops it)."""
 
 
-def _hex_ids_to_base64(node: Any) -> Any:
-    if isinstance(node, dict):
-        out = {}
-        for name, value in node.items():
-            if name in _HEX_ID_FIELDS and isinstance(value, str):
-                try:
-                    value = base64.b64encode(bytes.fromhex(value)).decode("ascii")
-                except ValueError as exc:
-                    raise InvalidPayload(f"{name} is not hex") from exc
-            else:
-                value = _hex_ids_to_base64(value)
-            out[name] = value
-        return out
-    if isinstance(node, list):
-        return [_hex_ids_to_base64(item) for item in node]
-    return node
-
-
 def _parse(message: Message, body: bytes, *, is_json: bool) -> None:
     try:
         if is_json:
-            json_format.ParseDict(_hex_ids_to_base64(json.loads(body)), message, ignore_unknown_fields=True)
+            message.CopyFrom(parse_otlp_json(body, type(message)))
         else:
             message.ParseFromString(body)
-    except (DecodeError, json_format.ParseError, ValueError, TypeError, RecursionError) as exc:
+    except (DecodeError, InvalidJson) as exc:
         raise InvalidPayload(str(exc)) from exc
 
 

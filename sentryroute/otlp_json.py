@@ -1,4 +1,4 @@
-"""OTLP/JSON request bodies → protobuf (the routing path only ever sees wire bytes).
+"""OTLP/JSON request bodies → protobuf, shared by the forwarder's receivers and the Sentry emulator's ingest.
 
 OTLP/JSON is the proto3 JSON mapping with one difference: trace and span ids are hex strings, not
 base64. They are rewritten to base64 before the standard parser runs; unknown fields are ignored, as
