@@ -37,8 +37,10 @@ tools:
 unit: $(VENV)/.dev-installed
 	$(BIN)/pytest -q -p no:cacheprovider
 
+## bench: sentryroute and rotel (a Rust collector) side by side, interleaved rounds, one core each
 bench: $(VENV)/.dev-installed
-	$(BIN)/python bench/forwarder_bench.py
+	bash scripts/install-rotel.sh
+	$(BIN)/python bench/forwarder_bench.py --system both --rounds 3
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache
