@@ -186,6 +186,15 @@ def test_operator_rbac_covers_what_the_operator_does(kube: KubeEmulator, tmp_pat
     assert "sentryroute.dev/finalizer" in crd.get("metadata", {}).get("finalizers", [])
 
 
+def admin_page(port: int, path: str) -> str:
+    """A page of the forwarder's admin listener, or "" while it does not answer 200."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
+            return str(response.read().decode()) if response.status == 200 else ""
+    except OSError:
+        return ""
+
+
 def routes_table(*, unrouted: str) -> tuple[str, str]:
     """A valid, empty routes table (SPEC §3) and its revision."""
     table: dict[str, Any] = {"version": 1, "routes": [], "projects": {}, "unrouted": unrouted}
@@ -239,22 +248,14 @@ def test_forwarder_follows_route_updates_within_its_rbac(kube: KubeEmulator, tmp
         rendered = container_env(workload(manifests, "forwarder"), pod_name="unused")["SENTRYROUTE_ROUTES"]
         local["SENTRYROUTE_ROUTES"] = str(mount.directory / Path(rendered).name)  # /etc/sentryroute/routes.json
     process, log = start(manifests, "forwarder", kube=kube, tmp_path=tmp_path, env=local)
-
-    def admin_page(path: str) -> str:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{admin}{path}", timeout=2) as response:
-                return str(response.read().decode()) if response.status == 200 else ""
-        except OSError:
-            return ""
-
     try:
-        eventually(lambda: admin_page("/readyz"), what="/readyz", process=process, log=log)
+        eventually(lambda: admin_page(admin, "/readyz"), what="/readyz", process=process, log=log)
         if source == "file":
             mount.write(second)
         else:
             kube.apply(configmap | {"data": {"routes.json": second}}, namespace=NAMESPACE)
         loaded = f'sentryroute_routes_revision_info{{revision="{second_revision}"}} 1.0'
-        eventually(lambda: loaded in admin_page("/metrics"), what="the updated table", process=process, log=log)
+        eventually(lambda: loaded in admin_page(admin, "/metrics"), what="the updated table", process=process, log=log)
     finally:
         stop(process)
     accesses = assert_authorised(kube, manifests, "forwarder")
