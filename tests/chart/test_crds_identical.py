@@ -15,8 +15,8 @@ def test_chart_crds_are_identical_to_deploy_crds() -> None:
     if "sentryroute.yaml" not in sources:
         pytest.skip("deploy/crds/sentryroute.yaml does not exist yet")
     copies = sorted(p.name for p in COPIES.glob("*.yaml"))
-    assert copies == sources, "run: cp deploy/crds/*.yaml charts/sentryroute/crds/"
+    assert copies == sources, "run: bash scripts/sync-crds.sh"
     for name in sources:
         assert (COPIES / name).read_bytes() == (SOURCE / name).read_bytes(), (
-            f"charts/sentryroute/crds/{name} is stale: cp deploy/crds/*.yaml charts/sentryroute/crds/"
+            f"charts/sentryroute/crds/{name} is stale: run bash scripts/sync-crds.sh"
         )
