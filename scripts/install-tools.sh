@@ -21,7 +21,8 @@ fail() {
 installed() {
     [[ -x "$TOOLS/helm/helm" && -x "$TOOLS/kubectl/kubectl" ]] \
         && [[ "$("$TOOLS/helm/helm" version --short 2>/dev/null)" == "$HELM_VERSION"* ]] \
-        && "$TOOLS/kubectl/kubectl" version --client 2>/dev/null | grep -q "$KUBECTL_VERSION"
+        && [[ "$("$TOOLS/kubectl/kubectl" version --client 2>/dev/null)" == *"$KUBECTL_VERSION"* ]]
+    # (not `kubectl … | grep -q`: with pipefail, grep exiting early gives kubectl SIGPIPE and a false failure)
 }
 
 if installed; then
