@@ -44,6 +44,10 @@ class ManagedPipeline(Pipeline, Protocol):
         """Flush for at most `timeout` seconds; returns the items that could not be delivered."""
         ...
 
+    def held_values(self) -> list[tuple[str, str, str]]:
+        """(attribute, value, reason) of held data, for the report channel (SPEC §4)."""
+        ...
+
 
 class Forwarder:
     def __init__(
@@ -83,6 +87,7 @@ class Forwarder:
         self.admin_port = await self._serve(admin, settings.admin, ssl_context=None)
         await self.pipeline.start()
         self._start_table_source()
+        self._start_reporter()
 
         auth = BearerAuth(settings.auth_token_file) if settings.auth_token_file else None
         tls = None
@@ -156,6 +161,19 @@ class Forwarder:
         watcher = RoutesFileWatcher(settings.routes, interval=settings.routes_poll_interval, loader=self.loader)
         watcher.check()  # ready at once when the file is there
         self._tasks.append(asyncio.create_task(watcher.run(), name="sentryroute-routes-file"))
+
+    def _start_reporter(self) -> None:
+        """Report held values to the operator (SPEC §4); off without `--report-configmap`."""
+        if self.settings.report_configmap is None:
+            return
+        from sentryroute_forwarder.report.reporter import HeldValuesReporter  # kubernetes import, as above
+
+        reporter = HeldValuesReporter(
+            self.settings.report_configmap,
+            held_values=self.pipeline.held_values,
+            interval=self.settings.report_interval,
+        )
+        self._tasks.append(asyncio.create_task(reporter.run(), name="sentryroute-report"))
 
     def _apply_table(self, table: RoutesTable) -> None:
         router = Router(table)

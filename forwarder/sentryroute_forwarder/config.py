@@ -142,6 +142,7 @@ OPTIONS: tuple[Option, ...] = (
     # Queues and holding (handed to the queue).
     Option("--queue-dir", None, Path, "directory for a durable queue (not yet durable: kept in memory)"),
     Option("--report-configmap", None, parse_object_ref, "report held values to this ConfigMap (NS/NAME, SPEC §4)"),
+    Option("--report-interval", "5s", _positive_duration, "how often held values are reported to --report-configmap"),
     Option("--max-bytes", "256MiB", _positive_size, "global bound on queued and held data"),
     Option("--max-hold", "5m", _positive_duration, "longest a rate-limited, failing or held project's data is kept"),
     Option("--batch-max-bytes", "1MiB", _positive_size, "largest upstream request body, before compression"),
@@ -192,6 +193,7 @@ class ForwarderSettings:
     retry_after: float = _default("retry_after")
     queue_dir: Path | None = None
     report_configmap: ObjectRef | None = None
+    report_interval: float = _default("report_interval")
     max_bytes: int = _default("max_bytes")
     max_hold: float = _default("max_hold")
     batch_max_bytes: int = _default("batch_max_bytes")

@@ -190,6 +190,9 @@ class FakePipeline:
         self.closed = True
         return 0
 
+    def held_values(self) -> list[tuple[str, str, str]]:
+        return []
+
 
 LOCAL = Address("127.0.0.1", 0)
 

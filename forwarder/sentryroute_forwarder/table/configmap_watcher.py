@@ -24,7 +24,7 @@ import aiohttp
 from sentryroute_forwarder.config import ObjectRef
 from sentryroute_forwarder.table.loader import TableLoader
 
-__all__ = ["DATA_KEY", "RoutesConfigMapWatcher"]
+__all__ = ["DATA_KEY", "ApiAccess", "RoutesConfigMapWatcher", "load_api_access"]
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +38,13 @@ class _Gone(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class _ApiAccess:
+class ApiAccess:
     base_url: str
     headers: dict[str, str]
     ssl_context: ssl.SSLContext | None
 
 
-def _load_api_access() -> _ApiAccess:
+def load_api_access() -> ApiAccess:
     """Resolve the API server and credentials the standard way (kubernetes client's loaders)."""
     from kubernetes import client, config  # only a forwarder given --routes-configmap pays for this import
 
@@ -65,7 +65,7 @@ def _load_api_access() -> _ApiAccess:
         if not configuration.verify_ssl:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
-    return _ApiAccess(configuration.host.rstrip("/"), headers, context)
+    return ApiAccess(configuration.host.rstrip("/"), headers, context)
 
 
 class RoutesConfigMapWatcher:
@@ -83,7 +83,7 @@ class RoutesConfigMapWatcher:
         """List and watch until cancelled, reconnecting after errors."""
         while True:
             try:
-                access = await asyncio.to_thread(_load_api_access)
+                access = await asyncio.to_thread(load_api_access)
                 await self._list_and_watch(access)
             except asyncio.CancelledError:
                 raise
@@ -93,7 +93,7 @@ class RoutesConfigMapWatcher:
                 self._report(f"cannot watch {self._origin}: {type(exc).__name__}: {str(exc)[:200]}")
             await asyncio.sleep(self._retry_delay)
 
-    async def _list_and_watch(self, access: _ApiAccess) -> None:
+    async def _list_and_watch(self, access: ApiAccess) -> None:
         path = f"/api/v1/namespaces/{quote(self._ref.namespace, safe='')}/configmaps"
         selector = f"metadata.name={self._ref.name}"
         timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_read=self._watch_timeout + 30)

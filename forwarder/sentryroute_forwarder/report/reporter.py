@@ -1,0 +1,170 @@
+"""Reporting held values to the operator (SPEC §4, `--report-configmap NS/NAME`).
+
+Every `--report-interval` the values the queue holds for a reason the operator does not already know (not
+`pending`) are JSON-merge-patched into the report ConfigMap. The forwarder's RBAC is `get` and `patch` on that
+one ConfigMap, so it never creates it: the operator does, and removes the entries it has handled. Values are
+client-supplied, so they only ever go into JSON bodies, never into a URL, and log lines quote them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from sentryroute.routes import canonical_json, report_key
+from sentryroute_forwarder.config import ObjectRef
+from sentryroute_forwarder.log_throttle import LogThrottle
+from sentryroute_forwarder.logs import quoted
+from sentryroute_forwarder.table.configmap_watcher import ApiAccess, load_api_access
+
+__all__ = ["MAX_KEYS", "HeldValuesReporter"]
+
+log = logging.getLogger(__name__)
+
+#: Most data keys in the report ConfigMap (SPEC §4); new values wait while it is full.
+MAX_KEYS = 1000
+# The operator ignores (and removes) entries past these bounds: reporting them would only churn.
+_MAX_ATTRIBUTE, _MAX_VALUE = 256, 4096
+
+HeldValues = Callable[[], list[tuple[str, str, str]]]
+
+
+class _RequestFailed(Exception):
+    """A GET or PATCH answered an error status."""
+
+
+class HeldValuesReporter:
+    def __init__(
+        self,
+        ref: ObjectRef,
+        *,
+        held_values: HeldValues,
+        interval: float,
+        refresh: float = 60.0,
+        log_interval: float = 60.0,
+        max_keys: int = MAX_KEYS,
+    ) -> None:
+        """`refresh`: how often an unchanged entry's `lastSeen` is rewritten; `log_interval`: how often one
+        kind of lasting problem is logged."""
+        self._ref = ref
+        self._held_values = held_values
+        self._interval = interval
+        self._refresh = refresh
+        self._max_keys = max_keys
+        self._path = f"/api/v1/namespaces/{quote(ref.namespace, safe='')}/configmaps/{quote(ref.name, safe='')}"
+        self._written: dict[str, tuple[str, float]] = {}  # key → (reason, monotonic time) of our last write
+        self._log_throttle = LogThrottle(interval=log_interval, capacity=16)
+        self._access: ApiAccess | None = None
+
+    async def run(self) -> None:
+        """Report every interval until cancelled; failures are logged (throttled) and retried next interval."""
+        timeout = aiohttp.ClientTimeout(total=30, connect=10)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            while True:
+                await asyncio.sleep(self._interval)
+                try:
+                    await self.report_once(session)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    self._access = None  # re-read the credentials (a rotated token) next time
+                    detail = str(exc) if isinstance(exc, _RequestFailed) else f"{type(exc).__name__}: {exc}"
+                    self._warn("failed", "cannot report held values to ConfigMap %s: %s", self._ref, detail[:200])
+
+    async def report_once(self, session: aiohttp.ClientSession) -> None:
+        """Patch in the held values that are new, changed reason, or were last written over `refresh` ago."""
+        held = [
+            (attribute, value, reason)
+            for attribute, value, reason in self._held_values()
+            if reason != "pending" and 0 < len(attribute) <= _MAX_ATTRIBUTE and len(value) <= _MAX_VALUE
+        ]
+        held_keys = {report_key(attribute, value) for attribute, value, _ in held}
+        self._written = {key: written for key, written in self._written.items() if key in held_keys}
+        if not held:
+            return
+        if self._access is None:
+            self._access = await asyncio.to_thread(load_api_access)
+        data = await self._get_data(session, self._access)
+        now = time.monotonic()
+        count, waiting = len(data), []
+        patch: dict[str, str] = {}
+        reasons: dict[str, str] = {}
+        for attribute, value, reason in held:
+            key = report_key(attribute, value)
+            if key not in data:
+                if count >= self._max_keys:
+                    waiting.append(value)
+                    continue
+                count += 1
+            elif _reason_of(data[key]) == reason and self._recently_written(key, reason, now):
+                continue  # unchanged: lastSeen is rewritten only every `refresh`
+            patch[key] = canonical_json(
+                {"attribute": attribute, "value": value, "reason": reason, "lastSeen": _rfc3339_now()}
+            )
+            reasons[key] = reason
+        if waiting:
+            self._warn(
+                "full",
+                "report ConfigMap %s is full (%d keys): %d held values not reported yet, e.g. %s",
+                self._ref,
+                len(data),
+                len(waiting),
+                quoted(waiting[0]),
+            )
+        if patch:
+            await self._patch_data(session, self._access, patch)
+            self._written.update((key, (reason, now)) for key, reason in reasons.items())
+
+    async def _get_data(self, session: aiohttp.ClientSession, access: ApiAccess) -> dict[str, Any]:
+        url = access.base_url + self._path
+        async with session.get(url, headers=access.headers, ssl=access.ssl_context or True) as resp:
+            if resp.status != 200:
+                raise _RequestFailed(f"GET answered {resp.status}{_hint(resp.status)}")
+            configmap = await resp.json()
+        data = configmap.get("data") if isinstance(configmap, dict) else None
+        return data if isinstance(data, dict) else {}
+
+    async def _patch_data(self, session: aiohttp.ClientSession, access: ApiAccess, patch: dict[str, str]) -> None:
+        url = access.base_url + self._path
+        headers = {**access.headers, "Content-Type": "application/merge-patch+json"}
+        body = json.dumps({"data": patch}, ensure_ascii=False).encode()
+        async with session.patch(url, data=body, headers=headers, ssl=access.ssl_context or True) as resp:
+            if resp.status != 200:
+                raise _RequestFailed(f"PATCH answered {resp.status}{_hint(resp.status)}")
+
+    def _recently_written(self, key: str, reason: str, now: float) -> bool:
+        written = self._written.get(key)
+        return written is not None and written[0] == reason and now - written[1] < self._refresh
+
+    def _warn(self, kind: str, message: str, *args: object) -> None:
+        if self._log_throttle.add(kind, 1, now=time.monotonic()):
+            log.warning(message, *args)
+
+
+def _reason_of(entry: Any) -> str | None:
+    try:
+        parsed = json.loads(entry)
+    except (TypeError, ValueError):
+        return None
+    reason = parsed.get("reason") if isinstance(parsed, dict) else None
+    return reason if isinstance(reason, str) else None
+
+
+def _rfc3339_now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _hint(status: int) -> str:
+    if status == 404:
+        return " (not found: the operator creates it)"
+    if status in (401, 403):
+        return " (the forwarder needs get and patch on it)"
+    return ""
