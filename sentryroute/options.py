@@ -16,7 +16,7 @@ def env_name(flag: str) -> str:
     return "SENTRYROUTE_" + flag.lstrip("-").replace("-", "_").upper()
 
 
-def add_option(parser: argparse.ArgumentParser, flag: str, *, default: Any = None, help: str, **kwargs: Any) -> None:
+def add_option(parser: argparse._ActionsContainer, flag: str, *, default: Any = None, help: str, **kwargs: Any) -> None:
     """Add `flag` whose default comes from its environment variable, then from `default`."""
     env = env_name(flag)
     if kwargs.get("action") in ("store_true", "store_false"):

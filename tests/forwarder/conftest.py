@@ -15,7 +15,7 @@ from sentryroute_forwarder.queue.pipeline import QueuePipeline
 
 from sentryroute.emulator import EmulatorConfig, SentryEmulator
 from sentryroute.routes import RoutesTable
-from tests.forwarder.queue_support import PipelineFactory, PipelineTestSettings, SentryWorld, Upstream
+from tests.forwarder.queue_support import PipelineFactory, SentryWorld, Upstream, pipeline_test_settings
 from tests.forwarder.support import DEFAULT_TABLE, FakePipeline, local_settings, write_table
 
 
@@ -75,7 +75,7 @@ async def make_pipeline() -> AsyncIterator[PipelineFactory]:
 
     async def make(table: RoutesTable | None = None, **overrides: object) -> tuple[QueuePipeline, ForwarderMetrics]:
         metrics = ForwarderMetrics()
-        pipeline = QueuePipeline(PipelineTestSettings(**overrides), metrics)  # type: ignore[arg-type]
+        pipeline = QueuePipeline(pipeline_test_settings(**overrides), metrics)
         await pipeline.start()
         if table is not None:
             pipeline.apply_table(table)

@@ -15,6 +15,7 @@ from multidict import CIMultiDict
 from sentryroute_forwarder.metrics import ForwarderMetrics
 from sentryroute_forwarder.model import RoutedPart, Signal
 from sentryroute_forwarder.queue.pipeline import QueuePipeline
+from sentryroute_forwarder.queue.settings import PipelineSettings
 from sentryroute_forwarder.route.router import Router
 from sentryroute_forwarder.route.split import split_request
 
@@ -26,21 +27,21 @@ ORG = "acme"
 TEAM = "backend"
 
 
-@dataclass(frozen=True)
-class PipelineTestSettings:
-    """Every setting the pipeline reads, scaled so that fault tests run in seconds."""
+#: The pipeline's settings scaled so that fault tests run in seconds (any field can be overridden).
+FAST_PIPELINE: dict[str, object] = {
+    "max_bytes": 64 * 1024 * 1024,
+    "max_hold": 30.0,
+    "batch_timeout": 0.05,
+    "export_timeout": 5.0,
+    "connect_timeout": 2.0,
+    "retry_initial": 0.05,
+    "retry_max": 0.4,
+    "default_rate_limit": 1.0,
+}
 
-    max_bytes: int = 64 * 1024 * 1024
-    max_hold: float = 30.0
-    batch_max_bytes: int = 1024 * 1024
-    batch_max_items: int = 8192
-    batch_timeout: float = 0.05
-    export_timeout: float = 5.0
-    connect_timeout: float = 2.0
-    retry_initial: float = 0.05
-    retry_max: float = 0.4
-    default_rate_limit: float = 1.0
-    gzip_level: int = 1
+
+def pipeline_test_settings(**overrides: object) -> PipelineSettings:
+    return PipelineSettings(**{**FAST_PIPELINE, **overrides})  # type: ignore[arg-type]
 
 
 @dataclass

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import subprocess
@@ -11,8 +10,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from sentryroute_forwarder.config import OPTIONS, Address, ConfigError, ForwarderSettings, ObjectRef, add_arguments
+from sentryroute_forwarder.config import Address, ConfigError, ForwarderSettings, ObjectRef, add_arguments
+from sentryroute_forwarder.export.settings import ExportSettings
 from sentryroute_forwarder.logs import JsonFormatter, RedactingFilter
+from sentryroute_forwarder.options import SettingsGroup, Switch, option
+from sentryroute_forwarder.queue.settings import PipelineSettings, QueueSettings
+from sentryroute_forwarder.receive.settings import ReceiverSettings
+
+from sentryroute.options import env_name
 
 
 def parse(argv: list[str]) -> ForwarderSettings:
@@ -21,9 +26,62 @@ def parse(argv: list[str]) -> ForwarderSettings:
     return ForwarderSettings.from_args(parser.parse_args(argv))
 
 
-def test_every_option_is_a_setting_and_defaults_agree():
-    assert {f.name for f in dataclasses.fields(ForwarderSettings)} == {o.field for o in OPTIONS}
+def test_every_setting_is_a_flag_with_its_variable_and_the_defaults_agree():
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    flags = {flag: action for action in parser._actions for flag in action.option_strings if flag != "-h"}
+    fields = set(ForwarderSettings.model_fields)
+    assert {flag.removeprefix("--").replace("-", "_") for flag in flags if flag != "--help"} == fields
+    for flag, action in flags.items():
+        if flag != "--help":
+            assert f"[env {env_name(flag)}]" in (action.help or "")
     assert parse([]) == ForwarderSettings()
+
+
+@pytest.mark.parametrize("group", [QueueSettings, ExportSettings, PipelineSettings, ReceiverSettings])
+def test_a_group_built_alone_has_the_forwarder_defaults(group):
+    """The queue, export and receiver code may be built from their own group (tests do): same defaults."""
+    forwarder = ForwarderSettings()
+    alone = group()
+    assert {name: getattr(alone, name) for name in group.model_fields} == {
+        name: getattr(forwarder, name) for name in group.model_fields
+    }
+
+
+def test_each_group_has_its_own_help_section():
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    sections = {group.title: [a.option_strings[0] for a in group._group_actions] for group in parser._action_groups}
+    assert "--max-hold" in sections["queues and holding"]
+    assert "--gzip-level" in sections["exporting to Sentry"]
+    assert "--otlp-grpc" in sections["receivers"]
+
+
+def test_values_given_in_code_are_checked_like_flags():
+    with pytest.raises(ValueError, match="greater than 0"):
+        ForwarderSettings(max_hold=-1)
+    with pytest.raises(ValueError, match="must be given together"):
+        ForwarderSettings(tls_key=Path("/x.key"))
+    with pytest.raises(ValueError, match="extra"):
+        ForwarderSettings(max_hodl=1)  # type: ignore[call-arg]
+    assert ForwarderSettings(max_hold="90s", max_bytes="1KiB").max_hold == 90.0  # type: ignore[arg-type]
+
+
+class _WithSwitch(SettingsGroup):
+    title = "switches"
+    fsync: Switch = option(False, "flush every write")
+
+
+def test_a_switch_is_a_flag_without_value_and_reads_its_variable(monkeypatch):
+    def parse_switch(argv: list[str]) -> bool:
+        parser = argparse.ArgumentParser()
+        _WithSwitch.add_arguments(parser)
+        return _WithSwitch.from_args(parser.parse_args(argv)).fsync
+
+    assert parse_switch([]) is False
+    assert parse_switch(["--fsync"]) is True
+    monkeypatch.setenv("SENTRYROUTE_FSYNC", "true")
+    assert parse_switch([]) is True
 
 
 def test_defaults_follow_the_spec():

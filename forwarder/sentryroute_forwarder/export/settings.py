@@ -1,44 +1,25 @@
-"""Export timeouts, retry and rate-limit defaults, read from the forwarder's settings by attribute name."""
+"""Export timeouts, retry and rate-limit defaults (SPEC §6): the flags of exporting, declared once (see `options`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from typing import Annotated
 
-__all__ = ["ExportSettings", "ExportSettingsSource"]
+from annotated_types import Ge, Le
 
+from sentryroute_forwarder.options import Seconds, SettingsGroup, Text, option, whole_number
 
-class ExportSettingsSource(Protocol):
-    @property
-    def export_timeout(self) -> float: ...
-    @property
-    def connect_timeout(self) -> float: ...
-    @property
-    def retry_initial(self) -> float: ...
-    @property
-    def retry_max(self) -> float: ...
-    @property
-    def default_rate_limit(self) -> float: ...
-    @property
-    def gzip_level(self) -> int: ...
+__all__ = ["ExportSettings"]
 
 
-@dataclass(frozen=True, slots=True)
-class ExportSettings:
-    export_timeout: float = 30.0  # whole request, seconds (SPEC §6)
-    connect_timeout: float = 5.0
-    retry_initial: float = 0.5  # first back-off after a 5xx or a transport error, seconds
-    retry_max: float = 30.0
-    default_rate_limit: float = 60.0  # a 429 that says neither how long nor what (reference §3.1)
-    gzip_level: int = 1  # isal levels 0-3
+class ExportSettings(SettingsGroup):
+    title = "exporting to Sentry"
 
-    @classmethod
-    def from_settings(cls, settings: ExportSettingsSource) -> ExportSettings:
-        return cls(
-            export_timeout=settings.export_timeout,
-            connect_timeout=settings.connect_timeout,
-            retry_initial=settings.retry_initial,
-            retry_max=settings.retry_max,
-            default_rate_limit=settings.default_rate_limit,
-            gzip_level=settings.gzip_level,
-        )
+    export_timeout: Seconds = option("30s", "timeout of one upstream request")
+    connect_timeout: Seconds = option("5s", "connect timeout of upstream requests")
+    retry_initial: Seconds = option("500ms", "first back-off after an upstream failure")
+    retry_max: Seconds = option("30s", "longest back-off after upstream failures")
+    # A 429 that says neither how long nor what (sentry reference §3.1).
+    default_rate_limit: Seconds = option("60s", "rate limit assumed for a 429 that names none")
+    gzip_level: Annotated[int, Text("LEVEL", whole_number(0, 3)), Ge(0), Le(3)] = option(
+        "1", "gzip level of upstream bodies (ISA-L levels 0-3)"
+    )

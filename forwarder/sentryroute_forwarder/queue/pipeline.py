@@ -17,34 +17,28 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from sentryroute.routes import RoutesTable
 from sentryroute_forwarder.export.client import ExportClient, SessionFactory
 from sentryroute_forwarder.export.sender import Sender
-from sentryroute_forwarder.export.settings import ExportSettings, ExportSettingsSource
 from sentryroute_forwarder.metrics import ForwarderMetrics
 from sentryroute_forwarder.model import RoutedPart
 from sentryroute_forwarder.queue.accounting import QueueAccounting
 from sentryroute_forwarder.queue.bounds import Bounds
 from sentryroute_forwarder.queue.exporter import Exporter
-from sentryroute_forwarder.queue.settings import QueueSettings, QueueSettingsSource
+from sentryroute_forwarder.queue.settings import PipelineSettings
 from sentryroute_forwarder.queue.states import QueueStates
 from sentryroute_forwarder.queue.store import MemoryStore, QueueKey, QueueStore, Record
 from sentryroute_forwarder.route.router import Router
 from sentryroute_forwarder.route.split import split_request
 from sentryroute_forwarder.route.wire import MalformedPayload
 
-__all__ = ["PipelineSettingsSource", "PipelineStats", "QueuePipeline"]
+__all__ = ["PipelineStats", "QueuePipeline"]
 
 log = logging.getLogger(__name__)
 
 #: How often stuck queues are trimmed to their age and byte bounds, at most (seconds).
 _SWEEP_INTERVAL = 1.0
-
-
-class PipelineSettingsSource(QueueSettingsSource, ExportSettingsSource, Protocol):
-    """The forwarder settings the pipeline reads (`ForwarderSettings` has them all)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,36 +55,34 @@ class QueuePipeline:
 
     def __init__(
         self,
-        settings: PipelineSettingsSource,
+        settings: PipelineSettings,
         metrics: ForwarderMetrics,
         *,
         session_factory: SessionFactory | None = None,
         store: QueueStore | None = None,
     ) -> None:
-        queue_settings = QueueSettings.from_settings(settings)
-        export_settings = ExportSettings.from_settings(settings)
         self._store: QueueStore = store if store is not None else MemoryStore()
         self._states = QueueStates()
         self._accounting = QueueAccounting(metrics, self._store, self._states)
-        self._bounds = Bounds(queue_settings, store=self._store, states=self._states, accounting=self._accounting)
-        self._client = ExportClient(export_settings, session_factory=session_factory)
+        self._bounds = Bounds(settings, store=self._store, states=self._states, accounting=self._accounting)
+        self._client = ExportClient(settings, session_factory=session_factory)
         self._seq = itertools.count(1)
         self._exporter = Exporter(
-            queue_settings,
-            export_settings,
+            settings,
+            settings,
             store=self._store,
             states=self._states,
             bounds=self._bounds,
             accounting=self._accounting,
             metrics=metrics,
-            sender=Sender(self._client, default_rate_limit=export_settings.default_rate_limit),
+            sender=Sender(self._client, default_rate_limit=settings.default_rate_limit),
             next_seq=lambda: next(self._seq),
             reroute=self._reroute,
         )
         self._router: Router | None = None
         self._closing = False
         self._sweeper: asyncio.Task[None] | None = None
-        self._sweep_interval = min(_SWEEP_INTERVAL, max(0.05, queue_settings.max_hold / 10))
+        self._sweep_interval = min(_SWEEP_INTERVAL, max(0.05, settings.max_hold / 10))
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 

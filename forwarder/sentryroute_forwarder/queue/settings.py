@@ -1,40 +1,29 @@
-"""Queue bounds and batching, read from the forwarder's settings by attribute name (no import of `config`)."""
+"""Queue bounds and batching (SPEC §6): the flags of the queue, declared once (see `options`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from typing import Annotated
 
-__all__ = ["QueueSettings", "QueueSettingsSource"]
+from annotated_types import Ge, Le
 
+from sentryroute_forwarder.export.settings import ExportSettings
+from sentryroute_forwarder.options import Bytes, FilePath, Seconds, SettingsGroup, Text, option, whole_number
 
-class QueueSettingsSource(Protocol):
-    @property
-    def max_bytes(self) -> int: ...
-    @property
-    def max_hold(self) -> float: ...
-    @property
-    def batch_max_bytes(self) -> int: ...
-    @property
-    def batch_max_items(self) -> int: ...
-    @property
-    def batch_timeout(self) -> float: ...
+__all__ = ["PipelineSettings", "QueueSettings"]
 
 
-@dataclass(frozen=True, slots=True)
-class QueueSettings:
-    max_bytes: int = 256 * 1024 * 1024  # global bound on queued and held data (SPEC §6 `--max-bytes`)
-    max_hold: float = 300.0  # oldest data a rate-limited, failing or held queue keeps, seconds
-    batch_max_bytes: int = 1024 * 1024  # one upstream request, before compression
-    batch_max_items: int = 8192
-    batch_timeout: float = 0.2  # how long a non-full batch waits for more data, seconds
+class QueueSettings(SettingsGroup):
+    title = "queues and holding"
 
-    @classmethod
-    def from_settings(cls, settings: QueueSettingsSource) -> QueueSettings:
-        return cls(
-            max_bytes=settings.max_bytes,
-            max_hold=settings.max_hold,
-            batch_max_bytes=settings.batch_max_bytes,
-            batch_max_items=settings.batch_max_items,
-            batch_timeout=settings.batch_timeout,
-        )
+    queue_dir: FilePath | None = option(None, "directory for a durable queue (not yet durable: kept in memory)")
+    max_bytes: Bytes = option("256MiB", "global bound on queued and held data")
+    max_hold: Seconds = option("5m", "longest a rate-limited, failing or held project's data is kept")
+    batch_max_bytes: Bytes = option("1MiB", "largest upstream request body, before compression")
+    batch_max_items: Annotated[int, Text("N", whole_number(1, 1_000_000)), Ge(1), Le(1_000_000)] = option(
+        "8192", "most items in one upstream request"
+    )
+    batch_timeout: Seconds = option("200ms", "how long a batch waits to fill up")
+
+
+class PipelineSettings(QueueSettings, ExportSettings):
+    """Everything the queue pipeline reads (the forwarder's settings are a superset)."""
