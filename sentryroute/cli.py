@@ -1,4 +1,7 @@
-"""`sentryroute` command line: one entry point, a sub-command per program (SPEC §1)."""
+"""sentryroute: route OpenTelemetry traces and logs from Kubernetes to the right Sentry projects.
+
+One command, a sub-command per program; `sentryroute COMMAND --help` lists its options.
+"""
 
 from __future__ import annotations
 

@@ -69,6 +69,7 @@ class Forwarder:
         self._http_runner: web.AppRunner | None = None
         self._grpc_server: grpc.aio.Server | None = None
         self._revision: str | None = None
+        self._routes_file: RoutesFileWatcher | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -144,7 +145,8 @@ class Forwarder:
         if self._stopping:
             return "shutting down"
         if self.loader.table is None:
-            return "no routes table loaded yet"
+            problem = self._routes_file.problem if self._routes_file is not None else None
+            return f"no routes table loaded yet ({problem})" if problem else "no routes table loaded yet"
         return None
 
     # -- wiring ------------------------------------------------------------------------------------------
@@ -159,6 +161,7 @@ class Forwarder:
             self._tasks.append(asyncio.create_task(source.run(), name="sentryroute-routes-configmap"))
             return
         watcher = RoutesFileWatcher(settings.routes, interval=settings.routes_poll_interval, loader=self.loader)
+        self._routes_file = watcher
         watcher.check()  # ready at once when the file is there
         self._tasks.append(asyncio.create_task(watcher.run(), name="sentryroute-routes-file"))
 

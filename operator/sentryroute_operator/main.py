@@ -12,32 +12,70 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_option(parser, "--connections", help="YAML file listing the Sentry connections (SPEC §5)", metavar="FILE")
+    add_option(
+        parser, "--connections", help="YAML file listing the Sentry connections (docs/SPEC.md §5)", metavar="FILE"
+    )
     add_option(
         parser,
         "--namespace",
         help="the operator's own namespace (default: POD_NAMESPACE, else the "
         "service account's namespace, else 'default')",
+        metavar="NAMESPACE",
     )
     add_option(
-        parser, "--routes-configmap", help="NS/NAME of the routes ConfigMap (default <namespace>/sentryroute-routes)"
+        parser,
+        "--routes-configmap",
+        help="the routes ConfigMap (default <namespace>/sentryroute-routes)",
+        metavar="NS/NAME",
     )
     add_option(
-        parser, "--report-configmap", help="NS/NAME of the report ConfigMap (default <namespace>/sentryroute-requests)"
+        parser,
+        "--report-configmap",
+        help="the report ConfigMap (default <namespace>/sentryroute-requests)",
+        metavar="NS/NAME",
     )
-    add_option(parser, "--new-project-warmup", default="10s", help="how long a new project stays pending")
-    add_option(parser, "--default-attribute", default="service.name", help="attribute of routes without one")
+    add_option(
+        parser, "--new-project-warmup", default="10s", help="how long a new project stays pending", metavar="DURATION"
+    )
+    add_option(
+        parser,
+        "--default-attribute",
+        default="service.name",
+        help="attribute of routes without one",
+        metavar="ATTRIBUTE",
+    )
     add_option(parser, "--auto-create", action="store_true", default=False, help="create projects for reported values")
-    add_option(parser, "--auto-create-team", help="team that auto-created projects belong to")
+    add_option(parser, "--auto-create-team", help="team that auto-created projects belong to", metavar="TEAM")
     add_option(
-        parser, "--auto-create-deny", help="comma-separated patterns never auto-created (unknown_service* always)"
+        parser,
+        "--auto-create-deny",
+        help="comma-separated patterns never auto-created (unknown_service* always)",
+        metavar="PATTERNS",
     )
-    add_option(parser, "--auto-create-rate", default="30", help="at most this many auto-created projects per hour")
-    add_option(parser, "--fallback-project", help="cluster-wide fallback project slug (default connection)")
-    add_option(parser, "--reverify-interval", default="5m", help="how often projects and keys are re-checked")
-    add_option(parser, "--routes-size-limit", default="1MiB", help="largest routes table written (warning at 80%%)")
-    add_option(parser, "--peering", help="kopf peering name for HA (none: standalone)")
-    add_option(parser, "--priority", default="0", help="kopf peering priority; replicas need distinct priorities")
+    add_option(
+        parser, "--auto-create-rate", default="30", help="at most this many auto-created projects per hour", metavar="N"
+    )
+    add_option(
+        parser, "--fallback-project", help="cluster-wide fallback project slug (default connection)", metavar="SLUG"
+    )
+    add_option(
+        parser,
+        "--reverify-interval",
+        default="5m",
+        help="how often projects and keys are re-checked",
+        metavar="DURATION",
+    )
+    add_option(
+        parser,
+        "--routes-size-limit",
+        default="1MiB",
+        help="largest routes table written (warning at 80%%)",
+        metavar="SIZE",
+    )
+    add_option(parser, "--peering", help="kopf peering name for HA (none: standalone)", metavar="NAME")
+    add_option(
+        parser, "--priority", default="0", help="kopf peering priority; replicas need distinct priorities", metavar="N"
+    )
     add_option(
         parser,
         "--priority-from-hostname",
@@ -45,9 +83,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=False,
         help="priority 100-N from a StatefulSet hostname ordinal N",
     )
-    add_option(parser, "--liveness", help="kopf liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
-    add_option(parser, "--metrics", help="HOST:PORT to serve Prometheus metrics on")
-    add_option(parser, "--log-format", default="text", choices=["text", "json"], help="log line format")
+    add_option(parser, "--liveness", help="kopf liveness endpoint, e.g. http://0.0.0.0:8080/healthz", metavar="URL")
+    add_option(parser, "--metrics", help="serve Prometheus metrics on this address", metavar="HOST:PORT")
+    add_option(
+        parser, "--log-format", default="text", choices=["text", "json"], help="log line format", metavar="{text,json}"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from sentryroute.demo.scenario import (
     EXISTING_PROJECTS,
+    IDLE_PROJECTS,
     LOGS_PER_SERVICE,
     ORG,
     SERVICES,
@@ -32,9 +33,13 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_option(parser, "--examples", default=str(REPO_ROOT / "examples"), help="folder of SentryRoutes and pods")
-    add_option(parser, "--crds", default=str(REPO_ROOT / "deploy" / "crds"), help="folder of the CRD manifests")
-    add_option(parser, "--timeout", default="60", type=float, help="seconds to wait for each stage")
+    add_option(
+        parser, "--examples", default=str(REPO_ROOT / "examples"), help="folder of SentryRoutes and pods", metavar="DIR"
+    )
+    add_option(
+        parser, "--crds", default=str(REPO_ROOT / "deploy" / "crds"), help="folder of the CRD manifests", metavar="DIR"
+    )
+    add_option(parser, "--timeout", default="60", type=float, help="seconds to wait for each stage", metavar="SECONDS")
     add_option(parser, "--keep-running", action="store_true", help="keep everything running until Ctrl-C")
 
 
@@ -66,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_demo(stack: Stack, say: Progress, *, examples: Path, crds: Path, timeout: float, keep: bool) -> int:
     sentry, kube = stack.sentry, stack.kube
-    say(f"Sentry emulator at {sentry.url} (page: {sentry.url}/_emulator/)")
+    page = f"{sentry.url}/_emulator/"
+    say(f"Sentry emulator at {sentry.url} (page: {page}" + (")" if keep else " — gone when the demo exits)"))
     sentry.state.add_org(ORG)
     sentry.state.add_team(ORG, TEAM)
     for slug in EXISTING_PROJECTS:
@@ -130,6 +136,8 @@ def _run_demo(stack: Stack, say: Progress, *, examples: Path, crds: Path, timeou
                     stack.check_processes()
             except KeyboardInterrupt:
                 pass
+        if not keep:
+            say("the emulators, operator and forwarder stop now; `sentryroute demo --keep-running` keeps them up")
         say(f"{'OK' if ok else 'FAILED'}: {len(expected)} services routed to their projects")
         return 0 if ok else 1
 
@@ -219,21 +227,31 @@ def _wait_for_delivery(stack: Stack, *, timeout: float) -> bool:
 
 
 def _print_results(stack: Stack) -> None:
-    by_project = {s.expected_project: s.scenario for s in SERVICES if s.expected_project}
+    by_project = {**IDLE_PROJECTS, **{s.expected_project: s.scenario for s in SERVICES if s.expected_project}}
     print()
     print(f"{'Sentry project':<28} {'spans':>6} {'logs':>5}  {'services':<34} scenario")
     print("-" * 100)
     for slug, (spans, logs, names) in sorted(_received(stack).items()):
         print(f"{slug:<28} {spans:>6} {logs:>5}  {', '.join(sorted(names)) or '-':<34} {by_project.get(slug, '')}")
-    dropped = _metric_sum(stack, "sentryroute_dropped_items_total")
-    print(f"{'(dropped, unrouted)':<28} {dropped:>6.0f}        stray-service (sentryroute_dropped_items_total)")
+    spans = _metric_sum(stack, "sentryroute_dropped_items_total", signal="traces", reason="unrouted")
+    logs = _metric_sum(stack, "sentryroute_dropped_items_total", signal="logs", reason="unrouted")
+    stray = ", ".join(s.name for s in SERVICES if s.expected_project is None)
+    print(
+        f"{'(dropped, unrouted)':<28} {spans:>6.0f} {logs:>5.0f}  {stray:<34} counted in sentryroute_dropped_items_total"
+    )
     print()
 
 
-def _metric_sum(stack: Stack, name: str) -> float:
+def _metric_sum(stack: Stack, name: str, **labels: str) -> float:
+    """Sum of the forwarder's `name` samples that carry all of `labels`."""
     with urllib.request.urlopen(f"http://127.0.0.1:{stack.admin_port}/metrics", timeout=2) as resp:
         lines = resp.read().decode().splitlines()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(name + "{"))
+    wanted = [f'{key}="{value}"' for key, value in labels.items()]
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in lines
+        if line.startswith(name + "{") and all(label in line for label in wanted)
+    )
 
 
 def _print_table(table: RoutesTable) -> None:

@@ -37,19 +37,28 @@ class DemoService:
     attributes: dict[str, str] = field(default_factory=dict)
 
 
+# Scenario labels name the example file and the scenario number of Sentry's exporter docs that its comment gives.
+S1 = "examples/01: by service.name (docs scenario 1)"
+S2 = "examples/02: custom mapping (docs scenario 3)"
+S2_FALLBACK = "examples/02: namespace fallback"
+S3 = "examples/03: by environment (docs scenario 4)"
+S4 = "examples/04: auto-provisioned (docs scenario 2)"
+
 SERVICES = (
-    DemoService("payments-api", "payments-api", "1 route by service.name", "http", {"k8s.namespace.name": "payments"}),
-    DemoService("payments-worker", "payments-worker", "1 route by service.name", "grpc"),
-    DemoService("orders-service", "ecommerce-orders", "2 custom mapping", "http"),
-    DemoService("products-service", "ecommerce-products", "2 custom mapping", "grpc"),
-    DemoService("api-gateway", "ecommerce-gateway", "2 custom mapping", "http"),
-    DemoService("legacy-reports", "shop-catch-all", "2 namespace fallback", "http", {"k8s.namespace.name": "shop"}),
-    DemoService(
-        "nightly-batch", "prod-monitoring", "3 route by environment", "grpc", {"deployment.environment": "production"}
-    ),
-    DemoService("cart", "shop-dev-cart", "4 auto-provisioned", "http", {"k8s.namespace.name": "shop-dev"}),
-    DemoService("recommendations", "shop-dev-recommendations", "4 auto-provisioned", "grpc"),
+    DemoService("payments-api", "payments-api", S1, "http", {"k8s.namespace.name": "payments"}),
+    DemoService("payments-worker", "payments-worker", S1, "grpc"),
+    DemoService("orders-service", "ecommerce-orders", S2, "http"),
+    DemoService("products-service", "ecommerce-products", S2, "grpc"),
+    DemoService("api-gateway", "ecommerce-gateway", S2, "http"),
+    DemoService("legacy-reports", "shop-catch-all", S2_FALLBACK, "http", {"k8s.namespace.name": "shop"}),
+    DemoService("nightly-batch", "prod-monitoring", S3, "grpc", {"deployment.environment": "production"}),
+    DemoService("cart", "shop-dev-cart", S4, "http", {"k8s.namespace.name": "shop-dev"}),
+    DemoService("recommendations", "shop-dev-recommendations", S4, "grpc"),
     DemoService("stray-service", None, "unrouted (dropped, counted)", "http"),
 )
+#: Projects that are routed but that no demo service sends to, and why (so a 0/0 row explains itself).
+IDLE_PROJECTS = {
+    "staging-monitoring": "examples/03: routed, but no demo service runs in staging",
+}
 SPANS_PER_SERVICE = 12
 LOGS_PER_SERVICE = 4

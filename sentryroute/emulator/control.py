@@ -167,16 +167,44 @@ async def reset(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+# One table drives both the routes and the index `GET /_emulator/api/` answers, so they cannot drift apart.
+ENDPOINTS: tuple[tuple[str, str, Handler, str], ...] = (
+    ("GET", "received", received, "what each project received: counts, service names, statuses (?full=1: items)"),
+    ("POST", "orgs", add_org, 'create an organization: {"slug", "name"?}'),
+    ("POST", "teams", add_team, 'create a team: {"org", "slug", "name"?}'),
+    ("POST", "projects", add_project, 'create a project and its Default key: {"org", "team", "slug", "platform"?}'),
+    ("DELETE", "projects/{org}/{slug}", delete_project, "delete a project (ingest then answers 403 ProjectId)"),
+    ("POST", "keys", add_key, 'create a client key: {"org", "project", "name"?}'),
+    ("POST", "tokens", add_token, 'create a Web API token: {"scopes"?, "value"?}'),
+    ("POST", "faults/{kind}", add_fault, "inject a fault, JSON body = its arguments (kinds below); faults/clear: none"),
+    ("POST", "reset", reset, "forget everything: state, faults and what was received"),
+)
+
+
+def _first_line(doc: str | None) -> str:
+    return doc.strip().splitlines()[0] if doc and doc.strip() else ""
+
+
+async def index(request: web.Request) -> web.Response:
+    """The control API's own map, so the URL the banner prints answers something useful."""
+    ctx = _ctx(request)
+    base = f"{ctx.config.path_prefix}/_emulator/api"
+    return web.json_response(
+        {
+            "endpoints": [
+                {"method": method, "path": f"{base}/{path}", "description": what}
+                for method, path, _handler, what in ENDPOINTS
+            ],
+            "faults": {kind: _first_line(getattr(ctx.faults, kind).__doc__) for kind in ctx.faults.KINDS},
+            "page": f"{ctx.config.path_prefix}/_emulator/",
+        }
+    )
+
+
 def routes(prefix: str) -> list[web.RouteDef]:
     api = f"{prefix}/_emulator/api"
     return [
-        web.get(f"{api}/received", _guarded(received)),
-        web.post(f"{api}/orgs", _guarded(add_org)),
-        web.post(f"{api}/teams", _guarded(add_team)),
-        web.post(f"{api}/projects", _guarded(add_project)),
-        web.delete(f"{api}/projects/{{org}}/{{slug}}", _guarded(delete_project)),
-        web.post(f"{api}/keys", _guarded(add_key)),
-        web.post(f"{api}/tokens", _guarded(add_token)),
-        web.post(f"{api}/faults/{{kind}}", _guarded(add_fault)),
-        web.post(f"{api}/reset", _guarded(reset)),
+        web.get(f"{api}/", index),
+        web.get(api, index),
+        *(web.route(method, f"{api}/{path}", _guarded(handler)) for method, path, handler, _what in ENDPOINTS),
     ]

@@ -176,6 +176,7 @@ class Faults:
             )
 
     def api_fail(self, path_regex: str, status: int = 500, count: int = 1) -> None:
+        """The next `count` Web API requests whose path matches `path_regex` get `status`."""
         with self._lock:
             self._api_failures.append(
                 _ApiFault(count=int(count), until=None, path_regex=re.compile(path_regex), status=int(status))

@@ -16,19 +16,41 @@ from sentryroute.options import add_option
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_option(parser, "--listen", default="127.0.0.1:9000", help="host:port to listen on")
-    add_option(parser, "--seed", default=None, help="YAML file with orgs, teams, projects, keys and tokens to create")
-    add_option(parser, "--page-size", default=100, type=int, help="Link-header pagination page size (1-100)")
-    add_option(parser, "--max-slug-length", default=100, type=int, help="project slug limit (legacy Sentry: 50)")
-    add_option(parser, "--body-limit", default="10MiB", help="ingest 413 above this decompressed size")
+    add_option(parser, "--listen", default="127.0.0.1:9000", help="host:port to listen on", metavar="HOST:PORT")
+    add_option(
+        parser,
+        "--seed",
+        default=None,
+        help="YAML file with orgs, teams, projects, keys and tokens to create",
+        metavar="FILE",
+    )
+    add_option(
+        parser, "--page-size", default=100, type=int, help="Link-header pagination page size (1-100)", metavar="N"
+    )
+    add_option(
+        parser, "--max-slug-length", default=100, type=int, help="project slug limit (legacy Sentry: 50)", metavar="N"
+    )
+    add_option(parser, "--body-limit", default="10MiB", help="ingest 413 above this decompressed size", metavar="SIZE")
     add_option(parser, "--omit-otlp-dsn", default=False, action="store_true", help="keys' dsn without otlp_* URLs")
-    add_option(parser, "--path-prefix", default="", help="serve everything under this sub-path, e.g. /sentry")
+    add_option(
+        parser, "--path-prefix", default="", help="serve everything under this sub-path, e.g. /sentry", metavar="PATH"
+    )
     add_option(
         parser, "--strict-content-type", default=False, action="store_true", help="reject Content-Type parameters"
     )
-    add_option(parser, "--public-host", default=None, help="host[:port] written into DSNs (default: --listen)")
     add_option(
-        parser, "--new-key-drop", default="0s", help="answer 202 but drop data of keys younger than this (config lag)"
+        parser,
+        "--public-host",
+        default=None,
+        help="host[:port] written into DSNs (default: --listen)",
+        metavar="HOST[:PORT]",
+    )
+    add_option(
+        parser,
+        "--new-key-drop",
+        default="0s",
+        help="answer 202 but drop data of keys younger than this (config lag)",
+        metavar="DURATION",
     )
 
 

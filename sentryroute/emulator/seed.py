@@ -69,4 +69,15 @@ def apply_seed(state: State, doc: Any) -> SeedSummary:
 
 
 def load_seed_file(state: State, path: str | Path) -> SeedSummary:
-    return apply_seed(state, yaml.safe_load(Path(path).read_text(encoding="utf-8")))
+    """Seed from a file; a YAML error becomes one ValueError line naming the file, line and column."""
+    try:
+        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ValueError(f"seed {where}: invalid YAML: {problem}") from None
+    try:
+        return apply_seed(state, doc)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None

@@ -20,14 +20,23 @@ __all__ = ["add_arguments", "main", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_option(parser, "--kube-host", default="127.0.0.1", help="address to listen on")
-    add_option(parser, "--kube-port", default="0", help="port to listen on; 0 picks a free one", type=int)
-    add_option(parser, "--kubeconfig", default="kubeconfig", help="where to write the kubeconfig for this server")
+    add_option(parser, "--kube-host", default="127.0.0.1", help="address to listen on", metavar="HOST")
+    add_option(
+        parser, "--kube-port", default="0", help="port to listen on; 0 picks a free one", metavar="PORT", type=int
+    )
+    add_option(
+        parser,
+        "--kubeconfig",
+        default="kubeconfig",
+        help="where to write the kubeconfig for this server",
+        metavar="FILE",
+    )
     add_option(
         parser,
         "--apply",
         default="",
         help="comma-separated YAML files or directories (every *.yaml) to apply at start, e.g. deploy/crds",
+        metavar="PATHS",
     )
     add_option(parser, "--access-log", action="store_true", help="log every request")
 

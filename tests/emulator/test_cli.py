@@ -67,3 +67,14 @@ def test_cli_serves_seed_and_page(cli_process: subprocess.Popen):
 
     cli_process.send_signal(signal.SIGTERM)
     assert cli_process.wait(timeout=20) == 0
+
+
+def test_broken_seed_yaml_is_one_line_naming_file_and_line(tmp_path: Path):
+    seed = tmp_path / "seed.yaml"
+    seed.write_text("orgs:\n  - slug: acme\nteams: [unclosed\n", encoding="utf-8")
+    command = [sys.executable, "-m", "sentryroute", "emulator", "--listen", "127.0.0.1:0", "--seed", str(seed)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert re.match(rf"sentryroute emulator: seed {re.escape(str(seed))}:4:1: invalid YAML: ", lines[0]), lines[0]

@@ -98,3 +98,18 @@ async def test_new_keys_warm_up_and_announced_limits(start_emulator: StartEmulat
     status, headers = await ingest(emu, http, pid, seeded.key, body)
     assert status == 202 and headers["X-Sentry-Rate-Limits"].split(":", 1)[1] == "span:project"
     assert emu.received.span_count(pid) == 6
+
+
+async def test_control_api_index_lists_every_endpoint_and_fault(http: aiohttp.ClientSession):
+    """The banner prints `/_emulator/api/`: it answers a map of what is there, and every entry really answers."""
+    async with SentryEmulator() as emu:
+        status, body = await call(http, "GET", f"{emu.url}/_emulator/api/")
+        assert status == 200
+        listed = {(e["method"], e["path"].rsplit("/_emulator/api/", 1)[1]) for e in body["endpoints"]}
+        assert ("GET", "received") in listed and ("POST", "faults/{kind}") in listed
+        assert set(body["faults"]) == set(emu.faults.KINDS) and all(body["faults"].values())
+        assert (await call(http, "GET", f"{emu.url}/_emulator/api"))[0] == 200
+        for method, path in listed:  # each listed route exists: no 405, and a 404 only as a JSON `detail`
+            concrete = path.replace("{org}", "acme").replace("{slug}", "none").replace("{kind}", "clear")
+            status, answer = await call(http, method, f"{emu.url}/_emulator/api/{concrete}", {})
+            assert status != 405 and (status != 404 or "detail" in answer), (method, path, status)

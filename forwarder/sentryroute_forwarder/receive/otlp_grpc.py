@@ -7,6 +7,8 @@ request reaches the router as wire bytes, never as a decoded message. Retryable 
 
 from __future__ import annotations
 
+import os
+import socket
 from typing import NoReturn
 
 import grpc
@@ -82,6 +84,24 @@ def _metadata(context: grpc.aio.ServicerContext[bytes, Message], key: str) -> st
     return None
 
 
+def _probe_bind(host: str, port: int) -> None:
+    """Bind and release `host:port` with a plain socket first, so that an address in use is one OSError line.
+
+    gRPC's own bind failure is a C-level log line plus a RuntimeError naming no cause; the probe reports
+    errno and text exactly like the HTTP receiver does. Port 0 (any free port) needs no probe.
+    """
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.create_server((host, port), family=family, reuse_port=False):
+            pass
+    except OSError as exc:
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise OSError(exc.errno, f"cannot listen for OTLP/gRPC on {where}: {reason}") from None
+
+
 async def start_grpc_server(
     *,
     intake: Intake,
@@ -110,10 +130,14 @@ async def start_grpc_server(
             [grpc.method_handlers_generic_handler(service.grpc_service, {"Export": method})]
         )
     address = str(settings.otlp_grpc)
-    if tls is not None:
-        port = server.add_secure_port(address, tls.grpc_credentials())
-    else:
-        port = server.add_insecure_port(address)
+    _probe_bind(settings.otlp_grpc.host, settings.otlp_grpc.port)
+    try:
+        if tls is not None:
+            port = server.add_secure_port(address, tls.grpc_credentials())
+        else:
+            port = server.add_insecure_port(address)
+    except RuntimeError:  # grpc's "Failed to bind": lost a race with another process after the probe
+        port = 0
     if not port:
         raise OSError(f"cannot listen for OTLP/gRPC on {address}")
     await server.start()

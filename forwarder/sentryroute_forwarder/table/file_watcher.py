@@ -19,6 +19,9 @@ log = logging.getLogger(__name__)
 
 #: A ConfigMap cannot exceed 1 MiB; a larger file is not a routes table, and is not read whole.
 _MAX_TABLE_BYTES = 4 * 1024 * 1024
+#: While no table is loaded, an unreadable file is logged again every this many polls (30 s at the default 1 s):
+#: an unready forwarder must keep saying why, but a stuck one must not flood the log.
+REPEAT_EVERY_POLLS = 30
 
 
 class RoutesFileWatcher:
@@ -27,6 +30,12 @@ class RoutesFileWatcher:
         self._interval = interval
         self._loader = loader
         self._problem: str | None = None  # the last read problem logged, so it is logged once
+        self._polls_since_logged = 0
+
+    @property
+    def problem(self) -> str | None:
+        """Why the file cannot be used right now (None when it can); `/readyz` shows it while unready."""
+        return self._problem
 
     def check(self) -> None:
         """Read the file once and offer its contents to the loader."""
@@ -51,7 +60,12 @@ class RoutesFileWatcher:
             self.check()
 
     def _report(self, problem: str) -> None:
-        if problem != self._problem:
-            state = "keeping the current table" if self._loader.table is not None else "not ready until it is"
-            log.warning("%s; %s", problem, state)
+        unready = self._loader.table is None
+        self._polls_since_logged += 1
+        if problem != self._problem or (unready and self._polls_since_logged >= REPEAT_EVERY_POLLS):
+            if unready:
+                log.error("%s; not ready (receivers answer 503) until it can be read", problem)
+            else:
+                log.warning("%s; keeping the current table", problem)
             self._problem = problem
+            self._polls_since_logged = 0
