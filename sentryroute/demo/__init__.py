@@ -237,7 +237,8 @@ def _print_results(stack: Stack) -> None:
     logs = _metric_sum(stack, "sentryroute_dropped_items_total", signal="logs", reason="unrouted")
     stray = ", ".join(s.name for s in SERVICES if s.expected_project is None)
     print(
-        f"{'(dropped, unrouted)':<28} {spans:>6.0f} {logs:>5.0f}  {stray:<34} counted in sentryroute_dropped_items_total"
+        f"{'(dropped, unrouted)':<28} {spans:>6.0f} {logs:>5.0f}  {stray:<34} "
+        "counted in sentryroute_dropped_items_total"
     )
     print()
 
