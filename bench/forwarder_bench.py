@@ -4,12 +4,12 @@
     .venv/bin/python bench/forwarder_bench.py --system both --rounds 3
 
 Systems: `sentryroute` (`sentryroute forwarder`: splits each request into 10 projects, gzips upstream with
-ISA-L level 1) and `rotel` (the Rust collector of perf-reference.md: decode, re-batch, gzip, one upstream
+ISA-L level 1) and `rotel` (the Rust collector of docs/performance-facts.md: decode, re-batch, gzip, one upstream
 stream; its own defaults: batches of 8192 spans / 200 ms, internal telemetry off). `--system both` interleaves
 rounds (sentryroute, rotel, sentryroute, ...) under the same load; every round starts a fresh process of the
 system under test. With two or more CPUs that process runs alone on CPU 0 and this process (load generator
 and sink) on CPU 1. The sink counts spans by walking the wire format (the forwarder's own reader), so it is
-far from being the bottleneck (perf-reference.md); the harness and foreign CPU-0 load are reported to show it.
+far from being the bottleneck (docs/performance-facts.md); the harness and foreign CPU-0 load are reported to show it.
 
 Each request is 10 resources (`service.name` svc-0..svc-9) x 50 spans x 11 attributes, about 240 KB. A round
 sends 20 warm-up requests and waits until the sink has them, then sends `--requests` over `--connections`
@@ -57,7 +57,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def build_request() -> bytes:
-    """One request of the reference workload (perf-reference.md)."""
+    """One request of the reference workload (docs/performance-facts.md)."""
     request = ExportTraceServiceRequest()
     for s in range(SERVICES):
         attributes = {"service.name": f"svc-{s}", "k8s.namespace.name": "bench", "host.name": f"node-{s}"}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install rotel-agent, the Rust OTLP collector the forwarder benchmark compares against, into .tools/rotel/.
 #
-# The PyPI wheel `rotel` ships a static `rotel/rotel-agent` binary (perf-reference.md); it is fetched with the
+# The PyPI wheel `rotel` ships a static `rotel/rotel-agent` binary (docs/performance-facts.md); it is fetched with the
 # project's pip and only that file is extracted, so rotel never enters the virtualenv or pyproject.toml.
 # Idempotent: a second run with the binary in place only prints its path. Exits non-zero naming the failed step.
 set -euo pipefail

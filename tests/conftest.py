@@ -1,7 +1,7 @@
 """Test-wide set-up.
 
 `kubernetes` reads $KUBECONFIG at import time, so it is pointed at a per-run path here, before any test
-module imports kubernetes or kopf (k8s-testing.md).
+module imports kubernetes or kopf (docs/testing-without-a-cluster.md).
 """
 
 import os

@@ -1,4 +1,4 @@
-"""A local Sentry stand-in (Web API subset + OTLP ingest + fault injection), faithful to sentry-reference.md.
+"""A local Sentry stand-in (Web API subset + OTLP ingest + fault injection), faithful to docs/sentry-facts.md.
 
 async with SentryEmulator(EmulatorConfig(page_size=2)) as emu:       # or .running_in_thread() in sync code
     emu.state.add_org("acme"); emu.state.add_team("acme", "backend")

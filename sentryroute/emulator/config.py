@@ -1,7 +1,7 @@
 """Settings of the Sentry emulator: the knobs that let tests reach every behaviour of real Sentry.
 
 Defaults mimic current sentry.io; the legacy knobs (`max_slug_length=50`, `omit_otlp_dsn`, `path_prefix`)
-mimic older or sub-path self-hosted installations (sentry-reference.md Part A).
+mimic older or sub-path self-hosted installations (docs/sentry-facts.md).
 """
 
 from __future__ import annotations

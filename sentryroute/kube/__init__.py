@@ -1,7 +1,7 @@
 """An emulated Kubernetes API for tests and the demo: kmock made to behave like kube-apiserver.
 
-No real API server can be installed here (k8s-testing.md), so kopf, the `kubernetes` client and kubectl run
-against this one. Modules, by question:
+No real API server can be installed here (docs/testing-without-a-cluster.md), so kopf, the `kubernetes`
+client and kubectl run against this one. Modules, by question:
 
 - server.py    `KubeEmulator`: serve it on 127.0.0.1 (in a thread or on the current loop), write a kubeconfig,
                apply manifests, inspect objects;

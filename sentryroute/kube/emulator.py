@@ -2,8 +2,8 @@
 
 kmock 0.8 stores objects and streams watches, but as shipped it cannot run a kopf operator (no
 resourceVersion, so kopf's JSON-patch `test` fails) and misleads the official client (POST answers 200, no
-list `kind`, ignored label selectors; `k8s-testing.md` lists the gaps). This subclass keeps kmock's parts that
-tests use (`objects[...]` with history, recorded requests, user reactions that take priority over the
+list `kind`, ignored label selectors; docs/testing-without-a-cluster.md lists the gaps). This subclass keeps
+kmock's parts that tests use (`objects[...]` with history, recorded requests, user reactions that take priority over the
 emulation) and routes every Kubernetes verb to an `ObjectStore` (store.py), which holds the API server's rules.
 
 The HTTP side, here: POST answers 201, PUT replaces, PATCH picks merge / JSON / (approximated) server-side
@@ -13,12 +13,13 @@ as kubectl expects), `labelSelector`/`fieldSelector`, `limit`/`continue` pages, 
 `timeoutSeconds` and `sendInitialEvents`, deletecollection, Table answers for `kubectl get` (tables.py), a
 minimal `/openapi/v3` (openapi.py: `kubectl explain` of custom kinds, `kubectl apply` without
 `--validate=false`), `/api/v1` discovery with `groupVersion: v1` (kmock says `/v1`, which breaks kubectl),
-`/version/`, URLs of the namespaces resource itself (kmock misparses them), and a 415 for protobuf bodies.
+`/version/`, URLs of the namespaces resource itself (kmock misparses them), and protobuf bodies of the kinds
+kubectl's generators create (protobuf.py; a 415 naming `kubectl apply -f` for other kinds).
 
 Not emulated: CEL validation rules, validation of built-in kinds (beyond ConfigMap and Secret keys and sizes),
 admission, RBAC, controllers (a Deployment never gets Pods), namespace existence checks, merge keys of lists
-outside strategic.py's table, server-side apply field ownership, protobuf (`kubectl create secret ...` and
-other generators), `/openapi/v2`, schemas of built-in kinds.
+outside strategic.py's table, server-side apply field ownership, protobuf beyond protobuf.py's kinds,
+`/openapi/v2`, schemas of built-in kinds.
 """
 
 from __future__ import annotations
@@ -34,10 +35,12 @@ from typing import Any
 import aiohttp.web
 import attrs
 import kmock
+import multidict
 import yaml
 
 from sentryroute.kube.objects import ApiError, api_version_of, meta_of
 from sentryroute.kube.openapi import group_version_document, group_version_path, root_document
+from sentryroute.kube.protobuf import ProtobufError, decode_object
 from sentryroute.kube.selectors import (
     FieldSelector,
     LabelSelector,
@@ -99,6 +102,13 @@ class RealisticEmulator(kmock.KubernetesEmulator):
         if _NAMESPACE_URL_RE.fullmatch(raw_request.path):
             placeholder = raw_request.path.replace("/namespaces", f"/{_NAMESPACES_PLACEHOLDER.plural}", 1)
             raw_request = raw_request.clone(rel_url=raw_request.rel_url.with_path(placeholder))
+        if raw_request.headers.get("Content-Type", "").startswith(_PROTOBUF) and raw_request.can_read_body:
+            # kubectl's generators (`kubectl create namespace|secret ...`) send protobuf; manifests (`-f`) JSON.
+            try:
+                raw_request = await _as_json(raw_request)
+            except ProtobufError as exc:
+                unsupported = ApiError(415, "UnsupportedMediaType", str(exc))
+                return aiohttp.web.json_response(unsupported.status(), status=415)
         return await super().__call__(raw_request)
 
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
@@ -111,10 +121,6 @@ class RealisticEmulator(kmock.KubernetesEmulator):
             self._requests[index] = request  # what a test inspecting kmock's requests expects to see
         if self.requests_kept is not None and len(self._requests) > self.requests_kept:
             del self._requests[: len(self._requests) - self.requests_kept]
-        if request.body and request.headers.get("Content-Type", "").startswith(_PROTOBUF):
-            # kubectl's generators (`kubectl create secret ...`) send protobuf; manifests (`-f`) go as JSON.
-            unsupported = ApiError(415, "UnsupportedMediaType", "the emulator reads JSON bodies only, not protobuf")
-            return aiohttp.web.json_response(unsupported.status(), status=415)
         return await kmock.RawHandler._handle(self, request)
 
     def _get_resources(self) -> list[kmock.resource]:
@@ -321,6 +327,16 @@ class RealisticEmulator(kmock.KubernetesEmulator):
             resource_version=str(self.store.revision),
             include_object=request.params.get("includeObject", "Metadata"),
         )
+
+
+async def _as_json(raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.BaseRequest:
+    """The same request with its protobuf body decoded to JSON, before kmock parses it (kmock reads text)."""
+    headers = multidict.CIMultiDict(raw_request.headers)
+    headers["Content-Type"] = "application/json"
+    headers.popall("Content-Length", None)
+    clone = raw_request.clone(headers=headers)  # must happen before the body is read
+    clone._read_bytes = json.dumps(decode_object(await clone.read())).encode()  # aiohttp's body cache; no setter
+    return clone
 
 
 def _respond(status: int, verb: Callable[[], dict[str, Any]]) -> kmock.Response:

@@ -1,7 +1,7 @@
 """The rendered chart goes through the real `kubectl apply` into the emulated Kubernetes API and reads back.
 
-`helm install` cannot talk to the emulator (k8s-testing.md §3), so this is the closest to an install that
-runs here: kubectl's discovery, REST mapping and apply (create, then a no-op re-apply) on every object.
+`helm install` cannot talk to the emulator (docs/testing-without-a-cluster.md), so this is the closest to an
+install that runs here: kubectl's discovery, REST mapping and apply (create, then a no-op re-apply) on every object.
 """
 
 from __future__ import annotations

@@ -70,12 +70,12 @@ _REPO = Path(__file__).resolve().parents[2]
 def kubectl_for(kube: KubeEmulator) -> Kubectl:
     """`run(*args, stdin=None) -> stdout` for kubectl against `kube`; skips the test when kubectl is absent.
 
-    Prefers the npm-layer kubectl under .tools/ (k8s-testing.md §3) over one on PATH.
+    Prefers the npm-layer kubectl under .tools/ (docs/testing-without-a-cluster.md) over one on PATH.
     """
     bundled = _REPO / ".tools" / "kubectl" / "kubectl"
     binary = str(bundled) if bundled.is_file() and os.access(bundled, os.X_OK) else shutil.which("kubectl")
     if binary is None:
-        pytest.skip("kubectl is not installed (see k8s-testing.md §3 for the npm layer)")
+        pytest.skip("kubectl is not installed (bash scripts/install-tools.sh installs it)")
 
     cache = tempfile.mkdtemp(prefix="kubectl-cache-")  # not ~/.kube/cache: every emulator has a new port
 

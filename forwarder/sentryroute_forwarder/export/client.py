@@ -2,7 +2,7 @@
 
 One `aiohttp.ClientSession` for every project: keep-alive connections are reused per host (all projects of
 a sentry.io org share the ingest host). Bodies are gzipped with ISA-L (`isal.igzip`, ~6x faster than zlib,
-perf-reference.md); big bodies are compressed in a worker thread — ISA-L releases the GIL — so a 1 MiB batch
+docs/performance-facts.md); big bodies are compressed in a worker thread — ISA-L releases the GIL — so a 1 MiB batch
 (~0.4 ms) does not stall receiving.
 """
 

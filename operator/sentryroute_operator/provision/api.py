@@ -2,7 +2,7 @@
 
 Bearer auth with one re-read of the token on 401; every slug validated and escaped as one path segment;
 `Link` pagination on every list; 429 waits on a per-client gate; 5xx and network errors retried with
-jittered backoff and then reported as `TransientError` — never as "missing" (sentry-reference.md Part B §7).
+jittered backoff and then reported as `TransientError` — never as "missing" (docs/sentry-facts.md).
 """
 
 from __future__ import annotations
