@@ -233,11 +233,11 @@ def _print_results(stack: Stack) -> None:
     print("-" * 100)
     for slug, (spans, logs, names) in sorted(_received(stack).items()):
         print(f"{slug:<28} {spans:>6} {logs:>5}  {', '.join(sorted(names)) or '-':<34} {by_project.get(slug, '')}")
-    spans = _metric_sum(stack, "sentryroute_dropped_items_total", signal="traces", reason="unrouted")
-    logs = _metric_sum(stack, "sentryroute_dropped_items_total", signal="logs", reason="unrouted")
+    dropped_spans = _metric_sum(stack, "sentryroute_dropped_items_total", signal="traces", reason="unrouted")
+    dropped_logs = _metric_sum(stack, "sentryroute_dropped_items_total", signal="logs", reason="unrouted")
     stray = ", ".join(s.name for s in SERVICES if s.expected_project is None)
     print(
-        f"{'(dropped, unrouted)':<28} {spans:>6.0f} {logs:>5.0f}  {stray:<34} "
+        f"{'(dropped, unrouted)':<28} {dropped_spans:>6.0f} {dropped_logs:>5.0f}  {stray:<34} "
         "counted in sentryroute_dropped_items_total"
     )
     print()

@@ -100,8 +100,8 @@ def _object_meta(data: bytes | None) -> dict[str, Any]:
         if value := _text(fields, number):  # proto2 sends unset strings as "": JSON would omit them
             meta[name] = value
     for name, number in (("labels", 11), ("annotations", 12)):
-        if value := _map(fields, number):
-            meta[name] = value
+        if entries := _map(fields, number):
+            meta[name] = entries
     if finalizers := _texts(fields, 14):
         meta["finalizers"] = finalizers
     return meta
