@@ -1,4 +1,5 @@
-"""`helm lint --strict` and strict schema validation of every rendering (default and ci/*-values.yaml)."""
+"""`helm lint --strict` and strict schema validation of every rendering (ci/*-values.yaml, minimal-values.yaml being
+the least a user must set), and the message a user gets when the required values are missing."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 
-from tests.chart.rendering import CHART, VALUE_SETS, render, render_error, run_helm
+from tests.chart.rendering import CHART, MINIMAL_VALUES, NO_VALUES, VALUE_SETS, render, render_error, run_helm
 
 KUBERNETES_VERSIONS = ["1.30.0", "1.37.0"]
 # Custom resources of other projects: kubernetes-validate has no schema for them, so only their shape is checked.
@@ -16,15 +17,35 @@ SCHEMALESS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("kopf.dev/v1", "C
 
 
 @pytest.mark.parametrize("values_file", VALUE_SETS)
-def test_helm_lint_strict(values_file: Path | None) -> None:
-    args = ["lint", "--strict", str(CHART)] + (["--values", str(values_file)] if values_file else [])
-    result = run_helm(*args)
+def test_helm_lint_strict(values_file: Path) -> None:
+    result = run_helm("lint", "--strict", str(CHART), "--values", str(values_file))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("values", "what_to_set"),
+    [
+        ("", "set orgSlug, the Sentry organisation slug"),
+        ("sentry: {connections: [{name: default, orgSlug: acme}]}", "set existingSecret, the name of a Secret"),
+        (
+            "sentry: {connections: [{name: a, orgSlug: acme, token: t}, {name: b, url: https://de.sentry.io}]}",
+            'sentry.connections[1] (name "b"): set orgSlug',
+        ),
+    ],
+)
+def test_missing_organisation_or_token_fails_saying_what_to_set(tmp_path: Path, values: str, what_to_set: str) -> None:
+    """`helm template` with no values (or a connection without orgSlug or token) must not render a broken release."""
+    values_file = tmp_path / "values.yaml"
+    values_file.write_text(values)
+    message = render_error(values_file if values else NO_VALUES)
+    assert what_to_set in message, message
+    if "existingSecret" in what_to_set:
+        assert "kubectl create secret generic" in message and "docs/helm.md" in message
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
 @pytest.mark.parametrize("values_file", VALUE_SETS)
-def test_rendered_objects_match_the_kubernetes_schema(values_file: Path | None, version: str) -> None:
+def test_rendered_objects_match_the_kubernetes_schema(values_file: Path, version: str) -> None:
     manifests = render(values_file)
     assert manifests
     for manifest in manifests:
@@ -54,7 +75,9 @@ def test_schema_rejects_typos_and_bad_values(override: str, complaint: str) -> N
 
 
 def test_lint_fails_on_a_typo_too() -> None:
-    result = run_helm("lint", "--strict", str(CHART), "--set", "forwarder.persistance.enabled=true")
+    result = run_helm(
+        "lint", "--strict", str(CHART), "--set", "forwarder.persistance.enabled=true", "-f", str(MINIMAL_VALUES)
+    )
     assert result.returncode != 0
     assert "persistance" in result.stdout + result.stderr
 
