@@ -33,14 +33,22 @@ typecheck: $(VENV)/.dev-installed
 
 tools:
 	bash scripts/install-tools.sh
+	bash scripts/install-bench-tools.sh
 
 unit: $(VENV)/.dev-installed
 	$(BIN)/pytest -q -p no:cacheprovider
 
-## bench: sentryroute and rotel (a Rust collector) side by side, interleaved rounds, one core each
+## bench: sentryroute and rotel (a Rust collector) side by side on every shape of traffic, ~10 minutes
+BENCH_ROUNDS ?= 3
+BENCH_SECONDS ?= 3
+BENCH_ARGS ?= --known-variants
 bench: $(VENV)/.dev-installed
+	@echo "make bench: installs wrk + h2load (apt-get) and downloads rotel (PyPI wheel) if missing, then runs"
+	@echo "  $(BENCH_ROUNDS) interleaved rounds of every shape (about 10 minutes); results in .bench/"
+	bash scripts/install-bench-tools.sh
 	bash scripts/install-rotel.sh
-	$(BIN)/python bench/forwarder_bench.py --system both --rounds 3
+	$(BIN)/python bench/forwarder_bench.py --system both --rounds $(BENCH_ROUNDS) --seconds $(BENCH_SECONDS) \
+		$(BENCH_ARGS) --json .bench/bench.json --markdown .bench/bench.md
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache

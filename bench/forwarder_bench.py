@@ -1,32 +1,32 @@
-"""Forwarder benchmark, side by side with rotel: OTLP/HTTP load → system under test → a counting sink.
+"""Forwarder benchmark, side by side with rotel (a Rust OTLP collector), on every shape of traffic.
 
-    bash scripts/install-rotel.sh
-    .venv/bin/python bench/forwarder_bench.py --system both --rounds 3
+    make bench                     # installs wrk, h2load (apt) and rotel (PyPI wheel) first, ~10 minutes
+    .venv/bin/python bench/forwarder_bench.py --rounds 3 --shapes http-traces-1x50,grpc-traces-1x50
 
-Systems: `sentryroute` (`sentryroute forwarder`: splits each request into 10 projects, gzips upstream with
-ISA-L level 1) and `rotel` (the Rust collector of docs/performance-facts.md: decode, re-batch, gzip, one upstream
-stream; its own defaults: batches of 8192 spans / 200 ms, internal telemetry off). `--system both` interleaves
-rounds (sentryroute, rotel, sentryroute, ...) under the same load; every round starts a fresh process of the
-system under test. With two or more CPUs that process runs alone on CPU 0 and this process (load generator
-and sink) on CPU 1. The sink counts spans by walking the wire format (the forwarder's own reader), so it is
-far from being the bottleneck (docs/performance-facts.md); the harness and foreign CPU-0 load are reported to show it.
+Shapes (`workloads.SHAPES`): OTLP/HTTP with wrk (a generated Lua script posting pre-serialized bodies) and
+OTLP/gRPC with h2load (a pre-framed body), traces and logs, 10 services x 50 items per request, SDK-sized
+1 x 50, 1 x 512, and 1,000 services in rotation. Systems: `sentryroute` (routes every resource to its own
+project, gzips upstream with ISA-L level 1), `rotel` (decode, re-batch, gzip, one upstream stream), and
+variants — sentryroute with extra flags (`--variant NAME=FLAGS`, e.g. a disk queue). Rounds are interleaved
+(every shape and system once per round) and each starts a fresh process of the system under test, alone on
+CPU 0; the load generator and the counting sink run on CPU 1.
 
-Each request is 10 resources (`service.name` svc-0..svc-9) x 50 spans x 11 attributes, about 240 KB. A round
-sends 20 warm-up requests and waits until the sink has them, then sends `--requests` over `--connections`
-keep-alive connections and stops the clock once the sink has every span (the drain, identical for both,
-includes at most one 200 ms batch timeout). Reported per system, median [range] over rounds: spans/s
-delivered at the sink, CPU µs per span of the system under test (utime+stime of all its threads, from
-/proc/PID/stat), request latency p50/p99, peak RSS (VmHWM); and the sentryroute/rotel ratios of spans/s and
-of spans per CPU-second ("per core"), one ratio per pair of adjacent rounds.
+A round warms up for a second, then loads for `--seconds` and stops the clock when the sink has every item
+of every request the load generator completed (so the drain, at most one 200 ms batch timeout for both, is
+included). It fails loudly when an item is lost or duplicated, a request fails, or a listening port is not the
+system's own. Reported per shape and system, median [range] over rounds: items/s delivered, CPU µs per item
+(utime+stime of all threads of the system under test), client latency p50/p99, peak RSS (VmHWM), and the
+sentryroute/rotel ratio of each pair of adjacent rounds. Writes JSON and a Markdown table.
 """
 
+# ruff: noqa: RUF001, RUF002 (the Markdown table uses the multiplication sign and en dashes on purpose)
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
 import os
-import re
+import shlex
 import socket
 import statistics
 import subprocess
@@ -34,118 +34,92 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from aiohttp import web
-from isal import isal_zlib
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
-from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
-from sentryroute_forwarder.route.wire import parse_records
+from load import LoadResult, missing_tools, run_h2load, run_wrk
+from sink import CountingSink
+from workloads import SHAPES, Shape, build_table
 
-from sentryroute.routes import RoutesTable
-
-SERVICES = 10
-SPANS_PER_RESOURCE = 50
-SPANS_PER_REQUEST = SERVICES * SPANS_PER_RESOURCE
-WARM_UP_REQUESTS = 20
-SYSTEMS = ("sentryroute", "rotel")
-DEFAULT_ROTEL = Path(__file__).resolve().parents[1] / ".tools" / "rotel" / "rotel-agent"
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_ROTEL = ROOT / ".tools" / "rotel" / "rotel-agent"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+BASE_SYSTEMS = ("sentryroute", "rotel")
 
 
-def build_request() -> bytes:
-    """One request of the reference workload (docs/performance-facts.md)."""
-    request = ExportTraceServiceRequest()
-    for s in range(SERVICES):
-        attributes = {"service.name": f"svc-{s}", "k8s.namespace.name": "bench", "host.name": f"node-{s}"}
-        resource_spans = ResourceSpans(
-            resource=Resource(
-                attributes=[KeyValue(key=k, value=AnyValue(string_value=v)) for k, v in attributes.items()]
-            )
-        )
-        scope = ScopeSpans(scope=InstrumentationScope(name="bench", version="1.0"))
-        for i in range(SPANS_PER_RESOURCE):
-            scope.spans.append(
-                Span(
-                    trace_id=os.urandom(16),
-                    span_id=os.urandom(8),
-                    parent_span_id=os.urandom(8),
-                    name=f"GET /api/items/{i}",
-                    kind=Span.SPAN_KIND_SERVER,
-                    start_time_unix_nano=1_700_000_000_000_000_000 + i,
-                    end_time_unix_nano=1_700_000_000_050_000_000 + i,
-                    attributes=[
-                        KeyValue(key=f"attribute.{a}", value=AnyValue(string_value=f"value-{a}-{i:04d}-abcdef"))
-                        for a in range(11)
-                    ],
-                )
-            )
-        resource_spans.scope_spans.append(scope)
-        request.resource_spans.append(resource_spans)
-    return request.SerializeToString()
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """sentryroute with extra flags (`{workdir}` becomes a fresh directory per round), measured on `shapes`."""
+
+    name: str
+    flags: str
+    shapes: tuple[str, ...] = ("http-traces-10x50",)
+    what: str = ""
+
+    @property
+    def system(self) -> str:
+        return f"sentryroute[{self.name}]"
 
 
-def build_table(sink_port: int) -> RoutesTable:
-    base = f"http://127.0.0.1:{sink_port}"
-    return RoutesTable.model_validate(
-        {
-            "version": 1,
-            "routes": [
-                {"attribute": "service.name", "value": f"svc-{s}", "project": f"bench/p{s}"} for s in range(SERVICES)
-            ],
-            "projects": {
-                f"bench/p{s}": {
-                    "id": str(s + 1),
-                    "tracesUrl": f"{base}/api/{s + 1}/integration/otlp/v1/traces/",
-                    "logsUrl": f"{base}/api/{s + 1}/integration/otlp/v1/logs/",
-                    "publicKey": f"{s + 1:032x}",
-                }
-                for s in range(SERVICES)
-            },
+#: Variants the other issues ask to be measured; `make bench` runs those whose flags the forwarder accepts.
+KNOWN_VARIANTS = (
+    Variant("queue-dir", "--queue-dir {workdir}/queue", what="durable disk queue (target >= 2.5x rotel)"),
+    Variant("queue-fsync", "--queue-dir {workdir}/queue --queue-fsync", what="disk queue, fsync (>= 2.5x rotel)"),
+    Variant(
+        "peer-namespace",
+        "--namespace-from peer",
+        shapes=("http-traces-10x50", "grpc-traces-1x50"),
+        what="namespace from the peer address (within 5 % of sentryroute)",
+    ),
+)
+
+
+@dataclass(slots=True)
+class Round:
+    """One measured round of one system on one shape."""
+
+    shape: str
+    system: str
+    items: int  # delivered at the sink
+    requests: int  # completed by the load generator
+    upstream_requests: int
+    upstream_gzipped: int
+    seconds: float
+    cpu_seconds: float  # of the system under test
+    p50_ms: float
+    p99_ms: float
+    peak_rss_mb: float
+    harness_cores: float  # CPU of this process (sink) — the load generator runs beside it on CPU 1
+    cpu0_others_cores: float  # CPU 0 busy with anything but the system under test: noise
+    derived: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.derived = {
+            "items_per_second": self.items / self.seconds,
+            "cpu_us_per_item": self.cpu_seconds * 1e6 / self.items,
+            "system_cores": self.cpu_seconds / self.seconds,
         }
-    ).with_revision()
+
+    @property
+    def items_per_second(self) -> float:
+        return self.derived["items_per_second"]
+
+    def line(self) -> str:
+        return (
+            f"{self.items_per_second / 1000:7.0f} k items/s, {self.derived['cpu_us_per_item']:.2f} µs/item"
+            f" ({self.derived['system_cores']:.2f} cores), p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms,"
+            f" RSS {self.peak_rss_mb:.0f} MB, {self.upstream_requests} upstream requests"
+            f" ({self.upstream_gzipped} gzipped), CPU 0 others {self.cpu0_others_cores:.2f}"
+        )
 
 
-class CountingSink:
-    """Accepts export requests (Sentry's per-project paths and the plain OTLP `/v1/traces`) and counts spans by
-    walking the wire format."""
+# -- processes ------------------------------------------------------------------------------------------
 
-    def __init__(self) -> None:
-        self.spans = 0
-        self.requests = 0
-        self.gzipped = 0  # requests with Content-Encoding: gzip
-        self.wire_bytes = 0  # request bodies as received
-        self.target = 0
-        self.done = asyncio.Event()
 
-    async def handle(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        self.wire_bytes += len(body)
-        if request.headers.get("Content-Encoding") == "gzip":
-            self.gzipped += 1
-            body = isal_zlib.decompress(body, wbits=31)
-        self.spans += sum(record.items for record in parse_records(body, keys=()))
-        self.requests += 1
-        if self.target and self.spans >= self.target:
-            self.done.set()
-        return web.Response(status=200, content_type="application/x-protobuf")  # an empty Export*Response
-
-    def expect(self, spans: int) -> None:
-        """Count from zero; `done` is set once `spans` have arrived."""
-        self.spans, self.requests, self.gzipped, self.wire_bytes, self.target = 0, 0, 0, 0, spans
-        self.done.clear()
-
-    async def start(self) -> tuple[web.AppRunner, int]:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_post("/api/{project}/integration/otlp/v1/{signal}/", self.handle)  # sentryroute
-        app.router.add_post("/v1/{signal}", self.handle)  # rotel's OTLP/HTTP exporter
-        runner = web.AppRunner(app, access_log=None, auto_decompress=False)  # inflated with ISA-L above
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        return runner, int(runner.addresses[0][1])
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def cpu_seconds(pid: int) -> float:
@@ -161,108 +135,64 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def cpu0_busy_seconds() -> float:
-    """Time CPU 0 was not idle (including time stolen by the hypervisor), from /proc/stat."""
     for line in Path("/proc/stat").read_text().splitlines():
         if line.startswith("cpu0 "):
-            ticks = [int(field) for field in line.split()[1:9]]  # user nice system idle iowait irq softirq steal
+            ticks = [int(f) for f in line.split()[1:9]]  # user nice system idle iowait irq softirq steal
             return (sum(ticks) - ticks[3] - ticks[4]) / CLOCK_TICKS
     return float("nan")
 
 
+def listening_inodes(port: int) -> set[str]:
+    """Socket inodes listening on 127.0.0.1/any `port` (from /proc/net/tcp*)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                inodes.add(fields[9])
+    return inodes
+
+
+def owns_listener(pid: int, port: int) -> bool:
+    """True when the socket listening on `port` belongs to process `pid` (not to some other program)."""
+    wanted = {f"socket:[{inode}]" for inode in listening_inodes(port)}
+    try:
+        return any(os.readlink(fd) in wanted for fd in Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+
+
 @dataclass(frozen=True, slots=True)
-class Snapshot:
-    """Clocks read at the start and the end of a measured window."""
+class Ports:
+    http: int
+    grpc: int
+    sink: int
 
-    wall: float
-    system_cpu: float  # the system under test
-    harness_cpu: float  # this process: load generator and sink
-    cpu0_busy: float
-
-    @classmethod
-    def take(cls, pid: int) -> Snapshot:
-        return cls(time.perf_counter(), cpu_seconds(pid), time.process_time(), cpu0_busy_seconds())
+    def listener(self, shape: Shape) -> int:
+        return self.grpc if shape.protocol == "grpc" else self.http
 
 
-@dataclass(frozen=True, slots=True)
-class RoundResult:
-    """One measured round of one system."""
-
-    system: str
-    spans: int  # delivered at the sink
-    upstream_requests: int
-    upstream_gzipped: int  # upstream requests with a gzip body
-    upstream_mb: float  # upstream bodies as sent (compressed)
-    seconds: float
-    cpu_seconds: float  # of the system under test
-    latency_p50_ms: float
-    latency_p99_ms: float
-    peak_rss_mb: float
-    harness_cores: float  # CPU of the load generator + sink, in cores: near 1.0 would make it the bottleneck
-    cpu0_others_cores: float  # CPU 0 busy with anything but the system under test: noise
-
-    @property
-    def spans_per_second(self) -> float:
-        return self.spans / self.seconds
-
-    @property
-    def cpu_us_per_span(self) -> float:
-        return self.cpu_seconds * 1e6 / self.spans
-
-    @property
-    def spans_per_cpu_second(self) -> float:
-        return self.spans / self.cpu_seconds
-
-    @property
-    def system_cores(self) -> float:
-        """CPU of the system under test, in cores: near 1.0 means it, not the harness, sets the pace."""
-        return self.cpu_seconds / self.seconds
-
-    def to_json(self) -> dict[str, object]:
-        derived = ("spans_per_second", "cpu_us_per_span", "spans_per_cpu_second", "system_cores")
-        return {**asdict(self), **{name: getattr(self, name) for name in derived}}
-
-    def summary_line(self) -> str:
-        return (
-            f"{self.system}: {self.spans} spans in {self.upstream_requests} upstream requests"
-            f" ({self.upstream_gzipped} gzipped, {self.upstream_mb:.1f} MB), {self.seconds:.2f}s"
-            f" = {self.spans_per_second / 1000:.0f} k spans/s, {self.cpu_us_per_span:.2f} µs/span"
-            f" ({self.system_cores:.2f} cores),"
-            f" p50 {self.latency_p50_ms:.1f} ms, p99 {self.latency_p99_ms:.1f} ms, RSS {self.peak_rss_mb:.0f} MB,"
-            f" harness {self.harness_cores:.2f} cores, CPU 0 others {self.cpu0_others_cores:.2f} cores"
-        )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def system_command(system: str, *, port: int, sink_port: int, workdir: Path, rotel: Path) -> list[str]:
-    """The command line of the system under test, listening for OTLP/HTTP on `port`."""
-    if system == "sentryroute":
-        routes = workdir / "routes.json"
-        routes.write_text(build_table(sink_port).to_json())
+def system_command(system: str, *, shape: Shape, ports: Ports, workdir: Path, args: argparse.Namespace) -> list[str]:
+    if system == "rotel":
         return [
-            sys.executable, "-m", "sentryroute", "forwarder", "--routes", str(routes),
-            "--otlp-http", f"127.0.0.1:{port}", "--otlp-grpc", f"127.0.0.1:{free_port()}",
-            "--admin", f"127.0.0.1:{free_port()}",
+            str(args.rotel), "start",
+            "--otlp-http-endpoint", f"127.0.0.1:{ports.http}", "--otlp-grpc-endpoint", f"127.0.0.1:{ports.grpc}",
+            "--exporter", "otlp", "--otlp-exporter-endpoint", f"http://127.0.0.1:{ports.sink}",
+            "--otlp-exporter-protocol", "http",
+            "--pid-file", str(workdir / "rotel.pid"), "--log-file", str(workdir / "rotel.log"),
         ]  # fmt: skip
-    return [
-        str(rotel), "start",
-        "--otlp-http-endpoint", f"127.0.0.1:{port}", "--otlp-grpc-endpoint", f"127.0.0.1:{free_port()}",
-        "--exporter", "otlp", "--otlp-exporter-endpoint", f"http://127.0.0.1:{sink_port}",
-        "--otlp-exporter-protocol", "http",
-        "--pid-file", str(workdir / "rotel.pid"), "--log-file", str(workdir / "rotel.log"),
+    routes = workdir / "routes.json"
+    routes.write_text(build_table(ports.sink, shape.routed_services).to_json())
+    command = [
+        sys.executable, "-m", "sentryroute", "forwarder", "--routes", str(routes),
+        "--otlp-http", f"127.0.0.1:{ports.http}", "--otlp-grpc", f"127.0.0.1:{ports.grpc}",
+        "--admin", f"127.0.0.1:{free_port()}",
     ]  # fmt: skip
-
-
-def launch(command: list[str], *, pin: bool, log: Path) -> subprocess.Popen[bytes]:
-    """Start the system under test, alone on CPU 0 when `pin`; its output goes to `log`."""
-    if pin:
-        command = ["taskset", "-c", "0", *command]
-    with log.open("wb") as output:
-        return subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+    command += shlex.split(args.forwarder_flags)
+    variant = args.variants_by_system.get(system)
+    if variant is not None:
+        command += shlex.split(variant.flags.replace("{workdir}", str(workdir)))
+    return command
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -278,208 +208,361 @@ def log_tail(log: Path) -> str:
     return log.read_text(errors="replace")[-2000:]
 
 
-async def wait_listening(process: subprocess.Popen[bytes], *, port: int, log: Path) -> None:
-    """Poll until `port` accepts connections (both systems load their configuration before listening)."""
+async def wait_listening(process: subprocess.Popen[bytes], ports: Sequence[int], *, log: Path) -> None:
+    """Wait until the system listens on `ports` itself; fail loudly when it exits or another program has one."""
     async with asyncio.timeout(30):
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"the system under test exited with code {process.returncode}:\n{log_tail(log)}")
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-            except OSError:
+        for port in ports:
+            while not owns_listener(process.pid, port):
+                if process.poll() is not None:
+                    taken = " (the port is taken by another program)" if listening_inodes(port) else ""
+                    raise RuntimeError(
+                        f"the system under test exited with code {process.returncode}{taken}:\n" + log_tail(log)
+                    )
                 await asyncio.sleep(0.05)
-                continue
-            writer.close()
-            await writer.wait_closed()
-            return
 
 
-async def send(port: int, body: bytes, count: int, latencies: list[float]) -> None:
-    """POST `body` `count` times on one keep-alive connection.
-
-    A raw HTTP/1.1 client: aiohttp's client costs more CPU per request than the forwarder does, and the
-    load generator must not be the bottleneck.
-    """
-    request = (
-        f"POST /v1/traces HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/x-protobuf\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        for _ in range(count):
-            started = time.perf_counter()
-            writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
-            status = int(head.split(b" ", 2)[1])
-            length = int(re.search(rb"(?i)content-length: *(\d+)", head)[1])  # type: ignore[index]
-            await reader.readexactly(length)
-            if status != 200:
-                raise RuntimeError(f"forwarder answered {status}")
-            latencies.append(time.perf_counter() - started)
-    finally:
-        writer.close()
+# -- one round ------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Load:
-    """What every round sends, whatever the system."""
+class Bench:
+    def __init__(self, args: argparse.Namespace, sink: CountingSink, sink_port: int, workdir: Path) -> None:
+        self.args = args
+        self.sink = sink
+        self.sink_port = sink_port
+        self.workdir = workdir
+        self.bodies: dict[str, list[Path]] = {}
+        self.pin = (os.cpu_count() or 1) >= 2
 
-    body: bytes
-    requests: int
-    connections: int
+    def body_files(self, shape: Shape) -> list[Path]:
+        if shape.name not in self.bodies:
+            folder = self.workdir / "bodies" / shape.name
+            folder.mkdir(parents=True)
+            files = []
+            for n, body in enumerate(shape.bodies()):
+                path = folder / f"{n}.bin"
+                path.write_bytes(body)
+                files.append(path)
+            self.bodies[shape.name] = files
+        return self.bodies[shape.name]
 
-
-async def measure_round(
-    system: str, *, load: Load, sink: CountingSink, sink_port: int, workdir: Path, rotel: Path, pin: bool
-) -> RoundResult:
-    """Start `system`, warm it up, send the load, wait until the sink has every span, stop `system`."""
-    port = free_port()
-    log = workdir / f"{system}.out"
-    process = launch(
-        system_command(system, port=port, sink_port=sink_port, workdir=workdir, rotel=rotel), pin=pin, log=log
-    )
-    try:
-        await wait_listening(process, port=port, log=log)
-        sink.expect(WARM_UP_REQUESTS * SPANS_PER_REQUEST)
-        await send(port, load.body, WARM_UP_REQUESTS, [])  # code paths, upstream connections
-        await asyncio.wait_for(sink.done.wait(), timeout=60)
-
-        sink.expect(load.requests * SPANS_PER_REQUEST)
-        latencies: list[float] = []
-        share, extra = divmod(load.requests, load.connections)
-        per_connection = [share + (i < extra) for i in range(load.connections)]
-        before = Snapshot.take(process.pid)
-        await asyncio.gather(*(send(port, load.body, n, latencies) for n in per_connection))
-        try:
-            await asyncio.wait_for(sink.done.wait(), timeout=120)
-        except TimeoutError:
-            raise RuntimeError(
-                f"{system}: the sink has {sink.spans} of {sink.target} spans after 120s:\n{log_tail(log)}"
-            ) from None
-        after = Snapshot.take(process.pid)
-        seconds = after.wall - before.wall
-        system_cpu = after.system_cpu - before.system_cpu
-        latencies.sort()
-        return RoundResult(
-            system=system,
-            spans=sink.spans,
-            upstream_requests=sink.requests,
-            upstream_gzipped=sink.gzipped,
-            upstream_mb=sink.wire_bytes / 1e6,
+    async def load(self, shape: Shape, port: int, seconds: float) -> LoadResult:
+        cpu = "1" if self.pin else None
+        url = f"http://127.0.0.1:{port}{shape.path}"
+        files = self.body_files(shape)
+        if shape.protocol == "grpc":
+            return await run_h2load(
+                url, files[0], seconds=seconds, connections=self.args.connections, workdir=self.workdir, cpu=cpu
+            )
+        return await run_wrk(
+            url,
+            files,
+            gzip=shape.gzip,
             seconds=seconds,
-            cpu_seconds=system_cpu,
-            latency_p50_ms=statistics.median(latencies) * 1000,
-            latency_p99_ms=latencies[int(len(latencies) * 0.99) - 1] * 1000,
-            peak_rss_mb=peak_rss_mb(process.pid),
-            harness_cores=(after.harness_cpu - before.harness_cpu) / seconds,
-            cpu0_others_cores=(after.cpu0_busy - before.cpu0_busy - system_cpu) / seconds,
+            connections=self.args.connections,
+            workdir=self.workdir,
+            cpu=cpu,
         )
-    finally:
-        stop(process)
+
+    async def deliver(self, shape: Shape, system: str, result: LoadResult, *, phase: str) -> None:
+        """Wait for every item of the completed requests at the sink; fail loudly on loss, errors, duplicates."""
+        if result.errors:
+            raise RuntimeError(f"{system} on {shape.name} ({phase}): {result.errors} requests failed")
+        expected = result.requests * shape.items_per_request
+        if not await self.sink.wait_for(expected, within=60):
+            raise RuntimeError(
+                f"{system} on {shape.name} ({phase}): LOST ITEMS: the sink has {self.sink.items} of {expected}"
+                " items 60 s after the load ended"
+            )
+
+    def check_no_duplicates(self, shape: Shape, system: str, expected: int) -> None:
+        # Requests in flight when the load generator stopped may still be delivered: at most one per connection.
+        slack = self.args.connections * shape.items_per_request
+        if self.sink.items > expected + slack:
+            raise RuntimeError(
+                f"{system} on {shape.name}: the sink has {self.sink.items} items, more than the {expected} sent"
+                f" (+{slack} in flight): duplicates"
+            )
+
+    async def measure(self, shape: Shape, system: str) -> Round:
+        rounddir = Path(tempfile.mkdtemp(prefix=f"{system.replace('[', '-').rstrip(']')}-", dir=self.workdir))
+        ports = Ports(http=free_port(), grpc=free_port(), sink=self.sink_port)
+        command = system_command(system, shape=shape, ports=ports, workdir=rounddir, args=self.args)
+        if self.pin:
+            command = ["taskset", "-c", "0", *command]
+        log = rounddir / "output.log"
+        with log.open("wb") as output:
+            process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)  # noqa: ASYNC220
+        try:
+            await wait_listening(process, [ports.http, ports.grpc], log=log)
+            port = ports.listener(shape)
+            self.sink.reset()
+            warm = await self.load(shape, port, 1)
+            await self.deliver(shape, system, warm, phase="warm-up")
+            await self.sink.settle()  # requests in flight when the warm-up load stopped
+            self.sink.reset()
+            before = (time.perf_counter(), cpu_seconds(process.pid), time.process_time(), cpu0_busy_seconds())
+            result = await self.load(shape, port, self.args.seconds)
+            await self.deliver(shape, system, result, phase="measured")
+            after = (self.sink.reached_at, cpu_seconds(process.pid), time.process_time(), cpu0_busy_seconds())
+            expected = result.requests * shape.items_per_request
+            seconds = after[0] - before[0]
+            system_cpu = after[1] - before[1]
+            measured = Round(
+                shape=shape.name,
+                system=system,
+                items=expected,
+                requests=result.requests,
+                upstream_requests=self.sink.requests,
+                upstream_gzipped=self.sink.gzipped,
+                seconds=seconds,
+                cpu_seconds=system_cpu,
+                p50_ms=result.p50_ms,
+                p99_ms=result.p99_ms,
+                peak_rss_mb=peak_rss_mb(process.pid),
+                harness_cores=(after[2] - before[2]) / seconds,
+                cpu0_others_cores=max(0.0, (after[3] - before[3] - system_cpu) / seconds),
+            )
+            await self.sink.settle()
+            self.check_no_duplicates(shape, system, expected)
+            if process.poll() is not None:
+                raise RuntimeError(f"{system} exited during the round:\n{log_tail(log)}")
+            return measured
+        finally:
+            stop(process)
 
 
-def spread(values: Sequence[float], fmt: str = "{:.2f}") -> str:
-    """`median [min..max]`."""
-    return f"{fmt.format(statistics.median(values))} [{fmt.format(min(values))}..{fmt.format(max(values))}]"
+# -- report ---------------------------------------------------------------------------------------------
 
 
-_COLUMNS: tuple[tuple[str, Callable[[RoundResult], float], str], ...] = (
-    ("k spans/s", lambda r: r.spans_per_second / 1000, "{:.0f}"),
-    ("CPU µs/span", lambda r: r.cpu_us_per_span, "{:.2f}"),
-    ("k spans/CPU-s", lambda r: r.spans_per_cpu_second / 1000, "{:.0f}"),
-    ("p50 ms", lambda r: r.latency_p50_ms, "{:.1f}"),
-    ("p99 ms", lambda r: r.latency_p99_ms, "{:.1f}"),
-    ("peak RSS MB", lambda r: r.peak_rss_mb, "{:.0f}"),
-    ("system cores", lambda r: r.system_cores, "{:.2f}"),
-    ("harness cores", lambda r: r.harness_cores, "{:.2f}"),
-    ("CPU 0 others", lambda r: r.cpu0_others_cores, "{:.2f}"),
+def spread(values: Sequence[float], fmt: str) -> str:
+    """`median [min–max]`."""
+    return f"{fmt.format(statistics.median(values))} [{fmt.format(min(values))}–{fmt.format(max(values))}]"
+
+
+def _stat(values: Sequence[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+_METRICS: tuple[tuple[str, Callable[[Round], float]], ...] = (
+    ("items_per_second", lambda r: r.items_per_second),
+    ("cpu_us_per_item", lambda r: r.derived["cpu_us_per_item"]),
+    ("p50_ms", lambda r: r.p50_ms),
+    ("p99_ms", lambda r: r.p99_ms),
+    ("peak_rss_mb", lambda r: r.peak_rss_mb),
+    ("system_cores", lambda r: r.derived["system_cores"]),
 )
 
 
-def summarize(results: list[RoundResult]) -> dict[str, object]:
-    """Print a Markdown table (median [range] per system) and the sentryroute/rotel ratios; return both."""
-    by_system = {s: [r for r in results if r.system == s] for s in SYSTEMS if any(r.system == s for r in results)}
-    print("\n| system | " + " | ".join(name for name, _, _ in _COLUMNS) + " |")
-    print("| --- " * (len(_COLUMNS) + 1) + "|")
+def summarize(rounds: list[Round], shapes: Sequence[Shape], variants: Sequence[Variant]) -> dict[str, object]:
+    """Per shape: per system medians [ranges], and per variant the ratios against rotel and plain sentryroute."""
     summary: dict[str, object] = {}
-    for system, rounds in by_system.items():
-        print(f"| {system} | " + " | ".join(spread([get(r) for r in rounds], fmt) for _, get, fmt in _COLUMNS) + " |")
-        summary[system] = {
-            name: {"median": statistics.median(v), "min": min(v), "max": max(v)}
-            for name, get, _ in _COLUMNS
-            for v in [[get(r) for r in rounds]]
-        }
-    if len(by_system) == 2:
-        pairs = list(zip(by_system["sentryroute"], by_system["rotel"], strict=True))
-        ratios = {
-            "spans/s": [a.spans_per_second / b.spans_per_second for a, b in pairs],
-            "spans per CPU-second": [a.spans_per_cpu_second / b.spans_per_cpu_second for a, b in pairs],
-        }
-        print("\nsentryroute / rotel, one ratio per pair of adjacent rounds, median [range]:")
-        for name, values in ratios.items():
-            print(f"  {name}: {spread(values)}  ({', '.join(f'{v:.2f}' for v in values)})")
-        summary["ratio_sentryroute_to_rotel"] = {
-            name: {"median": statistics.median(v), "min": min(v), "max": max(v), "pairs": v}
-            for name, v in ratios.items()
-        }
+    for shape in shapes:
+        by_system: dict[str, list[Round]] = {}
+        for r in rounds:
+            if r.shape == shape.name:
+                by_system.setdefault(r.system, []).append(r)
+        if not by_system:
+            continue
+        entry: dict[str, object] = {"what": shape.what, "target": shape.target, "systems": {}}
+        for system, runs in by_system.items():
+            entry["systems"][system] = {name: _stat([get(r) for r in runs]) for name, get in _METRICS}  # type: ignore[index]
+        ratios: dict[str, object] = {}
+        for system, runs in by_system.items():
+            for base in ("rotel", "sentryroute"):
+                if system == base or base not in by_system or (base == "sentryroute" and system == "rotel"):
+                    continue
+                pairs = [a.items_per_second / b.items_per_second for a, b in zip(runs, by_system[base], strict=False)]
+                if pairs:
+                    ratios[f"{system}/{base}"] = {**_stat(pairs), "pairs": pairs}
+        entry["ratios"] = ratios
+        summary[shape.name] = entry
     return summary
 
 
+def _times(ratio: dict | None) -> str:  # type: ignore[type-arg]
+    return f"{ratio['median']:.2f}×" if ratio else "–"
+
+
+def markdown(summary: dict[str, object], shapes: Sequence[Shape]) -> str:
+    """The README table: one row per shape, then one per variant."""
+
+    def cell(entry: dict, system: str, metric: str, fmt: str, scale: float = 1.0) -> str:  # type: ignore[type-arg]
+        stats = entry["systems"].get(system)
+        if stats is None:
+            return "–"
+        s = stats[metric]
+        return spread([s["median"] / scale, s["min"] / scale, s["max"] / scale], fmt)
+
+    lines = [
+        "| shape | sentryroute items/s | rotel items/s | ratio | target | p99 ms sentryroute / rotel"
+        " | CPU µs/item sentryroute / rotel | peak RSS MB sentryroute / rotel |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    extra: list[str] = []
+    for shape in shapes:
+        entry = summary.get(shape.name)
+        if not isinstance(entry, dict):
+            continue
+        ratio = entry["ratios"].get("sentryroute/rotel")
+        ratio_text = spread([ratio["median"], ratio["min"], ratio["max"]], "{:.2f}×") if ratio else "–"
+        target = f"≥ {shape.target:g}×" if shape.target else "–"
+        p99 = " / ".join(
+            f"{entry['systems'][s]['p99_ms']['median']:.1f}" if s in entry["systems"] else "–" for s in BASE_SYSTEMS
+        )
+        cpu = " / ".join(
+            f"{entry['systems'][s]['cpu_us_per_item']['median']:.2f}" if s in entry["systems"] else "–"
+            for s in BASE_SYSTEMS
+        )
+        rss = " / ".join(
+            f"{entry['systems'][s]['peak_rss_mb']['max']:.0f}" if s in entry["systems"] else "–" for s in BASE_SYSTEMS
+        )
+        lines.append(
+            f"| {shape.what} | {cell(entry, 'sentryroute', 'items_per_second', '{:.0f}', 1000)} k"
+            f" | {cell(entry, 'rotel', 'items_per_second', '{:.0f}', 1000)} k | {ratio_text} | {target}"
+            f" | {p99} | {cpu} | {rss} |"
+        )
+        for system in entry["systems"]:
+            if system in BASE_SYSTEMS:
+                continue
+            vs_rotel = entry["ratios"].get(f"{system}/rotel")
+            vs_base = entry["ratios"].get(f"{system}/sentryroute")
+            extra.append(
+                f"| {system} on {shape.what} | {cell(entry, system, 'items_per_second', '{:.0f}', 1000)} k"
+                f" | {_times(vs_rotel)} | {_times(vs_base)}"
+                f" | {entry['systems'][system]['p99_ms']['median']:.1f} |"
+            )
+    if extra:
+        lines += ["", "| variant | items/s | vs rotel | vs sentryroute | p99 ms |", "| --- | --- | --- | --- | --- |"]
+        lines += extra
+    return "\n".join(lines) + "\n"
+
+
+# -- main -----------------------------------------------------------------------------------------------
+
+
+def accepted_flags() -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "sentryroute", "forwarder", "--help"], capture_output=True, text=True, check=True
+    )
+    return result.stdout
+
+
+def choose_variants(args: argparse.Namespace) -> list[Variant]:
+    chosen: list[Variant] = []
+    help_text = accepted_flags() if args.known_variants else ""
+    if args.known_variants:
+        for variant in KNOWN_VARIANTS:
+            flags = [word for word in shlex.split(variant.flags) if word.startswith("--")]
+            missing = [flag for flag in flags if flag not in help_text.split()]
+            if missing:
+                print(f"variant {variant.name}: skipped, the forwarder has no {', '.join(missing)} yet")
+            else:
+                chosen.append(variant)
+    for spec in args.variant:
+        name, _, rest = spec.partition("=")
+        flags, _, shapes = rest.partition("@")
+        chosen.append(Variant(name, flags, tuple(shapes.split(",")) if shapes else ("http-traces-10x50",)))
+    return chosen
+
+
 async def run(args: argparse.Namespace) -> dict[str, object]:
-    systems = SYSTEMS if args.system == "both" else (args.system,)
+    shapes = [s for s in SHAPES if not args.shapes or s.name in args.shapes]
+    systems = list(BASE_SYSTEMS) if args.system == "both" else [args.system]
+    variants = choose_variants(args)
+    args.variants_by_system = {v.system: v for v in variants}
+    plan = [
+        (shape, system)
+        for shape in shapes
+        for system in [*systems, *(v.system for v in variants if shape.name in v.shapes)]
+    ]
     pin = (os.cpu_count() or 1) >= 2
     if pin:
         os.sched_setaffinity(0, {1})
-    load = Load(body=build_request(), requests=args.requests, connections=args.connections)
+    per_round = 2.5 + args.seconds
     print(
-        f"load: {args.requests} requests x {len(load.body) / 1024:.0f} KB ({SPANS_PER_REQUEST} spans) over "
-        f"{args.connections} connections; {args.rounds} rounds of {', '.join(systems)}"
-        + ("; system under test on CPU 0, load generator + sink on CPU 1" if pin else "; not pinned (one CPU)")
+        f"{len(shapes)} shapes x {', '.join(systems + [v.system for v in variants])}; {args.rounds} interleaved"
+        f" rounds of {len(plan)} runs, {args.seconds:g} s of load each, {args.connections} connections"
+        + ("; system under test on CPU 0, load generator + sink on CPU 1" if pin else "; NOT pinned (one CPU)")
+        + f"; about {args.rounds * len(plan) * per_round / 60:.0f} minutes",
+        flush=True,
     )
     sink = CountingSink()
     sink_runner, sink_port = await sink.start()
-    results: list[RoundResult] = []
+    rounds: list[Round] = []
+    started = time.monotonic()
     try:
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory(prefix="sentryroute-bench-") as tmp:
+            bench = Bench(args, sink, sink_port, Path(tmp))
+            done = 0
             for number in range(1, args.rounds + 1):
-                for system in systems:
-                    result = await measure_round(
-                        system, load=load, sink=sink, sink_port=sink_port, workdir=Path(tmp), rotel=args.rotel, pin=pin
+                for shape, system in plan:
+                    result = await bench.measure(shape, system)
+                    rounds.append(result)
+                    done += 1
+                    left = (time.monotonic() - started) / done * (args.rounds * len(plan) - done)
+                    print(
+                        f"[{done}/{args.rounds * len(plan)}, ~{left / 60:.1f} min left] round {number}"
+                        f" {shape.name:26} {system:28} {result.line()}",
+                        flush=True,
                     )
-                    print(f"round {number}/{args.rounds} {result.summary_line()}", flush=True)
-                    results.append(result)
     finally:
         await sink_runner.cleanup()
-    summary = summarize(results)
+    summary = summarize(rounds, shapes, variants)
     return {
-        "load": {
-            "requests": args.requests,
-            "connections": args.connections,
-            "request_bytes": len(load.body),
-            "spans_per_request": SPANS_PER_REQUEST,
-            "pinned": pin,
-        },
-        "rounds": [r.to_json() for r in results],
+        "load": {"seconds": args.seconds, "connections": args.connections, "rounds": args.rounds, "pinned": pin},
+        "shapes": {s.name: asdict(s) for s in shapes},
+        "variants": [asdict(v) for v in variants],
+        "rounds": [asdict(r) for r in rounds],
         "summary": summary,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--system", choices=(*SYSTEMS, "both"), default="both", help="system(s) under test")
-    parser.add_argument("--rounds", type=int, default=3, help="measured rounds per system (interleaved for both)")
-    parser.add_argument("--requests", type=int, default=6000, help="requests per round (500 spans each)")
-    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--system", choices=(*BASE_SYSTEMS, "both"), default="both", help="system(s) under test")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (every shape and system once each)")
+    parser.add_argument("--seconds", type=float, default=3.0, help="seconds of load per measured run")
+    parser.add_argument("--connections", type=int, default=16, help="keep-alive connections of the load generator")
+    parser.add_argument(
+        "--shapes",
+        type=lambda text: text.split(","),
+        help=f"comma-separated subset of: {', '.join(s.name for s in SHAPES)}",
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=FLAGS[@SHAPE,...]",
+        help="also measure sentryroute with these extra flags ({workdir}: a fresh directory per round)",
+    )
+    parser.add_argument(
+        "--known-variants",
+        action="store_true",
+        help="also measure " + ", ".join(v.name for v in KNOWN_VARIANTS) + " (those whose flags exist)",
+    )
+    parser.add_argument("--forwarder-flags", default="", help="extra flags for every sentryroute run")
     parser.add_argument("--rotel", type=Path, default=DEFAULT_ROTEL, help="rotel-agent binary")
-    parser.add_argument("--json", type=Path, help="also write rounds and summary to this file")
+    parser.add_argument("--json", type=Path, help="write rounds and summary to this file")
+    parser.add_argument("--markdown", type=Path, help="write the summary table to this file")
     args = parser.parse_args()
-    if args.rounds < 1 or args.requests < args.connections:
-        parser.error("--rounds must be at least 1 and --requests at least --connections")
+    unknown = set(args.shapes or ()) - {s.name for s in SHAPES}
+    if unknown:
+        parser.error(f"unknown shapes: {', '.join(sorted(unknown))}")
+    if args.rounds < 1 or args.seconds < 1:
+        parser.error("--rounds and --seconds must be at least 1")
+    if missing := missing_tools():
+        parser.error(f"missing {', '.join(missing)}: run `bash scripts/install-bench-tools.sh` (or `make bench`)")
     if args.system != "sentryroute" and not os.access(args.rotel, os.X_OK):
         parser.error(f"no rotel-agent at {args.rotel}: run `bash scripts/install-rotel.sh` first")
     report = asyncio.run(run(args))
+    table = markdown(report["summary"], SHAPES)  # type: ignore[arg-type]
+    print("\n" + table)
     if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(table)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
-"""The benchmark script stays runnable: a tiny run delivers every span to its counting sink."""
+"""The benchmark stays runnable: a tiny round over wrk (HTTP) and h2load (gRPC) delivers every item to its sink."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,9 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "forwarder_bench.py"
 
 
-def test_bench_runs_and_delivers_everything():
+def test_bench_runs_and_delivers_everything(tmp_path: Path) -> None:
+    report = tmp_path / "bench.json"
+    table = tmp_path / "bench.md"
     result = subprocess.run(
         [
             sys.executable,
@@ -18,15 +21,32 @@ def test_bench_runs_and_delivers_everything():
             "sentryroute",
             "--rounds",
             "1",
-            "--requests",
-            "40",
+            "--seconds",
+            "1",
             "--connections",
             "4",
+            "--shapes",
+            "http-logs-10x50,grpc-traces-1x50",
+            "--variant",
+            "flags=--batch-timeout 50ms@grpc-traces-1x50",
+            "--json",
+            str(report),
+            "--markdown",
+            str(table),
         ],
         capture_output=True,
         text=True,
         timeout=120,
     )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "sentryroute: 20000 spans in" in result.stdout
-    assert "µs/span" in result.stdout
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    rounds = json.loads(report.read_text())["rounds"]
+    assert [(r["shape"], r["system"]) for r in rounds] == [
+        ("http-logs-10x50", "sentryroute"),
+        ("grpc-traces-1x50", "sentryroute"),
+        ("grpc-traces-1x50", "sentryroute[flags]"),
+    ]
+    for r in rounds:  # every item the load generator got an answer for arrived at the sink
+        assert r["requests"] > 0 and r["items"] == r["requests"] * (500 if r["shape"] == "http-logs-10x50" else 50)
+        assert r["derived"]["cpu_us_per_item"] > 0
+    assert "| HTTP logs, 10 services x 50 records |" in table.read_text()
+    assert "sentryroute[flags] on gRPC, 1 service x 50 spans" in table.read_text()
