@@ -48,7 +48,7 @@ bench: $(VENV)/.dev-installed
 	bash scripts/install-bench-tools.sh
 	bash scripts/install-rotel.sh
 	$(BIN)/python bench/forwarder_bench.py --system both --rounds $(BENCH_ROUNDS) --seconds $(BENCH_SECONDS) \
-		$(BENCH_ARGS) --json .bench/bench.json --markdown .bench/bench.md
+		$(BENCH_ARGS) --json .bench/bench.json --markdown .bench/table.markdown
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache

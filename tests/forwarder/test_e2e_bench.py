@@ -12,7 +12,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench" / "forwarder_bench.py"
 
 def test_bench_runs_and_delivers_everything(tmp_path: Path) -> None:
     report = tmp_path / "bench.json"
-    table = tmp_path / "bench.md"
+    table = tmp_path / "table.markdown"
     result = subprocess.run(
         [
             sys.executable,
