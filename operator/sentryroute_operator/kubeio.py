@@ -1,21 +1,26 @@
-"""The operator's own Kubernetes writes (ConfigMaps, SentryRoute status), off the event loop.
+"""The operator's own Kubernetes calls outside kopf (ConfigMaps, SentryRoute status), off the event loop.
 
 kopf does the watching; this small wrapper around the official client does the few writes kopf does not:
-the blocking client runs in worker threads so one slow API call never stalls the reconcile loop.
+the blocking client runs in worker threads so one slow API call never stalls the reconcile loop. Every
+failure the API server or the network can cause arrives as one `KubeApiError` (with the HTTP status when
+there was one), so callers catch exactly that and let programming errors surface with their tracebacks.
 """
 
 from __future__ import annotations
 
 import asyncio
-import uuid
-from datetime import UTC, datetime
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import kubernetes
+import urllib3
 from kubernetes.client.exceptions import ApiException
 
+from .derive.routes import GROUP, PLURAL, VERSION
 from .settings import ObjectRef, OperatorSettings
-from .watch.routes import GROUP, PLURAL, VERSION
+
+_T = TypeVar("_T")
 
 MANAGED_LABELS = {"app.kubernetes.io/managed-by": "sentryroute-operator", "app.kubernetes.io/part-of": "sentryroute"}
 
@@ -27,6 +32,24 @@ def new_api_client(settings: OperatorSettings) -> kubernetes.client.ApiClient:
         kubernetes.config.load_incluster_config(client_configuration=config)
         return kubernetes.client.ApiClient(configuration=config)
     return kubernetes.config.new_client_from_config(config_file=settings.kubeconfig)
+
+
+class KubeApiError(Exception):
+    """A Kubernetes API call failed: an error status (`status`), or no answer at all (`status` None)."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+async def _call(fn: Callable[..., _T], *args: Any) -> _T:
+    """Run one blocking client call in a worker thread, its failures as `KubeApiError`."""
+    try:
+        return await asyncio.to_thread(functools.partial(fn, *args))
+    except ApiException as exc:
+        raise KubeApiError(f"{exc.status} {exc.reason}", status=exc.status) from None
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise KubeApiError(f"{type(exc).__name__}: {exc}") from None
 
 
 class KubeIO:
@@ -41,8 +64,8 @@ class KubeIO:
     async def read_configmap(self, ref: ObjectRef) -> dict[str, str] | None:
         """The ConfigMap's data, or None when it does not exist."""
         try:
-            cm = await asyncio.to_thread(self.core.read_namespaced_config_map, ref.name, ref.namespace)
-        except ApiException as exc:
+            cm = await _call(self.core.read_namespaced_config_map, ref.name, ref.namespace)
+        except KubeApiError as exc:
             if exc.status == 404:
                 return None
             raise
@@ -52,8 +75,8 @@ class KubeIO:
         """Create it; False when it already exists."""
         body: Any = {"metadata": {"name": ref.name, "namespace": ref.namespace, "labels": MANAGED_LABELS}, "data": data}
         try:
-            await asyncio.to_thread(self.core.create_namespaced_config_map, ref.namespace, body)
-        except ApiException as exc:
+            await _call(self.core.create_namespaced_config_map, ref.namespace, body)
+        except KubeApiError as exc:
             if exc.status == 409:
                 return False
             raise
@@ -61,10 +84,10 @@ class KubeIO:
 
     async def patch_configmap_data(self, ref: ObjectRef, data: dict[str, str | None]) -> None:
         """JSON-merge-patch `data` (a None value removes that key)."""
-        await asyncio.to_thread(self.core.patch_namespaced_config_map, ref.name, ref.namespace, {"data": data})
+        await _call(self.core.patch_namespaced_config_map, ref.name, ref.namespace, {"data": data})
 
     async def patch_route_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        await asyncio.to_thread(
+        await _call(
             self.custom.patch_namespaced_custom_object_status,
             GROUP,
             VERSION,
@@ -73,32 +96,6 @@ class KubeIO:
             name,
             {"status": status},
         )
-
-    async def post_event(self, ref: dict[str, Any], *, type_: str, reason: str, message: str) -> None:
-        """A Kubernetes Event on `ref` (a SentryRoute), as `kubectl describe` shows them."""
-        meta = ref["metadata"]
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        body: Any = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:16]}", "namespace": meta["namespace"]},
-            "involvedObject": {
-                "apiVersion": ref["apiVersion"],
-                "kind": ref["kind"],
-                "name": meta["name"],
-                "namespace": meta["namespace"],
-                "uid": meta["uid"],
-            },
-            "reason": reason,
-            "message": message[:1024],
-            "type": type_,
-            "source": {"component": "sentryroute-operator"},
-            "reportingComponent": "sentryroute-operator",
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
-        await asyncio.to_thread(self.core.create_namespaced_event, meta["namespace"], body)
 
     def close(self) -> None:
         self.api_client.close()

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from sentryroute_operator.provision import ProjectState
 from sentryroute_operator.render.conflicts import find_conflicts
 from sentryroute_operator.render.size import check_size
+from sentryroute_operator.render.status import ProjectStatus, ready_condition, same_status, status_body
 from sentryroute_operator.render.table import ClusterFallback, RouteContribution, ValueRoute, build_routes_table
-from sentryroute_operator.status import ProjectStatus, ready_condition, same_status, status_body
 
 from sentryroute.routes import ProjectEndpoint, Refused, parse_routes_table
 
@@ -88,9 +89,9 @@ def test_size_guard() -> None:
 
 
 def test_ready_condition_reasons() -> None:
-    ready = ProjectStatus("a", "a", "1", "Ready", True)
-    creating = ProjectStatus("b", "b", None, "Creating", False)
-    forbidden = ProjectStatus("c", "c", None, "Failed", False, "Forbidden", "needs project:write")
+    ready = ProjectStatus("a", "a", "1", ProjectState.READY, True)
+    creating = ProjectStatus("b", "b", None, ProjectState.CREATING, False)
+    forbidden = ProjectStatus("c", "c", None, ProjectState.FAILED, False, "Forbidden", "needs project:write")
     assert ready_condition([ready]).reason == "Provisioned"
     assert ready_condition([ready, creating]).reason == "Provisioning"
     cond = ready_condition([ready, creating, forbidden])
@@ -100,7 +101,7 @@ def test_ready_condition_reasons() -> None:
 
 
 def test_status_transition_time_kept_when_unchanged() -> None:
-    entries = [ProjectStatus("a", "a", "1", "Ready", False)]
+    entries = [ProjectStatus("a", "a", "1", ProjectState.READY, False)]
     first = status_body(generation=1, entries=entries, condition=ready_condition(entries))
     old = dict(first["conditions"][0], lastTransitionTime="2020-01-01T00:00:00Z")
     second = status_body(generation=1, entries=entries, condition=ready_condition(entries), previous_conditions=[old])

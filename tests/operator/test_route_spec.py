@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from sentryroute_operator.routestate import Item, RouteRuntime
-from sentryroute_operator.watch.routes import parse_route
+from sentryroute_operator.derive.plan import Item, ItemKind
+from sentryroute_operator.derive.routes import parse_route
+from sentryroute_operator.provision.state import RouteMemory
 
 
 def test_route_spec_parsing_survives_malformed_bodies() -> None:
@@ -39,21 +40,28 @@ def route(**spec: object) -> dict[str, object]:
 
 def test_provenance_decides_creation_and_recreation() -> None:
     auto = {"enabled": True, "team": "backend"}
-    runtime = RouteRuntime.from_spec(parse_route(route(autoProvision=auto), default_attribute="service.name"), now=0.0)
-    assert runtime.may_create(Item("auto", "new", "new"))  # never seen: create
-    assert runtime.may_create(Item("auto", "made", "made"))  # created by this route: re-create
-    assert not runtime.may_create(Item("auto", "adopted", "adopted"))  # adopted: never re-create
-    assert not runtime.may_create(Item("identity", "x", "x")) and not runtime.may_create(Item("fallback", "", "f"))
-    assert runtime.last_seen == {"made": 0.0, "adopted": 0.0}  # stays routed for staleAfter past a restart
-    assert runtime.created_slugs() == ["made"]
+    spec = parse_route(route(autoProvision=auto), default_attribute="service.name")
+    memory = RouteMemory.from_spec(spec, now=0.0)
+    assert memory.may_create(spec, Item(ItemKind.AUTO, "new", "new"))  # never seen: create
+    assert memory.may_create(spec, Item(ItemKind.AUTO, "made", "made"))  # created by this route: re-create
+    assert not memory.may_create(spec, Item(ItemKind.AUTO, "adopted", "adopted"))  # adopted: never re-create
+    assert not memory.may_create(spec, Item(ItemKind.IDENTITY, "x", "x"))
+    assert not memory.may_create(spec, Item.fallback("f"))
+    assert memory.sightings.last_seen == {"made": 0.0, "adopted": 0.0}  # stays routed for staleAfter past a restart
+    assert memory.created_slugs() == ["made"]
 
-    no_recreate = route(autoProvision=auto, annotations={"sentryroute.dev/recreate": "false"})
-    runtime = RouteRuntime.from_spec(parse_route(no_recreate, default_attribute="service.name"), now=0.0)
-    assert not runtime.may_create(Item("auto", "made", "made")) and runtime.may_create(Item("auto", "new", "new"))
+    no_recreate = parse_route(
+        route(autoProvision=auto, annotations={"sentryroute.dev/recreate": "false"}), default_attribute="service.name"
+    )
+    memory = RouteMemory.from_spec(no_recreate, now=0.0)
+    assert not memory.may_create(no_recreate, Item(ItemKind.AUTO, "made", "made"))
+    assert memory.may_create(no_recreate, Item(ItemKind.AUTO, "new", "new"))
 
-    without_team = route(autoProvision={"enabled": True}, mapping={"m": "target"})
-    runtime = RouteRuntime.from_spec(parse_route(without_team, default_attribute="service.name"), now=0.0)
-    assert not runtime.may_create(Item("mapped", "m", "target"))
+    without_team = parse_route(
+        route(autoProvision={"enabled": True}, mapping={"m": "target"}), default_attribute="service.name"
+    )
+    memory = RouteMemory.from_spec(without_team, now=0.0)
+    assert not memory.may_create(without_team, Item(ItemKind.MAPPED, "m", "target"))
 
 
 def test_auto_provision_needs_service_name() -> None:

@@ -19,10 +19,11 @@ from .errors import (
     TransientError,
 )
 from .models import SentryKey, SentryProject
-from .provisioner import ProjectState, Provisioned, ensure_project
+from .provisioner import DEFINITIVE_FAILURES, ProjectState, Provisioned, Reason, ensure_project
 from .tokens import FileToken, Secret, SecretToken, StaticToken, TokenSource
 
 __all__ = [
+    "DEFINITIVE_FAILURES",
     "PREFERRED_KEY_NAME",
     "AuthError",
     "EndpointError",
@@ -32,6 +33,7 @@ __all__ = [
     "ProjectState",
     "Provisioned",
     "RateLimited",
+    "Reason",
     "Secret",
     "SecretToken",
     "SentryApi",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Literal
+from enum import StrEnum
 
 from sentryroute.routes import ProjectEndpoint, is_valid_user_slug
 
@@ -20,11 +20,54 @@ from .errors import AuthError, EndpointError, InvalidSlug, NotFound, SentryApiEr
 from .models import SentryKey, SentryProject
 from .paths import checked_slug
 
-__all__ = ["ProjectState", "Provisioned", "ensure_project", "project_name"]
+__all__ = ["DEFINITIVE_FAILURES", "ProjectState", "Provisioned", "Reason", "ensure_project", "project_name"]
 
 log = logging.getLogger(__name__)
 
-ProjectState = Literal["Ready", "Creating", "Failed", "Conflict"]
+
+class ProjectState(StrEnum):
+    """A value's `status.projects[].state` (SPEC §2); a `str`, so it serialises as its value."""
+
+    READY = "Ready"
+    CREATING = "Creating"
+    FAILED = "Failed"
+    CONFLICT = "Conflict"
+
+
+class Reason(StrEnum):
+    """Why a value is in its state: the `reason` of a `Provisioned` and of status entries and Events."""
+
+    CREATED = "Created"
+    ADOPTED = "Adopted"
+    NO_ACTIVE_KEY = "NoActiveKey"
+    KEYS_UNAVAILABLE = "KeysUnavailable"
+    NOT_FOUND = "NotFound"
+    NO_TEAM = "NoTeam"
+    TEAM_NOT_FOUND = "TeamNotFound"
+    SLUG_RESERVED = "SlugReserved"
+    REJECTED = "Rejected"
+    INVALID_SLUG = "InvalidSlug"
+    INVALID_DSN = "InvalidDsn"
+    UNAUTHORIZED = "Unauthorized"
+    FORBIDDEN = "Forbidden"
+    API_ERROR = "ApiError"
+    PROJECT_GONE = "ProjectGone"  # an adopted project disappeared from Sentry (never re-created)
+    CONFLICT = "Conflict"
+
+
+#: Failure reasons that say something about the project itself; other failures (auth, API errors) keep the
+#: last good table entry, because the project and its key most likely still work.
+DEFINITIVE_FAILURES = frozenset(
+    {
+        Reason.NOT_FOUND,
+        Reason.SLUG_RESERVED,
+        Reason.NO_ACTIVE_KEY,
+        Reason.INVALID_DSN,
+        Reason.INVALID_SLUG,
+        Reason.NO_TEAM,
+        Reason.PROJECT_GONE,
+    }
+)
 _NAME_LIMIT = 50  # Sentry's serializer limit for project names
 
 
@@ -45,7 +88,7 @@ class Provisioned:
     endpoint: ProjectEndpoint | None
     state: ProjectState
     created: bool  # True only when this call got a 201 for the project
-    reason: str | None
+    reason: Reason | None
     message: str
 
 
@@ -81,20 +124,24 @@ async def ensure_project(
         if project is not None:
             return await outcome.with_endpoint(project, created=False)
         if not create:
-            return outcome.failed("NotFound", f"project {api.org}/{slug} does not exist and creation is off")
+            return outcome.failed(Reason.NOT_FOUND, f"project {api.org}/{slug} does not exist and creation is off")
         if not team:
-            return outcome.failed("NoTeam", f"project {api.org}/{slug} does not exist and no team is set to create it")
+            return outcome.failed(
+                Reason.NO_TEAM, f"project {api.org}/{slug} does not exist and no team is set to create it"
+            )
         return await _create(api, outcome, team=team, platform=platform)
     except TransientError:
         raise
     except AuthError as exc:
-        return outcome.failed("Unauthorized" if exc.status == 401 or exc.status is None else "Forbidden", str(exc))
+        return outcome.failed(
+            Reason.UNAUTHORIZED if exc.status == 401 or exc.status is None else Reason.FORBIDDEN, str(exc)
+        )
     except InvalidSlug as exc:
-        return outcome.failed("InvalidSlug", str(exc))
+        return outcome.failed(Reason.INVALID_SLUG, str(exc))
     except NotFound as exc:
-        return outcome.failed("NotFound", str(exc))
+        return outcome.failed(Reason.NOT_FOUND, str(exc))
     except SentryApiError as exc:
-        return outcome.failed("ApiError", str(exc))
+        return outcome.failed(Reason.API_ERROR, str(exc))
 
 
 async def _create(api: SentryApi, outcome: _Outcome, *, team: str, platform: str) -> Provisioned:
@@ -106,23 +153,25 @@ async def _create(api: SentryApi, outcome: _Outcome, *, team: str, platform: str
         existing = await api.find_project(slug)
         if existing is None:
             return outcome.failed(
-                "SlugReserved",
+                Reason.SLUG_RESERVED,
                 f"slug {api.org}/{slug} is held by a project that is not active (pending deletion?); "
                 "pick another slug or wait until Sentry frees it",
             )
         return await outcome.with_endpoint(existing, created=False)
     except NotFound as exc:
-        return outcome.failed("TeamNotFound", str(exc))
+        return outcome.failed(Reason.TEAM_NOT_FOUND, str(exc))
     except SentryApiError as exc:
         if exc.status == 400:  # Sentry's field errors, e.g. a slug over an older instance's 50-character limit
-            return outcome.failed("Rejected", str(exc))
+            return outcome.failed(Reason.REJECTED, str(exc))
         raise
     log.info("Created Sentry project %s/%s (id %s) under team %s", api.org, slug, project.id, team)
     try:
         return await outcome.with_endpoint(project, created=True)
     except (TransientError, AuthError) as exc:
         # The 201 must not be forgotten (it decides deletionPolicy), so report Creating instead of raising.
-        return outcome.result(project, None, "Creating", created=True, reason="KeysUnavailable", message=str(exc))
+        return outcome.result(
+            project, None, ProjectState.CREATING, created=True, reason=Reason.KEYS_UNAVAILABLE, message=str(exc)
+        )
 
 
 @dataclass(frozen=True)
@@ -146,19 +195,31 @@ class _Outcome:
         key = choose_key(keys)
         where = f"{self.api.org}/{project.slug}"
         if key is None:
-            state: ProjectState = "Creating" if created else "Failed"
+            state = ProjectState.CREATING if created else ProjectState.FAILED
             return self.result(
-                project, None, state, created=created, reason="NoActiveKey", message=f"{where} has no active client key"
+                project,
+                None,
+                state,
+                created=created,
+                reason=Reason.NO_ACTIVE_KEY,
+                message=f"{where} has no active client key",
             )
         try:
             endpoint = ingest_endpoint(project, key, connection_url=self.api.base_url)
         except EndpointError as exc:
-            return self.result(project, None, "Failed", created=created, reason="InvalidDsn", message=str(exc))
+            return self.result(
+                project, None, ProjectState.FAILED, created=created, reason=Reason.INVALID_DSN, message=str(exc)
+            )
         if not created:
             log.debug("Adopted Sentry project %s (id %s)", where, project.id)
         verb = "created" if created else "adopted"
         return self.result(
-            project, endpoint, "Ready", created=created, reason=verb.capitalize(), message=f"{where} {verb}"
+            project,
+            endpoint,
+            ProjectState.READY,
+            created=created,
+            reason=Reason.CREATED if created else Reason.ADOPTED,
+            message=f"{where} {verb}",
         )
 
     def result(
@@ -168,10 +229,10 @@ class _Outcome:
         state: ProjectState,
         *,
         created: bool,
-        reason: str,
+        reason: Reason,
         message: str,
     ) -> Provisioned:
-        if state == "Failed":
+        if state == ProjectState.FAILED:
             log.warning("Sentry project %s/%s: %s (%s)", self.api.org, self.shown_slug, reason, message)
         return Provisioned(
             value=self.value,
@@ -184,14 +245,14 @@ class _Outcome:
             message=message,
         )
 
-    def failed(self, reason: str, message: str) -> Provisioned:
+    def failed(self, reason: Reason, message: str) -> Provisioned:
         log.warning("Sentry project %s/%s: %s (%s)", self.api.org, self.shown_slug, reason, message)
         return Provisioned(
             value=self.value,
             slug=self.slug,
             project_id=None,
             endpoint=None,
-            state="Failed",
+            state=ProjectState.FAILED,
             created=False,
             reason=reason,
             message=message,

@@ -9,11 +9,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from kubernetes.client.exceptions import ApiException
-
 from sentryroute.routes import RoutesTable, RoutesTableError, parse_routes_table
 
-from ..kubeio import KubeIO
+from ..kubeio import KubeApiError, KubeIO
 from ..metrics import ROUTES_TABLE_BYTES, ROUTES_TABLE_NEAR_LIMIT, ROUTES_TABLE_WRITES
 from ..settings import ObjectRef
 from .size import SizeCheck, check_size
@@ -72,7 +70,7 @@ class RoutesConfigMap:
             return WriteResult(written=False, size=size)
         try:
             await self.kube.patch_configmap_data(self.ref, {DATA_KEY: payload})
-        except ApiException as exc:
+        except KubeApiError as exc:
             if exc.status != 404:
                 raise
             await self.kube.create_configmap(self.ref, {DATA_KEY: payload})

@@ -1,5 +1,6 @@
 """The kopf handlers: indexes feed the reconcile loop, events poke it, a timer re-verifies, a daemon runs it.
 
+The top layer: handlers call down into the core (`reconcile.Engine`), never the other way round.
 Everything is registered on a registry passed in (not kopf's global one), so two operators can run in one
 process — the HA test does — and each handler closes over its own `Engine`.
 """
@@ -11,10 +12,10 @@ from typing import Any
 
 import kopf
 
-from ..derive import controller_owner, pod_facts
+from ..derive import OwnerRef, PodFacts, controller_owner, pod_facts
+from ..derive.routes import CRD_NAME, GROUP, PLURAL, VERSION, RouteKey, RouteSpec, parse_route
 from ..reconcile import Engine, Indexes
 from ..settings import FINALIZER, OperatorSettings
-from .routes import CRD_NAME, GROUP, PLURAL, VERSION, parse_route
 
 ANNOTATION_PREFIX = "sentryroute.dev"
 
@@ -93,7 +94,8 @@ def register_handlers(registry: kopf.OperatorRegistry, engine: Engine, settings:
 
     # --- the loop itself, as a daemon on the SentryRoute CRD: one cluster-scoped object that exists whenever
     # there is anything to do, so kopf starts it after the indexes are listed and stops it when paused ---
-    @kopf.daemon(
+    # kopf passes each index as a keyword argument named by its id; its DaemonFn protocol cannot list them.
+    @kopf.daemon(  # type: ignore[arg-type]
         "apiextensions.k8s.io",
         "v1",
         "customresourcedefinitions",
@@ -103,12 +105,17 @@ def register_handlers(registry: kopf.OperatorRegistry, engine: Engine, settings:
         backoff=1.0,
         registry=registry,
     )
-    async def reconcile_loop(stopped: Any, logger: logging.Logger | logging.LoggerAdapter[Any], **kwargs: Any) -> None:
+    async def reconcile_loop(
+        stopped: kopf.DaemonStopped,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+        sentryroutes: kopf.Index[RouteKey, RouteSpec],
+        pods: kopf.Index[str, PodFacts],
+        replicaset_parents: kopf.Index[tuple[str, str], OwnerRef],
+        job_parents: kopf.Index[tuple[str, str], OwnerRef],
+        **_: Any,
+    ) -> None:
         indexes = Indexes(
-            routes=kwargs["sentryroutes"],
-            pods=kwargs["pods"],
-            replicaset_parents=kwargs["replicaset_parents"],
-            job_parents=kwargs["job_parents"],
+            routes=sentryroutes, pods=pods, replicaset_parents=replicaset_parents, job_parents=job_parents
         )
         logger.info("Reconcile loop started")
         await engine.run(indexes, stopped=stopped)

@@ -9,15 +9,16 @@ which namespace sent them.
 from __future__ import annotations
 
 import logging
+import time
 
-from sentryroute.routes import ProjectEndpoint, Refused, slug
+from sentryroute.routes import Refused, slug
 
+from ..derive.reports import Report
 from .autocreate import AutoCreatePolicy
 from .catalog import ConnectionRuntime
-from .provision import TransientError, ensure_project
-from .render.table import ValueRoute
-from .routestate import ValueState
-from .watch.reports import Report
+from .errors import TransientError
+from .provisioner import ensure_project
+from .state import ValueState
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class ReportedValues:
         return sorted(v for v in values - routed_values if v not in self.states or self.states[v].good is None)
 
     async def provision(self, conn: ConnectionRuntime, values: list[str], *, warmup: float) -> None:
+        """Route or create each value; one value's transient error never stops the others."""
         self.due = False
         catalog = await conn.refresh()
         for value in values:
@@ -76,22 +78,7 @@ class ReportedValues:
             if result.created:
                 self.policy.record_creation()
             state = self.states.setdefault(value, ValueState(slug=target))
-            state.record(result, warmup=warmup)
-
-    def routes(
-        self, conn: ConnectionRuntime | None, now: float, projects: dict[str, ProjectEndpoint]
-    ) -> list[ValueRoute]:
-        out: list[ValueRoute] = []
-        for value, state in sorted(self.states.items()):
-            if conn is None:
-                break
-            if state.warming(now) or (state.result is not None and state.result.state == "Creating"):
-                out.append(ValueRoute(value, pending=True))
-            elif state.good is not None:
-                key = conn.project_key(state.slug)
-                projects[key] = state.good
-                out.append(ValueRoute(value, project=key))
-        return out
+            state.record(result, now=time.monotonic(), warmup=warmup)
 
     def refusals(self) -> list[Refused]:
         items = sorted(self.refused.items())[:MAX_REFUSED]
@@ -107,7 +94,7 @@ class ReportedValues:
                 report.attribute != self.attribute
                 or report.value in routed_values
                 or report.value in self.refused
-                or (hopeless and (state is None or state.result is None or state.result.state == "Failed"))
+                or (hopeless and (state is None or state.result is None or state.failed))
             ):
                 done.append(report.key)
         return done

@@ -10,7 +10,7 @@ import time
 from collections import deque
 from fnmatch import fnmatchcase
 
-from .derive import is_placeholder
+from ..derive import is_placeholder
 
 HOUR = 3600.0
 

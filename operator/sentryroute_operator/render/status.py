@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from ..provision.provisioner import ProjectState
+
 #: Failure reasons that name the whole route's problem, most urgent first.
 _ROUTE_REASONS = ("Unauthorized", "Forbidden", "SlugReserved")
 _MESSAGE_LIMIT = 1024
@@ -23,13 +25,18 @@ class ProjectStatus:
     value: str
     slug: str
     id: str | None
-    state: str  # Ready | Creating | Failed | Conflict
+    state: ProjectState
     created: bool
     reason: str | None = None
     message: str = ""
 
     def as_json(self) -> dict[str, Any]:
-        entry: dict[str, Any] = {"value": self.value, "slug": self.slug, "state": self.state, "created": self.created}
+        entry: dict[str, Any] = {
+            "value": self.value,
+            "slug": self.slug,
+            "state": str(self.state),
+            "created": self.created,
+        }
         if self.id:
             entry["id"] = self.id
         if self.message:
@@ -48,9 +55,9 @@ def ready_condition(entries: Sequence[ProjectStatus], *, route_problem: tuple[st
     """Ready=True only when every value is Ready; otherwise the most telling reason, with counts."""
     if route_problem is not None:
         return Condition("False", route_problem[0], route_problem[1][:_MESSAGE_LIMIT])
-    ready = sum(1 for e in entries if e.state == "Ready")
+    ready = sum(1 for e in entries if e.state == ProjectState.READY)
     counts = f"{ready}/{len(entries)} projects ready"
-    failed = [e for e in entries if e.state == "Failed"]
+    failed = [e for e in entries if e.state == ProjectState.FAILED]
     for reason in _ROUTE_REASONS:
         hit = next((e for e in failed if e.reason == reason), None)
         if hit is not None:
@@ -58,7 +65,7 @@ def ready_condition(entries: Sequence[ProjectStatus], *, route_problem: tuple[st
     if failed:
         first = failed[0]
         return Condition("False", "Failed", f"{counts}; {first.value}: {first.message}"[:_MESSAGE_LIMIT])
-    conflicts = [e for e in entries if e.state == "Conflict"]
+    conflicts = [e for e in entries if e.state == ProjectState.CONFLICT]
     if conflicts:
         return Condition("False", "Conflict", f"{counts}; {conflicts[0].message}"[:_MESSAGE_LIMIT])
     if ready < len(entries):

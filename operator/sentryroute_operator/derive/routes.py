@@ -15,7 +15,7 @@ from typing import Any, Literal
 from sentryroute.durations import parse_duration
 from sentryroute.routes import canonical_json, is_valid_user_slug
 
-from ..derive import DeriveMode
+from .service_names import DeriveMode
 
 GROUP, VERSION, PLURAL, KIND = "sentryroute.dev", "v1alpha1", "sentryroutes", "SentryRoute"
 CRD_NAME = f"{PLURAL}.{GROUP}"
@@ -69,6 +69,11 @@ class RouteSpec:
     @property
     def key(self) -> RouteKey:
         return (self.namespace, self.name)
+
+    @property
+    def scope(self) -> str | None:
+        """The namespace whose Pods and telemetry this route covers; None for a cluster-wide route."""
+        return self.namespace or None
 
     @property
     def order(self) -> tuple[str, str, str]:

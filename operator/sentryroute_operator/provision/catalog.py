@@ -11,8 +11,10 @@ import asyncio
 import logging
 import time
 
-from .connections import Connection
-from .provision import AuthError, SentryApi, SentryProject, TransientError
+from ..connections import Connection
+from .api import SentryApi
+from .errors import AuthError, TransientError
+from .models import SentryProject
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,181 @@
+"""The planner: a snapshot of routes, Pods and connections in → what each route covers (work items) out.
+
+Pure: no I/O, no clock (the caller passes `now`), no memory of its own (the caller passes the last
+`Sightings` and keeps the ones returned). The reconcile loop calls it every cycle; the provisioning
+scheduler starts work for the routes whose items changed, and the renderer turns the items into table
+entries. Tests call it with plain data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from sentryroute.routes import is_valid_user_slug
+
+from ..connections import Connection, connection_allows
+from .podfacts import OwnerRef, PodFacts
+from .route_values import pod_service_names, project_slug
+from .routes import RouteKey, RouteSpec
+
+#: (namespace, owner kind, owner name) → that owner's controller: ReplicaSet → Deployment, Job → CronJob.
+Parents = Mapping[tuple[str, str, str], OwnerRef]
+
+
+class ItemKind(StrEnum):
+    """Where an item comes from; also its stage in SPEC §3's rendering order."""
+
+    MAPPED = "mapped"  # spec.mapping
+    AUTO = "auto"  # a value derived from this namespace's Pods (autoProvision)
+    IDENTITY = "identity"  # a value some Pod reports that already is a project's slug
+    FALLBACK = "fallback"  # spec.fallbackProject (covers no value)
+
+
+ItemKey = tuple[ItemKind, str]
+
+
+@dataclass(frozen=True)
+class Item:
+    """One thing to provision for a route: a value (none for the fallback) and the project slug it maps to."""
+
+    kind: ItemKind
+    value: str
+    slug: str
+
+    @classmethod
+    def fallback(cls, slug: str) -> Item:
+        return cls(ItemKind.FALLBACK, "", slug)
+
+    @property
+    def key(self) -> ItemKey:
+        return (self.kind, self.value)
+
+    @property
+    def has_status(self) -> bool:
+        """Mapped and auto-provisioned values get a `status.projects[]` entry; identity and fallback do not."""
+        return self.kind in (ItemKind.MAPPED, ItemKind.AUTO)
+
+
+class ProblemReason(StrEnum):
+    """Why a whole route is not Ready (the Ready condition's reason), as opposed to one value's failure."""
+
+    CONNECTION_NOT_FOUND = "ConnectionNotFound"
+    CONNECTION_NOT_ALLOWED = "ConnectionNotAllowed"
+    UNAUTHORIZED = "Unauthorized"
+    FORBIDDEN = "Forbidden"
+    INVALID_SPEC = "InvalidSpec"
+    FALLBACK_UNAVAILABLE = "FallbackProjectUnavailable"
+
+
+@dataclass(frozen=True)
+class RouteProblem:
+    reason: ProblemReason
+    message: str
+
+
+@dataclass(frozen=True)
+class Sightings:
+    """autoProvision values on Pods: which some selected Pod reports now, and when each was last seen.
+
+    `last_seen` uses the caller's clock; a value stays covered until `staleAfter` past its last sighting.
+    """
+
+    present: frozenset[str] = frozenset()
+    last_seen: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PlanInput:
+    routes: Sequence[RouteSpec]
+    pods: Mapping[str, Sequence[PodFacts]]  # by namespace
+    parents: Parents
+    connections: Mapping[str, Connection]
+    sightings: Mapping[RouteKey, Sightings]
+    now: float
+
+
+@dataclass(frozen=True)
+class RoutePlan:
+    """What one live route covers right now, in a stable order (no items when the route has a problem)."""
+
+    spec: RouteSpec
+    items: tuple[Item, ...]
+    problem: RouteProblem | None
+    sightings: Sightings
+
+    @property
+    def key(self) -> RouteKey:
+        return self.spec.key
+
+
+def plan_routes(snapshot: PlanInput) -> list[RoutePlan]:
+    """Every live (not deleting) route's plan, in SPEC §3's route order."""
+    routes = sorted((r for r in snapshot.routes if not r.deleting), key=lambda r: r.order)
+    return [plan_route(spec, snapshot) for spec in routes]
+
+
+def plan_route(spec: RouteSpec, snapshot: PlanInput) -> RoutePlan:
+    before = snapshot.sightings.get(spec.key, Sightings())
+    problem = connection_problem(spec, snapshot.connections)
+    if problem is not None:
+        return RoutePlan(spec, (), problem, before)
+    items = [Item(ItemKind.MAPPED, value, target) for value, target in sorted(spec.mapping.items())]
+    sightings = before
+    auto = spec.auto
+    if auto is not None:
+        pods = _pods_in_scope(spec, snapshot.pods)
+
+        def parent_of(owner: OwnerRef) -> OwnerRef | None:
+            # A Pod's owner lives in the Pod's namespace; a cluster-wide route sees Pods of every namespace.
+            namespaces = (spec.scope,) if spec.scope is not None else tuple(snapshot.pods)
+            for namespace in namespaces:
+                parent = snapshot.parents.get((namespace, owner.kind, owner.name))
+                if parent is not None:
+                    return parent
+            return None
+
+        selected = pod_service_names(pods, mode=auto.derive, selector=auto.pod_selector, parent_of=parent_of)
+        sightings = _sightings(before, set(selected), now=snapshot.now, stale_after=auto.stale_after)
+        auto_values = sorted(v for v in sightings.last_seen if v not in spec.mapping)
+        items += [
+            Item(ItemKind.AUTO, v, project_slug(auto.project_template, service=v, namespace=spec.namespace))
+            for v in auto_values
+        ]
+        # Identity routes: any name a Pod of this namespace reports (selected or not) that already is a
+        # project's slug; never the whole org (SPEC §3). Whether the project exists is provisioning's question.
+        everyone = pod_service_names(pods, mode=auto.derive, selector=None, parent_of=parent_of)
+        covered = set(spec.mapping) | set(auto_values)
+        items += [Item(ItemKind.IDENTITY, v, v) for v in everyone if v not in covered and is_valid_user_slug(v)]
+    if spec.fallback_project:
+        items.append(Item.fallback(spec.fallback_project))
+    return RoutePlan(spec, tuple(items), None, sightings)
+
+
+def connection_problem(spec: RouteSpec, connections: Mapping[str, Connection]) -> RouteProblem | None:
+    conn = connections.get(spec.connection)
+    if conn is None:
+        return RouteProblem(
+            ProblemReason.CONNECTION_NOT_FOUND, f"the operator has no Sentry connection named {spec.connection!r}"
+        )
+    if not connection_allows(conn, spec.namespace):
+        return RouteProblem(
+            ProblemReason.CONNECTION_NOT_ALLOWED,
+            f"connection {spec.connection!r} may not be used from namespace {spec.namespace!r}",
+        )
+    return None
+
+
+def _pods_in_scope(spec: RouteSpec, pods: Mapping[str, Sequence[PodFacts]]) -> list[PodFacts]:
+    if spec.scope is not None:
+        return list(pods.get(spec.scope, ()))
+    return [pod for namespace in sorted(pods) for pod in pods[namespace]]
+
+
+def _sightings(before: Sightings, present: set[str], *, now: float, stale_after: float) -> Sightings:
+    """A value's clock restarts while a Pod reports it, and when its last Pod is noticed gone (not earlier)."""
+    last_seen = dict(before.last_seen)
+    for value in present | (before.present - present):
+        last_seen[value] = now
+    fresh = {value: seen for value, seen in last_seen.items() if now - seen <= stale_after}
+    return Sightings(present=frozenset(present), last_seen=fresh)

@@ -1,0 +1,117 @@
+"""What provisioning remembers between cycles: per value the last answer, per route its provenance.
+
+The key memory is provenance: whether a route *created* a project (a 201) or adopted one. It decides
+re-creation and `deletionPolicy: Delete` (SPEC §2), so it is sticky — a later adopt of the same project never
+downgrades it — and it survives restarts through `status.projects[].created`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sentryroute.routes import ProjectEndpoint
+
+from ..derive.plan import Item, ItemKey, ItemKind, Sightings
+from ..derive.routes import RouteSpec
+from .provisioner import DEFINITIVE_FAILURES, ProjectState, Provisioned, Reason
+
+
+@dataclass
+class ValueState:
+    """The last answer for one value, plus the last endpoint that worked (kept through transient trouble)."""
+
+    slug: str
+    result: Provisioned | None = None
+    good: ProjectEndpoint | None = None  # the last Ready endpoint, kept through auth/transient failures
+    project_id: str | None = None
+    ready_at: float = 0.0  # monotonic: a just-created project stays pending until then (warmup)
+    transient: str | None = None  # the last transient error, until an answer replaces it
+
+    def warming(self, now: float) -> bool:
+        return now < self.ready_at
+
+    @property
+    def state(self) -> ProjectState | None:
+        return None if self.result is None else self.result.state
+
+    @property
+    def failed(self) -> bool:
+        return self.state == ProjectState.FAILED
+
+    @property
+    def settled(self) -> bool:
+        """Answered, without a pending retry: nothing new to learn until the next re-verification."""
+        return self.result is not None and self.transient is None and self.state != ProjectState.CREATING
+
+    def record(self, result: Provisioned, *, now: float, warmup: float) -> None:
+        self.slug = result.slug
+        self.result = result
+        self.transient = None
+        self.project_id = result.project_id or self.project_id
+        if result.created:
+            self.ready_at = now + warmup
+        if result.state == ProjectState.READY and result.endpoint is not None:
+            self.good = result.endpoint
+        elif result.state == ProjectState.FAILED and result.reason in DEFINITIVE_FAILURES:
+            self.good = None
+            if result.reason == Reason.NOT_FOUND:
+                self.project_id = None
+
+
+@dataclass
+class RouteMemory:
+    """One SentryRoute's provisioning memory; dropped (and re-seeded from status) when its uid changes."""
+
+    uid: str
+    values: dict[ItemKey, ValueState] = field(default_factory=dict)
+    provenance: dict[str, bool] = field(default_factory=dict)  # slug → created by this route
+    sightings: Sightings = field(default_factory=Sightings)
+    planned: tuple[Item, ...] = ()  # what the last provisioning task started with
+    planned_inputs: tuple[object, ...] = ()
+    verify_due: bool = True
+    retry_at: float | None = None
+    last_status: dict[str, object] | None = None
+
+    @classmethod
+    def from_spec(cls, spec: RouteSpec, *, now: float) -> RouteMemory:
+        """Seed provenance and stale tracking from the status the route carries (written before a restart)."""
+        memory = cls(uid=spec.uid)
+        last_seen: dict[str, float] = {}
+        for entry in spec.status_entries:
+            if entry.created:
+                memory.provenance[entry.slug] = True
+            elif entry.id:
+                memory.provenance.setdefault(entry.slug, False)
+            if entry.value not in spec.mapping:
+                last_seen[entry.value] = now  # keep routing it for staleAfter past the restart
+        memory.sightings = Sightings(last_seen=last_seen)
+        return memory
+
+    def value(self, item: Item) -> ValueState | None:
+        """The state of `item`, or None when there is none or it was for another slug (the mapping changed)."""
+        state = self.values.get(item.key)
+        return state if state is not None and state.slug == item.slug else None
+
+    def created(self, slug: str) -> bool:
+        return self.provenance.get(slug, False)
+
+    def may_create(self, spec: RouteSpec, item: Item) -> bool:
+        """Create only for autoProvision routes with a team; re-create only what this route created."""
+        auto = spec.auto
+        if not item.has_status or auto is None or not auto.team:
+            return False
+        created = self.provenance.get(item.slug)
+        if created is None:
+            return True
+        return created and spec.recreate
+
+    def remember_provenance(self, item: Item, result: Provisioned) -> None:
+        if item.kind not in (ItemKind.MAPPED, ItemKind.AUTO):
+            return
+        if result.created:
+            self.provenance[item.slug] = True
+        elif result.project_id and item.slug not in self.provenance:
+            self.provenance[item.slug] = False
+
+    def created_slugs(self) -> list[str]:
+        return sorted(s for s, created in self.provenance.items() if created)
