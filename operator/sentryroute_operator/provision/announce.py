@@ -36,7 +36,8 @@ class EventReason(StrEnum):
 
 def post_event(obj: Mapping[str, Any], type_: EventType, reason: EventReason, message: str) -> None:
     try:
-        kopf.event(kopf.Body(cast(kopf.RawBody, dict(obj))), type=str(type_), reason=str(reason), message=message[:1024])
+        body = kopf.Body(cast(kopf.RawBody, dict(obj)))
+        kopf.event(body, type=str(type_), reason=str(reason), message=message[:1024])
     except LookupError:  # not inside a running kopf operator: nothing to post through
         log.info("Event %s on %s: %s", reason, obj.get("metadata", {}).get("name"), message)
 

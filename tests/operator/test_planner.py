@@ -1,0 +1,121 @@
+"""The planner with plain data (no kopf, no API): what each route covers, staleAfter, problems, scope."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sentryroute_operator.connections import Connection
+from sentryroute_operator.derive import OwnerRef, pod_facts
+from sentryroute_operator.derive.plan import Item, ItemKind, PlanInput, ProblemReason, Sightings, plan_routes
+from sentryroute_operator.derive.routes import RouteSpec, parse_route
+
+CONNECTIONS = {
+    "default": Connection(name="default", url="http://sentry", org_slug="acme", token_file="/t"),
+    "team-only": Connection(
+        name="team-only", url="http://sentry", org_slug="acme", token_file="/t", allowed_namespaces=("team-*",)
+    ),
+}
+
+
+def route(namespace: str, name: str, created: str = "2026-01-01T00:00:00Z", **spec: Any) -> RouteSpec:
+    body = {
+        "metadata": {"namespace": namespace, "name": name, "uid": f"u-{name}", "creationTimestamp": created},
+        "spec": spec,
+    }
+    return parse_route(body, default_attribute="service.name")
+
+
+def pod(namespace: str, name: str, service: str | None = None, owner: tuple[str, str] | None = None, **labels: str):
+    metadata: dict[str, Any] = {"namespace": namespace, "name": name, "labels": dict(labels)}
+    if service is not None:
+        metadata["labels"]["service.name"] = service
+    if owner is not None:
+        metadata["ownerReferences"] = [{"kind": owner[0], "name": owner[1], "controller": True}]
+    return pod_facts({"metadata": metadata, "spec": {"containers": [{"name": "c"}]}})
+
+
+def snapshot(routes: list[RouteSpec], pods: list[Any] = (), now: float = 100.0, **kw: Any) -> PlanInput:  # type: ignore[assignment]
+    by_ns: dict[str, list[Any]] = {}
+    for p in pods:
+        by_ns.setdefault(p.namespace, []).append(p)
+    return PlanInput(
+        routes=routes,
+        pods=by_ns,
+        parents=kw.get("parents", {}),
+        connections=CONNECTIONS,
+        sightings=kw.get("sightings", {}),
+        now=now,
+    )
+
+
+AUTO = {"enabled": True, "team": "backend"}
+
+
+def test_items_mapping_then_auto_then_identity_then_fallback() -> None:
+    spec = route("shop", "r", mapping={"orders": "ecommerce-orders"}, autoProvision=AUTO, fallbackProject="catch")
+    pods = [pod("shop", "a", "beta"), pod("shop", "b", "alpha"), pod("shop", "c", "orders"), pod("other", "d", "x")]
+    (plan,) = plan_routes(snapshot([spec], pods))
+    assert plan.problem is None
+    assert plan.items == (
+        Item(ItemKind.MAPPED, "orders", "ecommerce-orders"),
+        Item(ItemKind.AUTO, "alpha", "alpha"),  # sorted, the mapped value not repeated, other namespaces ignored
+        Item(ItemKind.AUTO, "beta", "beta"),
+        Item.fallback("catch"),
+    )
+    assert plan.sightings.present == {"alpha", "beta", "orders"}
+
+
+def test_identity_items_come_from_unselected_pods_with_slug_names() -> None:
+    auto = {**AUTO, "podSelector": {"matchLabels": {"tier": "web"}}}
+    spec = route("shop", "r", autoProvision=auto)
+    pods = [pod("shop", "a", "web-app", tier="web"), pod("shop", "b", "legacy-api"), pod("shop", "c", "Not A Slug")]
+    (plan,) = plan_routes(snapshot([spec], pods))
+    assert [(i.kind, i.value) for i in plan.items] == [(ItemKind.AUTO, "web-app"), (ItemKind.IDENTITY, "legacy-api")]
+
+
+def test_stale_after_keeps_a_value_until_its_last_sighting_plus_stale_after() -> None:
+    spec = route("shop", "r", autoProvision={**AUTO, "staleAfter": "10s"})
+    (first,) = plan_routes(snapshot([spec], [pod("shop", "a", "alpha")], now=100.0))
+    assert first.sightings.last_seen == {"alpha": 100.0}
+    # The pod is gone at 105: the clock restarts when that is noticed, not at the last cycle that saw it.
+    (gone,) = plan_routes(snapshot([spec], [], now=105.0, sightings={spec.key: first.sightings}))
+    assert gone.sightings == Sightings(present=frozenset(), last_seen={"alpha": 105.0})
+    assert [i.value for i in gone.items] == ["alpha"]
+    (still,) = plan_routes(snapshot([spec], [], now=115.0, sightings={spec.key: gone.sightings}))
+    assert [i.value for i in still.items] == ["alpha"]
+    (stale,) = plan_routes(snapshot([spec], [], now=115.1, sightings={spec.key: gone.sightings}))
+    assert stale.items == () and stale.sightings.last_seen == {}
+
+
+def test_owner_chain_through_parents_for_inferred_names() -> None:
+    spec = route("shop", "r", autoProvision={**AUTO, "derive": "inferred"})
+    pods = [pod("shop", "web-5d8f7-abc", owner=("ReplicaSet", "web-5d8f7"))]
+    parents = {("shop", "ReplicaSet", "web-5d8f7"): OwnerRef("Deployment", "web")}
+    (plan,) = plan_routes(snapshot([spec], pods, parents=parents))
+    assert [i.value for i in plan.items] == ["web"]
+
+
+def test_routes_in_creation_order_and_deleting_routes_left_out() -> None:
+    newer = route("a", "newer", "2026-02-01T00:00:00Z", mapping={"x": "x"})
+    older = route("b", "older", "2026-01-01T00:00:00Z", mapping={"x": "y"})
+    deleting = route("c", "gone", mapping={"x": "z"})
+    deleting = RouteSpec(**{**deleting.__dict__, "deleting": True})
+    assert [p.spec.name for p in plan_routes(snapshot([newer, deleting, older]))] == ["older", "newer"]
+
+
+def test_connection_problems_stop_the_route() -> None:
+    missing = route("shop", "r", mapping={"x": "x"}, connection="nope")
+    denied = route("shop", "s", mapping={"x": "x"}, connection="team-only")
+    allowed = route("team-a", "t", mapping={"x": "x"}, connection="team-only")
+    plans = {p.spec.name: p for p in plan_routes(snapshot([missing, denied, allowed]))}
+    assert plans["r"].problem is not None and plans["r"].problem.reason == ProblemReason.CONNECTION_NOT_FOUND
+    assert plans["s"].problem is not None and plans["s"].problem.reason == ProblemReason.CONNECTION_NOT_ALLOWED
+    assert plans["r"].items == () and plans["s"].items == ()
+    assert plans["t"].problem is None and plans["t"].items == (Item(ItemKind.MAPPED, "x", "x"),)
+
+
+def test_project_template_and_scope() -> None:
+    spec = route("shop", "r", autoProvision={**AUTO, "projectTemplate": "{namespace}-{service}"})
+    (plan,) = plan_routes(snapshot([spec], [pod("shop", "a", "web")]))
+    assert plan.items == (Item(ItemKind.AUTO, "web", "shop-web"),)
+    assert spec.scope == "shop"
