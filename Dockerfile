@@ -1,5 +1,7 @@
 # syntax=docker/dockerfile:1
 # One image for both programs: `sentryroute forwarder` (the default command) and `sentryroute operator`.
+# It is the base install (no extras): `sentryroute emulator` runs too; `kube` and `demo` say they need the
+# `demo` extra, which the image does not carry (tests/packaging checks that with the same wheel).
 #
 #   docker build -t REGISTRY/sentryroute:0.1.0 .
 #   docker run --rm -p 4317:4317 -p 4318:4318 -p 8888:8888 -v "$PWD/routes.json:/etc/sentryroute/routes.json:ro" \
