@@ -76,10 +76,6 @@ class Forwarder:
     async def start(self) -> None:
         """Bind admin, load the first table if there is one, start the pipeline, then open the receivers."""
         settings = self.settings
-        if settings.queue_dir is not None:
-            log.warning(
-                "--queue-dir %s is accepted but not durable yet: queued data is kept in memory", settings.queue_dir
-            )
         admin = web.AppRunner(
             build_admin_app(metrics=self.metrics, not_ready_reason=self.not_ready_reason),
             handle_signals=False,

@@ -48,3 +48,18 @@ class ForwarderMetrics:
         self.rejected_requests = Counter(
             "sentryroute_rejected_requests", "Receiver requests answered with an error.", ["code"], registry=r
         )
+        self.queue_disk_bytes = Gauge(
+            "sentryroute_queue_disk_bytes", "Size of the queue directory's segment files (--queue-dir).", registry=r
+        )
+        self.queue_write_errors = Counter(
+            "sentryroute_queue_write_errors",
+            "Failed writes to the queue directory, by errno name (ENOSPC, EROFS, ...).",
+            ["error"],
+            registry=r,
+        )
+        self.queue_corrupt_bytes = Counter(
+            "sentryroute_queue_corrupt_bytes", "Bytes of the queue directory skipped as corrupt on replay.", registry=r
+        )
+        self.queue_replayed_items = Counter(
+            "sentryroute_queue_replayed_items", "Items recovered from the queue directory at start-up.", registry=r
+        )

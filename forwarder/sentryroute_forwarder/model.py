@@ -9,7 +9,7 @@ are never decoded on the hot path; only each small `Resource` message is.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -48,6 +48,31 @@ class RoutedPart:
     value: str | None = None  # its value, when the resource had one as a string
 
 
+class RetryLater(Exception):
+    """The client should send this request again later: HTTP `status` (429 or 503) with Retry-After.
+
+    `retry_after` is the queue's estimate of the seconds until there is room (None: no estimate); the
+    receivers turn it into a jittered hint no shorter than `--retry-after`.
+    """
+
+    status = 503
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+class Overloaded(RetryLater):
+    """A bound on queued data is reached (HTTP 429 / RESOURCE_EXHAUSTED)."""
+
+    status = 429
+
+
+class Unavailable(RetryLater):
+    """Accepted data cannot be stored right now (queue directory full or read-only: 503 / UNAVAILABLE)."""
+
+
 class Pipeline(Protocol):
     """What the receivers hand accepted data to (implemented in `queue/`).
 
@@ -56,11 +81,17 @@ class Pipeline(Protocol):
     """
 
     def has_room(self, nbytes: int) -> bool:
-        """False once the global bound (`--max-bytes`) would be exceeded: receivers then answer 429."""
+        """False once the global bound (`--max-bytes`, `--max-disk-bytes`) would be exceeded: 429."""
         ...
 
-    def offer(self, parts: Sequence[RoutedPart]) -> None:
-        """Take ownership of routed parts (called once per request, after `has_room`)."""
+    def retry_after(self, nbytes: int) -> float | None:
+        """Estimated seconds until `nbytes` more fit (None: no estimate), for a refused request."""
+        ...
+
+    def offer(self, parts: Sequence[RoutedPart]) -> Awaitable[None] | None:
+        """Take ownership of routed parts (called once per request, after `has_room`), or raise `RetryLater`
+        (none taken). What it returns, when not None, must be awaited before the client is answered (the
+        data is then as durable as configured)."""
         ...
 
     def apply_table(self, table: RoutesTable) -> None:

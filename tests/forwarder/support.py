@@ -177,6 +177,9 @@ class FakePipeline:
     def has_room(self, nbytes: int) -> bool:
         return self.room
 
+    def retry_after(self, nbytes: int) -> float | None:
+        return None
+
     def offer(self, parts: Sequence[RoutedPart]) -> None:
         self.parts.extend(parts)
 

@@ -20,6 +20,9 @@ class SlowClosingPipeline:
     def has_room(self, nbytes: int) -> bool:
         return True
 
+    def retry_after(self, nbytes: int) -> float | None:
+        return None
+
     def offer(self, parts) -> None:
         pass
 

@@ -271,12 +271,13 @@ async def test_global_bound_tells_clients_to_retry_and_loses_nothing(
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await client.traces.Export(request, timeout=10)
         assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert retry_delay(refused.value) == 2.0
+        assert 2.0 <= retry_delay(refused.value) <= 3.0  # at least --retry-after, jittered
         async with aiohttp.ClientSession() as http:
             url = f"http://127.0.0.1:{forwarder.http_port}/v1/traces"
             body = gzip.compress(request.SerializeToString())
             async with http.post(url, data=body, headers=PROTOBUF_GZIP) as resp:
-                assert (resp.status, resp.headers["Retry-After"]) == (429, "2")
+                assert resp.status == 429
+                assert resp.headers["Retry-After"] in {"2", "3"}
             assert await is_ready(http, forwarder)  # a full queue is no reason to leave the Service
 
         emulator.faults.clear()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+from sentryroute_forwarder.model import Overloaded
 
 from tests.forwarder.queue_support import PipelineFactory, SentryWorld, Upstream, log_parts, sample, trace_parts
 from tests.forwarder.support import wait_until
@@ -111,21 +112,27 @@ async def test_unrouted_hold_is_reported_and_delivered_once_routed(
     assert pipeline.held_values() == []
 
 
-async def test_held_data_ages_out_and_respects_its_share(world: SentryWorld, make_pipeline: PipelineFactory) -> None:
+async def test_held_data_is_refused_past_half_the_bound_and_ages_out(
+    world: SentryWorld, make_pipeline: PipelineFactory
+) -> None:
     a = world.project("checkout")
     table = world.table({"checkout-svc": "checkout"}, pending=["new-svc"])
     pipeline, metrics = await make_pipeline(table, max_hold=0.5, max_bytes=40_000)
-    # Byte share: the only queue may keep half the bound (the other half stays free for healthy projects).
-    for _ in range(40):
-        pipeline.offer(trace_parts(table, "new-svc", spans=10))
+    # Data that cannot flow may fill half the bound; past it the client is told to retry, nothing is dropped.
+    accepted = 0
+    with pytest.raises(Overloaded) as refused:
+        for _ in range(40):
+            pipeline.offer(trace_parts(table, "new-svc", spans=10))
+            accepted += 10
+    assert refused.value.retry_after is None  # a held value: no telling when its project appears
+    assert 0 < pipeline.stats().items == accepted
     assert pipeline.stats().bytes <= 20_000
-    dropped = sample(metrics, "sentryroute_dropped_items_total", signal="traces", reason="pending")
-    assert dropped == 400 - pipeline.stats().items > 0
+    assert sample(metrics, "sentryroute_dropped_items_total", signal="traces", reason="pending") == 0
     assert pipeline.has_room(15_000)
-    pipeline.offer(trace_parts(table, "checkout-svc"))
+    pipeline.offer(trace_parts(table, "checkout-svc"))  # healthy data still flows
     # Age: nothing held is older than max_hold.
     await wait_until(lambda: pipeline.stats().items == 0, what="held data aged out")
-    assert sample(metrics, "sentryroute_dropped_items_total", signal="traces", reason="pending") == 400
+    assert sample(metrics, "sentryroute_dropped_items_total", signal="traces", reason="pending") == accepted
     assert len(world.emu.received.spans(a)) == 3
 
 
@@ -150,12 +157,18 @@ async def test_many_held_values_together_keep_half_the_bound(
     table = world.table({"checkout-svc": "checkout"}, unrouted="hold")
     pipeline, metrics = await make_pipeline(table, max_bytes=200_000)
     strays = [f"stray-{i}" for i in range(50)]  # distinct unrouted values: each one is a queue that cannot flow
+    refused = 0
     for _ in range(8):
         for stray in strays:
-            pipeline.offer(trace_parts(table, stray, spans=5))
-    # However many queues are stuck, healthy projects keep half of the bound for themselves.
+            try:
+                pipeline.offer(trace_parts(table, stray, spans=5))
+            except Overloaded:
+                refused += 1
+    # However many queues are stuck, healthy projects keep half of the bound for themselves; the rest of the
+    # held data was refused (the clients retry), none of what was accepted dropped.
+    assert refused > 0
     assert pipeline.stats().bytes <= 100_000
     assert pipeline.has_room(95_000)
-    assert sample(metrics, "sentryroute_dropped_items_total", signal="traces", reason="unrouted") > 0
+    assert sample(metrics, "sentryroute_dropped_items_total", signal="traces", reason="unrouted") == 0
     pipeline.offer(trace_parts(table, "checkout-svc"))
     await wait_until(lambda: len(world.emu.received.spans(a)) == 3, what="checkout flows")

@@ -1,15 +1,24 @@
-"""Memory bounds: the global `max_bytes`, and the byte share and `max_hold` age of queues that cannot flow.
+"""Admission and age bounds: the global bound, the stuck data budget, `max_hold`, and the Retry-After estimate.
 
-A stuck queue (rate limited, failing, held) keeps at most `max_bytes / (2 * non-empty queues)` bytes and
-`max_hold` seconds of data; past either, its oldest data is dropped and counted under the reason it is
-stuck. However many queues are stuck — a burst of distinct held values makes hundreds — together they keep
-at most half the global bound, so healthy projects always have the other half and receivers answer 429
-only when healthy traffic itself fills it.
+Pushing back is the rule, dropping accepted data the exception:
+
+- the global bound (`--max-bytes` in memory, `--max-disk-bytes` with `--queue-dir`) refuses requests that do
+  not fit (429 / RESOURCE_EXHAUSTED);
+- data for queues that cannot flow (rate limited, failing, held) may fill at most half of that bound; a
+  request that would add to stuck queues past it is refused, so healthy projects always keep the other half
+  and one project's outage never turns into 429s for requests that carry only healthy data;
+- only `max_hold` drops accepted data: a stuck queue's records older than that are dropped and counted under
+  the reason the queue is stuck.
+
+Retry-After tells clients how long until there is room: the excess over the bound divided by the recent
+delivery rate (for stuck data: until its queue may send again), not a constant.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Iterable
 
 from sentryroute_forwarder.log_throttle import LogThrottle
 from sentryroute_forwarder.queue.accounting import QueueAccounting
@@ -21,6 +30,9 @@ __all__ = ["Bounds"]
 
 log = logging.getLogger(__name__)
 
+#: Longest Retry-After estimate handed to clients (seconds): beyond it the estimate says little.
+MAX_RETRY_ESTIMATE = 60.0
+
 
 class Bounds:
     def __init__(
@@ -30,27 +42,64 @@ class Bounds:
         self._store = store
         self._states = states
         self._accounting = accounting
-        self._notices = LogThrottle(interval=10.0)  # a stuck queue may drop on every request
+        self._notices = LogThrottle(interval=10.0)  # a stuck queue may drop on every sweep
+        self._delivered = 0  # bytes delivered since the last rate sample
+        self._rate = 0.0  # bytes/s delivered, smoothed
+        self._sampled_at: float | None = None
+
+    @property
+    def bound(self) -> int:
+        return self._settings.bound
 
     def has_room(self, nbytes: int) -> bool:
-        return self._store.bytes() + nbytes <= self._settings.max_bytes
+        return self._store.footprint() + nbytes <= self.bound
 
-    def share(self) -> int:
-        return self._settings.max_bytes // (2 * max(1, self._store.queue_count()))
+    def stuck_room(self, keys: Iterable[tuple[QueueKey, int]], now: float) -> float | None:
+        """None when a request's parts (queue, bytes) fit; else seconds until its stuck queues may flow."""
+        adding = 0
+        waits: list[float] = []
+        for key, nbytes in keys:
+            if self._states.stuck_reason(key, now) is not None:
+                adding += nbytes
+                waits.append(self._states.blocked_until(key, now) - now if key.project is not None else math.inf)
+        if not adding:
+            return None
+        stuck = sum(
+            self._store.bytes(key) for key in self._store.queues() if self._states.stuck_reason(key, now) is not None
+        )
+        if stuck + adding <= self.bound // 2:
+            return None
+        return min(waits)
+
+    def retry_after(self, nbytes: int) -> float | None:
+        """Seconds until `nbytes` more may fit at the recent delivery rate (None: nothing is flowing)."""
+        excess = self._store.footprint() + nbytes - self.bound
+        if excess <= 0:
+            return 0.0
+        if self._rate <= 0:
+            return None
+        return min(MAX_RETRY_ESTIMATE, excess / self._rate)
+
+    def delivered(self, nbytes: int) -> None:
+        self._delivered += nbytes
+
+    def sample_rate(self, now: float) -> None:
+        """Fold what was delivered since the last call into the smoothed delivery rate (called by the sweeper)."""
+        if self._sampled_at is not None and now > self._sampled_at:
+            current = self._delivered / (now - self._sampled_at)
+            self._rate = current if self._rate <= 0 else 0.5 * self._rate + 0.5 * current
+        self._delivered, self._sampled_at = 0, now
 
     def trim(self, key: QueueKey, now: float) -> None:
-        """Drop the oldest data of a stuck queue past its byte share or `max_hold` age (never a batch in flight)."""
+        """Drop a stuck queue's records older than `max_hold` (never a batch in flight)."""
         reason = self._states.stuck_reason(key, now)
         if reason is None:
             return
-        # A batch being sent stays (its answer decides its fate); what queued up behind it is trimmed, so a
-        # project whose requests hang cannot fill the global bound while it waits for its timeouts.
+        # A batch being sent stays (its answer decides its fate).
         sending = self._states.sending(key)
-        share, oldest_kept = self.share(), now - self._settings.max_hold
+        oldest_kept = now - self._settings.max_hold
         dropped = 0
-        while (oldest := self._store.oldest(key, skip=sending)) is not None and (
-            oldest.accepted_at < oldest_kept or self._store.bytes(key) > share
-        ):
+        while (oldest := self._store.oldest(key, skip=sending)) is not None and oldest.accepted_at < oldest_kept:
             self._store.drop_oldest(key, skip=sending)
             self._accounting.dropped(oldest.signal, reason, oldest.items)
             dropped += oldest.items
@@ -62,10 +111,9 @@ class Bounds:
         report = self._notices.add(queue, dropped, now=now)
         if report:
             log.warning(
-                "%s is %s: dropped its %d oldest items (bounds: %d bytes, %.0f s)",
+                "%s is %s: dropped %d items older than --max-hold (%.0f s)",
                 queue,
                 reason.replace("_", " "),
                 report,
-                share,
                 self._settings.max_hold,
             )

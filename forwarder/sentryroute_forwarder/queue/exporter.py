@@ -187,6 +187,7 @@ class Exporter:
             lane.failures, lane.backoff_until = 0, 0.0
         if verdict is Verdict.DELIVERED:
             self._store.ack(key, [r.seq for r in batch])  # never sent again
+            self._bounds.delivered(sum(len(r.payload) for r in batch))
             lane.relax_byte_cap(self._settings.batch_max_bytes)
             self._metrics.exported_items.labels(key.signal.value, project).inc(sum(r.items for r in batch))
         elif verdict is Verdict.RATE_LIMITED:

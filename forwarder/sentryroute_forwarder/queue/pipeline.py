@@ -15,16 +15,17 @@ import itertools
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 
 from sentryroute.routes import RoutesTable
 from sentryroute_forwarder.export.client import ExportClient, SessionFactory
 from sentryroute_forwarder.export.sender import Sender
 from sentryroute_forwarder.metrics import ForwarderMetrics
-from sentryroute_forwarder.model import RoutedPart
+from sentryroute_forwarder.model import Overloaded, RoutedPart, Signal, Unavailable
 from sentryroute_forwarder.queue.accounting import QueueAccounting
 from sentryroute_forwarder.queue.bounds import Bounds
+from sentryroute_forwarder.queue.diskstore import DiskStore, QueueWriteError
 from sentryroute_forwarder.queue.exporter import Exporter
 from sentryroute_forwarder.queue.settings import PipelineSettings
 from sentryroute_forwarder.queue.states import QueueStates
@@ -61,12 +62,14 @@ class QueuePipeline:
         session_factory: SessionFactory | None = None,
         store: QueueStore | None = None,
     ) -> None:
-        self._store: QueueStore = store if store is not None else MemoryStore()
+        self._settings = settings
+        self._store: QueueStore = store if store is not None else _make_store(settings, metrics)
+        self._metrics = metrics
         self._states = QueueStates()
         self._accounting = QueueAccounting(metrics, self._store, self._states)
         self._bounds = Bounds(settings, store=self._store, states=self._states, accounting=self._accounting)
         self._client = ExportClient(settings, session_factory=session_factory)
-        self._seq = itertools.count(1)
+        self._seq = itertools.count(1)  # renumbered above what the store holds by start()
         self._exporter = Exporter(
             settings,
             settings,
@@ -80,6 +83,7 @@ class QueuePipeline:
             reroute=self._reroute,
         )
         self._router: Router | None = None
+        self._reroute_later: set[QueueKey] = set()  # re-routing failed to write (a full disk): retried
         self._closing = False
         self._sweeper: asyncio.Task[None] | None = None
         self._sweep_interval = min(_SWEEP_INTERVAL, max(0.05, settings.max_hold / 10))
@@ -87,6 +91,12 @@ class QueuePipeline:
     # -- lifecycle ---------------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Open the store (replaying a queue directory), then start exporting what it holds."""
+        self._store.open()
+        self._seq = itertools.count(self._store.last_seq() + 1)
+        if self._store.items():
+            self._metrics.queue_replayed_items.inc(self._store.items())
+        self._accounting.refresh_all()
         await self._client.start()
         self._exporter.start()
         self._sweeper = asyncio.create_task(self._sweep(), name="sentryroute-queue-sweeper")
@@ -103,12 +113,18 @@ class QueuePipeline:
             await asyncio.gather(self._sweeper, return_exceptions=True)
         await self._client.close()
         per_owner: Counter[str] = Counter()
+        durable = isinstance(self._store, DiskStore)
         for key in self._store.queues():
+            if durable:
+                per_owner[key.owner()] += self._store.items(key)
+                continue
             for record in self._store.take_all(key):
                 self._accounting.dropped(record.signal, "shutdown", record.items)
                 per_owner[key.owner()] += record.items
+        fate = "stay in the queue directory (sent after the next start)" if durable else "were not delivered"
         for owner, items in sorted(per_owner.items()):
-            log.warning("shutdown: %d items for %s were not delivered", items, owner)
+            log.warning("shutdown: %d items for %s %s", items, owner, fate)
+        self._store.close()
         self._accounting.refresh_all()
         return sum(per_owner.values())
 
@@ -117,18 +133,32 @@ class QueuePipeline:
     def has_room(self, nbytes: int) -> bool:
         return not self._closing and self._bounds.has_room(nbytes)
 
-    def offer(self, parts: Sequence[RoutedPart]) -> None:
+    def retry_after(self, nbytes: int) -> float | None:
+        return self._bounds.retry_after(nbytes)
+
+    def offer(self, parts: Sequence[RoutedPart]) -> Awaitable[None] | None:
         now = time.monotonic()
+        if self._closing:
+            raise Unavailable("the forwarder is shutting down")
+        queued = [(QueueKey.for_part(part), part) for part in parts if part.destination.kind != "drop"]
+        wait = self._bounds.stuck_room(((key, len(part.payload)) for key, part in queued), now)
+        if wait is not None:
+            raise Overloaded(
+                "queues that cannot be delivered now (rate limited, failing or held) are full",
+                retry_after=None if wait == float("inf") else max(0.0, wait),
+            )
         for part in parts:
-            if self._closing or part.destination.kind == "drop":
-                reason = "shutdown" if self._closing else part.destination.reason or "unrouted"
-                self._accounting.dropped(part.signal, reason, part.items)
-                continue
-            key = QueueKey.for_part(part)
-            self._store.append(key, Record.from_part(part, seq=next(self._seq), accepted_at=now))
-            self._bounds.trim(key, now)
+            if part.destination.kind == "drop":
+                self._accounting.dropped(part.signal, part.destination.reason or "unrouted", part.items)
+        records = [(key, Record.from_part(part, seq=next(self._seq), accepted_at=now)) for key, part in queued]
+        try:
+            self._store.append_all(records)
+        except QueueWriteError as exc:
+            raise Unavailable(str(exc)) from None
+        for key in dict.fromkeys(key for key, _ in queued):
             self._exporter.wake(key, new_data=True)
             self._accounting.refresh(key)
+        return self._store.committed()
 
     def apply_table(self, table: RoutesTable) -> None:
         """Re-resolve queued data: release held projects whose id, key or URLs changed, re-route what moved."""
@@ -165,7 +195,7 @@ class QueuePipeline:
                 if key.attribute is not None and key.value is not None:
                     found.add((key.attribute, key.value, key.hold))
             elif (hold := self._states.holds.get(key.project or "")) is not None:
-                for record in self._store.records(key):
+                for record in self._store.records(key, payloads=False):
                     if record.attribute is not None and record.value is not None:
                         found.add((record.attribute, record.value, hold.reason))
         return sorted(found)
@@ -185,24 +215,40 @@ class QueuePipeline:
     # -- internals ---------------------------------------------------------------------------------------
 
     def _reroute(self, key: QueueKey) -> None:
-        """Split a queue's records again with the current router (the table changed under them)."""
+        """Split a queue's records again with the current router (the table changed under them).
+
+        The new records are stored before the old ones are removed: a crash in between duplicates, never loses.
+        """
         router = self._router
         if router is None:
             return
         touched = {key}
-        for record in self._store.take_all(key):
+        originals = list(self._store.records(key))
+        moved: list[tuple[QueueKey, Record]] = []
+        dropped: Counter[tuple[Signal, str]] = Counter()
+        for record in originals:
             try:
                 result = split_request(record.signal, record.payload, router)
             except MalformedPayload:  # cannot happen for data that was split once; never lose the count
-                self._accounting.dropped(record.signal, "malformed", record.items)
+                dropped[record.signal, "malformed"] += record.items
                 continue
             for reason, items in result.dropped.items():
-                self._accounting.dropped(record.signal, reason, items)
+                dropped[record.signal, reason] += items
             for part in result.parts:
                 target = QueueKey.for_part(part)
                 # Age bounds count from acceptance, not from re-routing.
-                self._store.append(target, Record.from_part(part, seq=next(self._seq), accepted_at=record.accepted_at))
+                moved.append((target, Record.from_part(part, seq=next(self._seq), accepted_at=record.accepted_at)))
                 touched.add(target)
+        try:
+            self._store.append_all(moved)
+        except QueueWriteError as exc:
+            log.warning("%s: not re-routed now (%s); tried again with the next table or sweep", key.describe(), exc)
+            self._reroute_later.add(key)
+            return
+        self._reroute_later.discard(key)
+        self._store.ack(key, [record.seq for record in originals])
+        for (signal, reason), items in dropped.items():
+            self._accounting.dropped(signal, reason, items)
         now = time.monotonic()
         for target in touched:
             self._bounds.trim(target, now)
@@ -214,7 +260,24 @@ class QueuePipeline:
         while True:
             await asyncio.sleep(self._sweep_interval)
             now = time.monotonic()
+            self._bounds.sample_rate(now)
             for key in self._store.queues():
                 self._bounds.trim(key, now)
                 self._exporter.revive(key)
+            self._store.maintain()
+            for key in list(self._reroute_later):
+                self._reroute(key)
             self._accounting.refresh_all()
+
+
+def _make_store(settings: PipelineSettings, metrics: ForwarderMetrics) -> QueueStore:
+    """In memory, or the durable log in `--queue-dir` (payloads beyond `--max-bytes` stay on disk only)."""
+    if settings.queue_dir is None:
+        return MemoryStore()
+    return DiskStore(
+        settings.queue_dir,
+        memory_bytes=settings.max_bytes,
+        segment_bytes=max(1024 * 1024, min(64 * 1024 * 1024, settings.max_disk_bytes // 16)),
+        fsync=settings.queue_fsync,
+        metrics=metrics,
+    )

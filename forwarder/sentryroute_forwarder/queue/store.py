@@ -8,6 +8,7 @@ acknowledgement remove the wrong records.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
@@ -70,7 +71,7 @@ class Record:
     resources: int
     attribute: str | None
     value: str | None
-    accepted_at: float  # time.monotonic() when a receiver accepted it (kept through re-routing)
+    accepted_at: float  # time.monotonic() when a receiver accepted it (kept through re-routing and restarts)
 
     @classmethod
     def from_part(cls, part: RoutedPart, *, seq: int, accepted_at: float) -> Record:
@@ -89,7 +90,40 @@ class Record:
 class QueueStore(Protocol):
     """Ordered queues of records with byte and item accounting per key and in total."""
 
+    def open(self) -> object:
+        """Before first use: recover what a previous process left (a disk store replays its log)."""
+        ...
+
+    def close(self) -> None:
+        """After last use; what is still queued stays where it is (on disk, for the next start)."""
+        ...
+
+    def last_seq(self) -> int:
+        """The highest sequence number in the store after `open()` (new records are numbered above it)."""
+        ...
+
+    def footprint(self) -> int:
+        """What the global bound counts: queued bytes in memory, the queue directory's size on disk."""
+        ...
+
+    @property
+    def write_error(self) -> str | None:
+        """Why accepted data cannot be stored right now (the disk is full or read-only), or None."""
+        ...
+
     def append(self, key: QueueKey, record: Record) -> None: ...
+
+    def append_all(self, records: Iterable[tuple[QueueKey, Record]]) -> None:
+        """Append one request's records: all of them or, raising, none."""
+        ...
+
+    def committed(self) -> asyncio.Future[None] | None:
+        """Done once everything appended so far is as durable as configured (None: already is)."""
+        ...
+
+    def maintain(self) -> None:
+        """Periodic housekeeping (compaction, retrying a failed disk)."""
+        ...
 
     def peek(self, key: QueueKey, *, max_items: int, max_bytes: int) -> list[Record]:
         """The oldest records within both bounds, but always at least one when the queue is not empty."""
@@ -115,7 +149,9 @@ class QueueStore(Protocol):
         """Empty the queue, returning its records oldest first (for re-routing)."""
         ...
 
-    def records(self, key: QueueKey) -> Iterator[Record]: ...
+    def records(self, key: QueueKey, *, payloads: bool = True) -> Iterator[Record]:
+        """The queue's records, oldest first; with `payloads=False` a payload may be empty (for metadata)."""
+        ...
 
     def queues(self) -> list[QueueKey]:
         """Keys of the non-empty queues."""
@@ -144,6 +180,32 @@ class MemoryStore:
         self._queues: dict[QueueKey, _Queue] = {}
         self._items = 0
         self._bytes = 0
+
+    def open(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def last_seq(self) -> int:
+        return 0
+
+    def footprint(self) -> int:
+        return self._bytes
+
+    @property
+    def write_error(self) -> str | None:
+        return None
+
+    def committed(self) -> None:
+        return None
+
+    def maintain(self) -> None:
+        pass
+
+    def append_all(self, records: Iterable[tuple[QueueKey, Record]]) -> None:
+        for key, record in records:
+            self.append(key, record)
 
     def append(self, key: QueueKey, record: Record) -> None:
         queue = self._queues.get(key)
@@ -214,7 +276,7 @@ class MemoryStore:
         self._bytes -= queue.bytes
         return list(queue.records.values())
 
-    def records(self, key: QueueKey) -> Iterator[Record]:
+    def records(self, key: QueueKey, *, payloads: bool = True) -> Iterator[Record]:
         queue = self._queues.get(key)
         return iter(list(queue.records.values()) if queue is not None else [])
 

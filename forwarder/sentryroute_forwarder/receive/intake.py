@@ -6,17 +6,18 @@ outcome (or the exceptions below) into their protocol.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
 from sentryroute_forwarder.metrics import ForwarderMetrics
-from sentryroute_forwarder.model import Pipeline, Signal
+from sentryroute_forwarder.model import Overloaded, Pipeline, RetryLater, Signal
 from sentryroute_forwarder.receive.notices import DropNotices
 from sentryroute_forwarder.route.router import Router
 from sentryroute_forwarder.route.split import SplitResult, split_request
 
-__all__ = ["METRICS_SIGNAL", "Intake", "NotReady", "Outcome", "Overloaded", "count_data_points"]
+__all__ = ["METRICS_SIGNAL", "Intake", "NotReady", "Outcome", "Overloaded", "RetryLater", "count_data_points"]
 
 #: Label of OTLP metrics in the forwarder's own metrics (they are not a routed `Signal`).
 METRICS_SIGNAL = "metrics"
@@ -25,12 +26,11 @@ _METRICS_MESSAGE = "Sentry does not ingest OTLP metrics: every data point was dr
 _ITEM_NAMES = {Signal.TRACES: "spans", Signal.LOGS: "log records"}
 
 
-class NotReady(Exception):
+class NotReady(RetryLater):
     """No routes table loaded yet: the client should retry (HTTP 503 / gRPC UNAVAILABLE)."""
 
-
-class Overloaded(Exception):
-    """The global bound on queued data is reached: the client should retry (HTTP 429 / RESOURCE_EXHAUSTED)."""
+    def __init__(self) -> None:
+        super().__init__("no routes table loaded yet")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +39,7 @@ class Outcome:
 
     rejected: int = 0
     message: str = ""
+    commit: Awaitable[None] | None = None  # awaited before answering: the data is then durable
 
 
 class Intake:
@@ -51,21 +52,21 @@ class Intake:
         self.router: Router | None = None  # replaced on every table change
 
     def accept(self, signal: Signal, body: bytes) -> Outcome:
-        """Route `body` (an Export*ServiceRequest); raises NotReady, Overloaded or MalformedPayload."""
+        """Route `body` (an Export*ServiceRequest); raises RetryLater (NotReady, Overloaded, ...) or
+        MalformedPayload. Nothing is counted for a refused request: the client sends it again."""
         router = self.router
         if router is None:
             raise NotReady
         if not self._pipeline.has_room(len(body)):
-            raise Overloaded
+            raise Overloaded("the forwarder's queue is full", retry_after=self._pipeline.retry_after(len(body)))
         result = split_request(signal, body, router)
+        commit = self._pipeline.offer(result.parts) if result.parts else None
         for reason, items in result.dropped.items():
             self._metrics.dropped_items.labels(signal.value, reason).inc(items)
         if result.dropped_values:
             self._notices.note(_ITEM_NAMES[signal], result.dropped_values)
-        if result.parts:
-            self._pipeline.offer(result.parts)
         self._metrics.received_items.labels(signal.value).inc(result.items)
-        return Outcome(result.rejected, _rejection_message(signal, result))
+        return Outcome(result.rejected, _rejection_message(signal, result), commit)
 
     def reject_metrics(self, request: ExportMetricsServiceRequest) -> Outcome:
         """OTLP metrics are answered with success and every data point rejected (SPEC §6)."""

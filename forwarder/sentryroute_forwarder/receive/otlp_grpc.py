@@ -18,9 +18,9 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from sentryroute_forwarder.config import ForwarderSettings
 from sentryroute_forwarder.metrics import ForwarderMetrics
 from sentryroute_forwarder.receive.auth import BearerAuth
-from sentryroute_forwarder.receive.intake import Intake, NotReady, Outcome, Overloaded
+from sentryroute_forwarder.receive.intake import Intake, Outcome, RetryLater
 from sentryroute_forwarder.receive.services import SERVICES, OtlpService
-from sentryroute_forwarder.receive.status import build_status
+from sentryroute_forwarder.receive.status import build_status, retry_hint
 from sentryroute_forwarder.receive.tls import ReloadingTls
 from sentryroute_forwarder.route.wire import MalformedPayload
 
@@ -50,13 +50,14 @@ class _ExportHandler:
             await self._abort(context, grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
         try:
             outcome = self._accept(request)
+            if outcome.commit is not None:
+                await outcome.commit
         except (MalformedPayload, DecodeError) as exc:
             name = self._service.request_type.DESCRIPTOR.name
             await self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"request is not a valid {name}: {exc}")
-        except NotReady:
-            await self._abort(context, grpc.StatusCode.UNAVAILABLE, "no routes table loaded yet", retry=True)
-        except Overloaded:
-            await self._abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, "the forwarder's queue is full", retry=True)
+        except RetryLater as exc:
+            code = grpc.StatusCode.RESOURCE_EXHAUSTED if exc.status == 429 else grpc.StatusCode.UNAVAILABLE
+            await self._abort(context, code, exc.message, retry=retry_hint(exc.retry_after, self._retry_after))
         return self._service.response(outcome)
 
     def _accept(self, request: bytes) -> Outcome:
@@ -70,10 +71,10 @@ class _ExportHandler:
         code: grpc.StatusCode,
         message: str,
         *,
-        retry: bool = False,
+        retry: float | None = None,
     ) -> NoReturn:
         self._metrics.rejected_requests.labels(code.name).inc()
-        status = build_status(code.value[0], message, retry_after=self._retry_after if retry else None)
+        status = build_status(code.value[0], message, retry_after=retry)
         await context.abort(code, message, trailing_metadata=((_STATUS_DETAILS_KEY, status.SerializeToString()),))
 
 

@@ -23,9 +23,9 @@ from sentryroute_forwarder.metrics import ForwarderMetrics
 from sentryroute_forwarder.model import Signal
 from sentryroute_forwarder.receive.auth import BearerAuth
 from sentryroute_forwarder.receive.inflate import CorruptBody, InflatedTooLarge, UnsupportedEncoding, inflate
-from sentryroute_forwarder.receive.intake import Intake, NotReady, Outcome, Overloaded
+from sentryroute_forwarder.receive.intake import Intake, Outcome, RetryLater
 from sentryroute_forwarder.receive.services import SERVICES, OtlpService
-from sentryroute_forwarder.receive.status import CODE_FOR_HTTP, build_status
+from sentryroute_forwarder.receive.status import CODE_FOR_HTTP, build_status, retry_hint
 from sentryroute_forwarder.route.wire import MalformedPayload
 
 __all__ = ["build_http_app", "http_runner", "receiver_grace"]
@@ -76,6 +76,11 @@ class _OtlpHandler:
             outcome = self._route(signal, message.SerializeToString())
         else:
             outcome = self._route(signal, body)
+        if outcome.commit is not None:
+            try:
+                await outcome.commit
+            except RetryLater as exc:
+                raise self._retry_later(exc) from None
         return _respond(request, 200, self._service.response(outcome))
 
     async def _read_body(self, request: web.Request) -> bytes:
@@ -119,14 +124,13 @@ class _OtlpHandler:
             return self._intake.accept(signal, body)
         except MalformedPayload as exc:
             raise _Reject(400, f"body is not a valid {self._service.request_type.DESCRIPTOR.name}: {exc}") from None
-        except NotReady:
-            raise self._retry_later(503, "no routes table loaded yet") from None
-        except Overloaded:
-            raise self._retry_later(429, "the forwarder's queue is full") from None
+        except RetryLater as exc:
+            raise self._retry_later(exc) from None
 
-    def _retry_later(self, status: int, message: str) -> _Reject:
-        seconds = max(1, round(self._limits.retry_after))
-        return _Reject(status, f"{message}; retry in {seconds}s", headers={"Retry-After": str(seconds)})
+    def _retry_later(self, refusal: RetryLater) -> _Reject:
+        seconds = max(1, round(retry_hint(refusal.retry_after, self._limits.retry_after)))
+        message = f"{refusal.message}; retry in {seconds}s"
+        return _Reject(refusal.status, message, headers={"Retry-After": str(seconds)})
 
 
 def _respond(

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
+import random
 
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
-__all__ = ["CODE_FOR_HTTP", "build_status"]
+__all__ = ["CODE_FOR_HTTP", "MAX_RETRY_HINT", "build_status", "retry_hint"]
+
+#: Longest retry hint given to clients, seconds.
+MAX_RETRY_HINT = 60.0
 
 #: The google.rpc.Code carried in an HTTP error body, by HTTP status.
 CODE_FOR_HTTP = {
@@ -33,3 +37,10 @@ def build_status(code: int, message: str, *, retry_after: float | None = None) -
         detail.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
         status.details.append(detail)
     return status
+
+
+def retry_hint(estimate: float | None, floor: float, *, rng: random.Random | None = None) -> float:
+    """The delay a refused client is told: the queue's estimate (at least `floor`, `--retry-after`), plus up
+    to 50 % jitter so that clients refused together do not all come back in the same second."""
+    base = min(MAX_RETRY_HINT, max(floor, estimate if estimate is not None else floor))
+    return base * (rng or random).uniform(1.0, 1.5)

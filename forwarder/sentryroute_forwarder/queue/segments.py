@@ -1,0 +1,190 @@
+"""The on-disk format of the queue log (`--queue-dir`): segment files of framed records.
+
+A segment is a file `<number>.seg` of frames, each one record of one queue::
+
+    magic "SRQ1" | u32 body length | u32 crc32(body) | u8 state | body
+    body = u64 seq | f64 accepted (wall clock) | u32 items | u32 resources | u8 signal | u8 kind
+           | name | attribute | value  (each: u32 length, 0xFFFFFFFF for none, UTF-8) | payload
+
+`state` sits outside the checksum so that acknowledging a record is one 1-byte `pwrite` in place: ``L``
+live, ``D`` delivered or dropped (any other byte is read as live: a duplicate is better than a loss). The
+magic lets a reader find the next frame after a corrupt one. Acceptance time is wall-clock so that hold
+deadlines (`--max-hold`) survive a restart; `kind` says whether `name` is a project (``org/slug``) or the
+reason of a held value (`pending`, `unrouted`).
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from sentryroute_forwarder.model import Signal
+
+__all__ = ["DONE", "HEADER", "LIVE", "STATE_OFFSET", "Frame", "ScanResult", "encode_frame", "scan", "segment_name"]
+
+MAGIC = b"SRQ1"
+_HEAD = struct.Struct("<4sIIB")  # magic, body length, crc32, state
+_META = struct.Struct("<QdIIBB")  # seq, accepted (wall), items, resources, signal, kind
+_LEN = struct.Struct("<I")
+_NONE = 0xFFFFFFFF
+HEADER = _HEAD.size
+STATE_OFFSET = 12  # of the state byte inside a frame
+LIVE, DONE = b"L", b"D"
+_SIGNALS = (Signal.TRACES, Signal.LOGS)
+_SIGNAL_CODES = {signal: code for code, signal in enumerate(_SIGNALS)}
+KIND_PROJECT, KIND_HOLD = 0, 1
+#: Frames longer than this are corruption (a request body is at most a few tens of MiB).
+MAX_BODY = 1 << 30
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One decoded live record (its payload a view into the segment's bytes)."""
+
+    offset: int  # of the frame in its segment
+    size: int  # of the whole frame
+    seq: int
+    accepted_wall: float
+    items: int
+    resources: int
+    signal: Signal
+    kind: int  # KIND_PROJECT | KIND_HOLD
+    name: str
+    attribute: str | None
+    value: str | None
+    payload: memoryview
+
+
+@dataclass(slots=True)
+class ScanResult:
+    frames: list[Frame]
+    done: int  # acknowledged frames skipped
+    corrupt_bytes: int  # bytes skipped because they were not a valid frame
+    torn_at: int | None  # where an incomplete last frame starts (a write cut short): truncate there
+
+
+def _text(value: str | None) -> bytes:
+    if value is None:
+        return _LEN.pack(_NONE)
+    data = value.encode("utf-8", "surrogatepass")
+    return _LEN.pack(len(data)) + data
+
+
+def encode_frame(
+    *,
+    seq: int,
+    accepted_wall: float,
+    items: int,
+    resources: int,
+    signal: Signal,
+    kind: int,
+    name: str,
+    attribute: str | None,
+    value: str | None,
+    payload: bytes,
+) -> tuple[bytes, int]:
+    """The frame's head (everything but the payload) and the frame's total size; write head then payload."""
+    meta = b"".join(
+        (
+            _META.pack(seq, accepted_wall, items, resources, _SIGNAL_CODES[signal], kind),
+            _text(name),
+            _text(attribute),
+            _text(value),
+        )
+    )
+    length = len(meta) + len(payload)
+    crc = zlib.crc32(payload, zlib.crc32(meta))
+    return _HEAD.pack(MAGIC, length, crc, LIVE[0]) + meta, HEADER + length
+
+
+def _read_text(body: memoryview, at: int) -> tuple[str | None, int]:
+    (length,) = _LEN.unpack_from(body, at)
+    at += _LEN.size
+    if length == _NONE:
+        return None, at
+    if at + length > len(body):
+        raise ValueError("string past the end of the frame")
+    return bytes(body[at : at + length]).decode("utf-8", "surrogatepass"), at + length
+
+
+def _decode(offset: int, size: int, body: memoryview) -> Frame:
+    seq, accepted, items, resources, signal, kind = _META.unpack_from(body, 0)
+    at = _META.size
+    name, at = _read_text(body, at)
+    attribute, at = _read_text(body, at)
+    value, at = _read_text(body, at)
+    if name is None or signal >= len(_SIGNALS) or kind not in (KIND_PROJECT, KIND_HOLD):
+        raise ValueError("bad record header")
+    return Frame(
+        offset, size, seq, accepted, items, resources, _SIGNALS[signal], kind, name, attribute, value, body[at:]
+    )
+
+
+def _frame_at(data: memoryview, offset: int) -> tuple[Frame | None, int] | None:
+    """(frame or None when acknowledged, frame size) if a valid frame starts at `offset`, else None."""
+    if offset + HEADER > len(data):
+        return None
+    magic, length, crc, state = _HEAD.unpack_from(data, offset)
+    if magic != MAGIC or length > MAX_BODY or offset + HEADER + length > len(data):
+        return None
+    body = data[offset + HEADER : offset + HEADER + length]
+    if zlib.crc32(body) != crc:
+        return None
+    try:
+        frame = _decode(offset, HEADER + length, body)
+    except (ValueError, struct.error, UnicodeDecodeError):
+        return None
+    return (None if state == DONE[0] else frame), HEADER + length
+
+
+def scan(data: bytes) -> ScanResult:
+    """Every live frame of a segment's bytes, skipping corrupt stretches (resynchronising on the magic).
+
+    An invalid stretch with no valid frame after it is a torn tail (the process died mid-write): it is
+    reported as `torn_at`, not as corruption, and the writer truncates the file there.
+    """
+    view = memoryview(data)
+    result = ScanResult([], 0, 0, None)
+    offset = 0
+    while offset < len(view):
+        found = _frame_at(view, offset)
+        if found is not None:
+            frame, size = found
+            if frame is None:
+                result.done += 1
+            else:
+                result.frames.append(frame)
+            offset += size
+            continue
+        resume = _next_frame(view, data, offset + 1)
+        if resume is None:
+            result.torn_at = offset
+            break
+        result.corrupt_bytes += resume - offset
+        offset = resume
+    return result
+
+
+def _next_frame(view: memoryview, data: bytes, start: int) -> int | None:
+    at = start
+    while (at := data.find(MAGIC, at)) != -1:
+        if _frame_at(view, at) is not None:
+            return at
+        at += 1
+    return None
+
+
+def iter_segment_numbers(names: Iterator[str]) -> list[int]:
+    """Numbers of the `<number>.seg` files among `names`, in order."""
+    numbers = []
+    for name in names:
+        stem, dot, ext = name.partition(".")
+        if dot and ext == "seg" and stem.isdigit():
+            numbers.append(int(stem))
+    return sorted(numbers)
+
+
+def segment_name(number: int) -> str:
+    return f"{number:012d}.seg"
