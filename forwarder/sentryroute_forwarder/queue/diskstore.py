@@ -313,6 +313,10 @@ class DiskStore:
     def maintain(self) -> None:
         """Periodic: mark acknowledgements, compact sparse segments, retry a failed directory."""
         self._flush_acks()
+        active = self._active
+        if active is not None and active.size and not active.entries:
+            self._active = None  # everything in it was delivered: its space comes back now
+            self._delete(active)
         if self._write_error is not None and self._active is None:
             with contextlib.suppress(QueueWriteError):
                 self._open_active()
