@@ -199,6 +199,8 @@ def test_persistence_makes_a_statefulset_that_queues_on_its_own_volume() -> None
     spec = pod_spec(statefulset)
     container = spec["containers"][0]
     assert env_of(container)["SENTRYROUTE_QUEUE_DIR"] == "/var/lib/sentryroute/queue"
+    assert env_of(container)["SENTRYROUTE_MAX_DISK_BYTES"] == "1536MiB"
+    assert env_of(container)["SENTRYROUTE_QUEUE_FSYNC"] == "false"
     assert {"name": "queue", "mountPath": "/var/lib/sentryroute/queue"} in container["volumeMounts"]
     assert env_of(container)["SENTRYROUTE_SHUTDOWN_TIMEOUT"] == "45s"
     assert spec["terminationGracePeriodSeconds"] == 60
@@ -303,7 +305,7 @@ def test_hpa_replaces_the_replica_count() -> None:
     hpa = one(manifests, "HorizontalPodAutoscaler")
     assert hpa["apiVersion"] == "autoscaling/v2"
     assert hpa["spec"]["minReplicas"] == 3 and hpa["spec"]["maxReplicas"] == 10
-    assert hpa["spec"]["scaleTargetRef"]["kind"] == "Deployment"
+    assert hpa["spec"]["scaleTargetRef"]["kind"] == workload(manifests, "forwarder")["kind"] == "StatefulSet"
     assert "replicas" not in workload(manifests, "forwarder")["spec"]
     assert not find(render(), "HorizontalPodAutoscaler")
     assert "minReplicas" in render_error(

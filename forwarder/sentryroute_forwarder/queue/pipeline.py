@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import shutil
 import time
 from collections import Counter
 from collections.abc import Awaitable, Sequence
@@ -93,6 +94,7 @@ class QueuePipeline:
     async def start(self) -> None:
         """Open the store (replaying a queue directory), then start exporting what it holds."""
         self._store.open()
+        self._check_volume()
         self._seq = itertools.count(self._store.last_seq() + 1)
         if self._store.items():
             self._metrics.queue_replayed_items.inc(self._store.items())
@@ -127,6 +129,17 @@ class QueuePipeline:
         self._store.close()
         self._accounting.refresh_all()
         return sum(per_owner.values())
+
+    def _check_volume(self) -> None:
+        directory, bound = self._settings.queue_dir, self._settings.max_disk_bytes
+        if directory is not None and (size := shutil.disk_usage(directory).total) < bound:
+            log.warning(
+                "the volume of --queue-dir %s holds %d bytes, less than --max-disk-bytes (%d): when it fills up, "
+                "clients get 503 (disk full) instead of 429",
+                directory,
+                size,
+                bound,
+            )
 
     # -- Pipeline protocol -------------------------------------------------------------------------------
 
