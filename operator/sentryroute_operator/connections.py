@@ -13,7 +13,7 @@ ambiguous. A SentryRoute names its connection in `spec.connection` (default `def
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
@@ -26,6 +26,7 @@ from sentryroute_operator.provision.paths import is_valid_org_slug
 from sentryroute_operator.provision.tokens import (
     FileToken,
     Secret,
+    SecretReader,
     SecretToken,
     StaticToken,
     TokenSource,
@@ -78,15 +79,15 @@ def connection_allows(conn: Connection, namespace: str) -> bool:
 
 
 def token_source(
-    conn: Connection, *, core_v1_api_factory: Callable[[], Any] | None = None, namespace: str | None = None
+    conn: Connection, *, read_secret: SecretReader | None = None, namespace: str | None = None
 ) -> TokenSource:
-    """The TokenSource for `conn`. A Secret-backed connection needs the Kubernetes client and own namespace."""
+    """The TokenSource for `conn`. A Secret-backed connection needs a Secret reader and the own namespace."""
     if conn.token is not None:
         return StaticToken(conn.token)
     if conn.token_file is not None:
         return FileToken(conn.token_file)
-    if conn.token_secret is not None and core_v1_api_factory is not None and namespace:
-        return SecretToken(core_v1_api_factory, namespace, conn.token_secret, conn.token_secret_key)
+    if conn.token_secret is not None and read_secret is not None and namespace:
+        return SecretToken(read_secret, namespace, conn.token_secret, conn.token_secret_key)
     raise ConnectionsError(
         f"connection {conn.name!r}: its token Secret needs a Kubernetes client and the operator namespace"
     )

@@ -1,101 +1,68 @@
-"""The operator's own Kubernetes calls outside kopf (ConfigMaps, SentryRoute status), off the event loop.
+"""The operator's own Kubernetes calls outside kopf: ConfigMaps, SentryRoute status, token Secrets.
 
-kopf does the watching; this small wrapper around the official client does the few writes kopf does not:
-the blocking client runs in worker threads so one slow API call never stalls the reconcile loop. Every
-failure the API server or the network can cause arrives as one `KubeApiError` (with the HTTP status when
-there was one), so callers catch exactly that and let programming errors surface with their tracebacks.
+kopf does the watching of what it indexes; these few calls go through the shared async client
+(`sentryroute.kubeapi`, the same one the forwarder uses), so they never block the event loop. Every failure
+arrives as `KubeApiError` (with the HTTP status when there was one): callers catch exactly that and let
+programming errors surface with their tracebacks.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
-import kubernetes
-import urllib3
-from kubernetes.client.exceptions import ApiException
+from sentryroute.kubeapi import KubeApiError, KubeClient, configmap_path, object_path, secret_path
 
 from .derive.routes import GROUP, PLURAL, VERSION
 from .settings import ObjectRef, OperatorSettings
 
-_T = TypeVar("_T")
+__all__ = ["MANAGED_LABELS", "KubeApiError", "KubeIO", "new_kube_client"]
 
 MANAGED_LABELS = {"app.kubernetes.io/managed-by": "sentryroute-operator", "app.kubernetes.io/part-of": "sentryroute"}
 
 
-def new_api_client(settings: OperatorSettings) -> kubernetes.client.ApiClient:
+def new_kube_client(settings: OperatorSettings) -> KubeClient:
     """In-cluster credentials when running in a Pod, else the kubeconfig (standard resolution)."""
-    if settings.kubeconfig is None and settings.env.get("KUBERNETES_SERVICE_HOST"):
-        config = kubernetes.client.Configuration()
-        kubernetes.config.load_incluster_config(client_configuration=config)
-        return kubernetes.client.ApiClient(configuration=config)
-    return kubernetes.config.new_client_from_config(config_file=settings.kubeconfig)
-
-
-class KubeApiError(Exception):
-    """A Kubernetes API call failed: an error status (`status`), or no answer at all (`status` None)."""
-
-    def __init__(self, message: str, *, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-async def _call(fn: Callable[..., _T], *args: Any) -> _T:
-    """Run one blocking client call in a worker thread, its failures as `KubeApiError`."""
-    try:
-        return await asyncio.to_thread(functools.partial(fn, *args))
-    except ApiException as exc:
-        raise KubeApiError(f"{exc.status} {exc.reason}", status=exc.status) from None
-    except (urllib3.exceptions.HTTPError, OSError) as exc:
-        raise KubeApiError(f"{type(exc).__name__}: {exc}") from None
+    return KubeClient(kubeconfig=settings.kubeconfig)
 
 
 class KubeIO:
-    def __init__(self, api_client: kubernetes.client.ApiClient) -> None:
-        self.api_client = api_client
-        self.core = kubernetes.client.CoreV1Api(api_client)
-        self.custom = kubernetes.client.CustomObjectsApi(api_client)
-
-    def core_v1(self) -> kubernetes.client.CoreV1Api:
-        return self.core
+    def __init__(self, client: KubeClient) -> None:
+        self.client = client
 
     async def read_configmap(self, ref: ObjectRef) -> dict[str, str] | None:
         """The ConfigMap's data, or None when it does not exist."""
-        try:
-            cm = await _call(self.core.read_namespaced_config_map, ref.name, ref.namespace)
-        except KubeApiError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return dict(cm.data or {})
+        cm = await self.client.get_or_none(configmap_path(ref.namespace, ref.name))
+        return None if cm is None else dict(cm.get("data") or {})
 
     async def create_configmap(self, ref: ObjectRef, data: dict[str, str]) -> bool:
         """Create it; False when it already exists."""
-        body: Any = {"metadata": {"name": ref.name, "namespace": ref.namespace, "labels": MANAGED_LABELS}, "data": data}
+        body = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": ref.name, "namespace": ref.namespace, "labels": MANAGED_LABELS},
+            "data": data,
+        }
         try:
-            await _call(self.core.create_namespaced_config_map, ref.namespace, body)
+            await self.client.create(configmap_path(ref.namespace), body)
         except KubeApiError as exc:
             if exc.status == 409:
                 return False
             raise
         return True
 
-    async def patch_configmap_data(self, ref: ObjectRef, data: dict[str, str | None]) -> None:
+    async def patch_configmap_data(self, ref: ObjectRef, data: Mapping[str, str | None]) -> None:
         """JSON-merge-patch `data` (a None value removes that key)."""
-        await _call(self.core.patch_namespaced_config_map, ref.name, ref.namespace, {"data": data})
+        await self.client.merge_patch(configmap_path(ref.namespace, ref.name), {"data": dict(data)})
 
     async def patch_route_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        await _call(
-            self.custom.patch_namespaced_custom_object_status,
-            GROUP,
-            VERSION,
-            namespace,
-            PLURAL,
-            name,
-            {"status": status},
-        )
+        path = object_path(GROUP, VERSION, PLURAL, namespace, name, "status")
+        await self.client.merge_patch(path, {"status": status})
 
-    def close(self) -> None:
-        self.api_client.close()
+    async def read_secret_data(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        """A Secret's `data` (base64 values), or None when the Secret does not exist."""
+        secret = await self.client.get_or_none(secret_path(namespace, name))
+        return None if secret is None else dict(secret.get("data") or {})
+
+    async def close(self) -> None:
+        await self.client.close()

@@ -44,7 +44,6 @@ from .render.configmap import RoutesConfigMap
 from .render.renderer import ConnectionView, PreviousTable, RenderInput, render
 from .render.status_writer import StatusWriter
 from .settings import OperatorSettings
-from .watch.report_watch import ReportWatcher
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +132,7 @@ class Engine:
         for name, conn in self._connection_defs.items():
             if name in self.connections:
                 continue
-            source = token_source(conn, core_v1_api_factory=self.kube.core_v1, namespace=self.settings.namespace)
+            source = token_source(conn, read_secret=self.kube.read_secret_data, namespace=self.settings.namespace)
             api = SentryApi(base_url=conn.url, org=conn.org_slug, token=source)
             prefix = f"{name}:{conn.org_slug}/" if conn.org_slug in shared_orgs else f"{conn.org_slug}/"
             self.connections[name] = ConnectionRuntime(
@@ -194,8 +193,6 @@ class Engine:
             self.poke()
 
         watcher = asyncio.create_task(wake_on_stop())
-        reports = ReportWatcher(self.kube.core, self.settings.report_configmap, on_change=self.update_reports)
-        reports.start()
         try:
             while not stopped:
                 self.cycles += 1
@@ -206,7 +203,6 @@ class Engine:
                     await asyncio.wait_for(self._wake.wait(), timeout=timeout)
         finally:
             watcher.cancel()
-            reports.stop()
             await self.scheduler.close()
 
     async def cycle(self, now: float) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import kopf
 
 from .connections import load_connections
-from .kubeio import KubeIO, new_api_client
+from .kubeio import KubeIO, new_kube_client
 from .reconcile import Engine
 from .settings import OperatorSettings
 from .watch.handlers import configure_kopf, register_handlers
@@ -20,7 +20,7 @@ class OperatorApp:
 
     def __init__(self, settings: OperatorSettings, *, registry: kopf.OperatorRegistry | None = None) -> None:
         self.settings = settings
-        self.kube = KubeIO(new_api_client(settings))
+        self.kube = KubeIO(new_kube_client(settings))
         self.engine = Engine(
             settings, kube=self.kube, connections=load_connections(settings.connections_file, settings.env)
         )
@@ -48,7 +48,7 @@ class OperatorApp:
                 ready_flag=ready_flag,
             )
         finally:
-            self.kube.close()
+            await self.kube.close()
 
 
 async def run_operator(

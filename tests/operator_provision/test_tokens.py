@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import kmock
-import kubernetes
 import pytest
+from sentryroute_operator.kubeio import KubeIO
 from sentryroute_operator.provision import FileToken, SecretToken, SentryApi, TokenError
 
 from sentryroute.emulator import SentryEmulator
+from sentryroute.kubeapi import ApiAccess, KubeClient
 
 from .conftest import ALL_SCOPES
 
@@ -23,11 +24,10 @@ NAMESPACE = "sentryroute-system"
 async def k8s() -> AsyncIterator[tuple[kmock.KubernetesEmulator, Any]]:
     async with kmock.KubernetesEmulator() as km, kmock.Server(km) as server:
         km.resources.load_bundled()
-        config = kubernetes.client.Configuration()
-        config.host = str(server.url).rstrip("/")
-        client = kubernetes.client.ApiClient(config)
-        yield km, lambda: kubernetes.client.CoreV1Api(client)
-        client.close()
+        access = ApiAccess(str(server.url).rstrip("/"), {"Accept": "application/json"}, None)
+        kube = KubeIO(KubeClient(access_loader=lambda: access))
+        yield km, kube.read_secret_data
+        await kube.close()
 
 
 def _put_secret(km: kmock.KubernetesEmulator, name: str, data: dict[str, str]) -> None:
@@ -37,10 +37,10 @@ def _put_secret(km: kmock.KubernetesEmulator, name: str, data: dict[str, str]) -
 
 
 async def test_secret_token_is_reread_on_401(k8s: tuple[kmock.KubernetesEmulator, Any], emu: SentryEmulator) -> None:
-    km, factory = k8s
+    km, read_secret = k8s
     old = emu.state.add_token(scopes=ALL_SCOPES)
     _put_secret(km, "sentry-token", {"token": old + "\n"})
-    source = SecretToken(factory, NAMESPACE, "sentry-token", "token")
+    source = SecretToken(read_secret, NAMESPACE, "sentry-token", "token")
     assert old not in repr(source)
     async with SentryApi(base_url=emu.url, org="acme", token=source) as api:
         assert await api.list_teams() == ["backend"]
@@ -52,15 +52,15 @@ async def test_secret_token_is_reread_on_401(k8s: tuple[kmock.KubernetesEmulator
 
 
 async def test_secret_token_errors_are_clear(k8s: tuple[kmock.KubernetesEmulator, Any]) -> None:
-    km, factory = k8s
-    with pytest.raises(TokenError, match="cannot read Secret sentryroute-system/absent key 'token'"):
-        await SecretToken(factory, NAMESPACE, "absent", "token").get()
+    km, read_secret = k8s
+    with pytest.raises(TokenError, match="Secret sentryroute-system/absent key 'token' does not exist"):
+        await SecretToken(read_secret, NAMESPACE, "absent", "token").get()
     _put_secret(km, "other-key", {"auth": "value"})
     with pytest.raises(TokenError, match="does not exist"):
-        await SecretToken(factory, NAMESPACE, "other-key", "token").get()
+        await SecretToken(read_secret, NAMESPACE, "other-key", "token").get()
     _put_secret(km, "with-space", {"token": "two words"})
     with pytest.raises(TokenError, match="whitespace") as info:
-        await SecretToken(factory, NAMESPACE, "with-space", "token").get()
+        await SecretToken(read_secret, NAMESPACE, "with-space", "token").get()
     assert "two words" not in str(info.value)
 
 

@@ -15,15 +15,12 @@ import logging
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
 
-import aiohttp
-
+from sentryroute.kubeapi import KubeApiError, KubeClient, configmap_path
 from sentryroute.routes import canonical_json, report_key
 from sentryroute_forwarder.config import ObjectRef
 from sentryroute_forwarder.log_throttle import LogThrottle
 from sentryroute_forwarder.logs import quoted
-from sentryroute_forwarder.table.configmap_watcher import ApiAccess, load_api_access
 
 __all__ = ["MAX_KEYS", "HeldValuesReporter"]
 
@@ -35,10 +32,6 @@ MAX_KEYS = 1000
 _MAX_ATTRIBUTE, _MAX_VALUE = 256, 4096
 
 HeldValues = Callable[[], list[tuple[str, str, str]]]
-
-
-class _RequestFailed(Exception):
-    """A GET or PATCH answered an error status."""
 
 
 class HeldValuesReporter:
@@ -59,27 +52,22 @@ class HeldValuesReporter:
         self._interval = interval
         self._refresh = refresh
         self._max_keys = max_keys
-        self._path = f"/api/v1/namespaces/{quote(ref.namespace, safe='')}/configmaps/{quote(ref.name, safe='')}"
+        self._path = configmap_path(ref.namespace, ref.name)
         self._written: dict[str, tuple[str, float]] = {}  # key → (reason, monotonic time) of our last write
         self._log_throttle = LogThrottle(interval=log_interval, capacity=16)
-        self._access: ApiAccess | None = None
 
     async def run(self) -> None:
         """Report every interval until cancelled; failures are logged (throttled) and retried next interval."""
-        timeout = aiohttp.ClientTimeout(total=30, connect=10)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        async with KubeClient() as client:
             while True:
                 await asyncio.sleep(self._interval)
                 try:
-                    await self.report_once(session)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    self._access = None  # re-read the credentials (a rotated token) next time
-                    detail = str(exc) if isinstance(exc, _RequestFailed) else f"{type(exc).__name__}: {exc}"
+                    await self.report_once(client)
+                except KubeApiError as exc:
+                    detail = _answered(exc)
                     self._warn("failed", "cannot report held values to ConfigMap %s: %s", self._ref, detail[:200])
 
-    async def report_once(self, session: aiohttp.ClientSession) -> None:
+    async def report_once(self, client: KubeClient) -> None:
         """Patch in the held values that are new, changed reason, or were last written over `refresh` ago."""
         held = [
             (attribute, value, reason)
@@ -90,9 +78,9 @@ class HeldValuesReporter:
         self._written = {key: written for key, written in self._written.items() if key in held_keys}
         if not held:
             return
-        if self._access is None:
-            self._access = await asyncio.to_thread(load_api_access)
-        data = await self._get_data(session, self._access)
+        configmap = await client.get(self._path)
+        raw_data = configmap.get("data")
+        data: dict[str, Any] = raw_data if isinstance(raw_data, dict) else {}
         now = time.monotonic()
         count, waiting = len(data), []
         patch: dict[str, str] = {}
@@ -120,25 +108,8 @@ class HeldValuesReporter:
                 quoted(waiting[0]),
             )
         if patch:
-            await self._patch_data(session, self._access, patch)
+            await client.merge_patch(self._path, {"data": patch})
             self._written.update((key, (reason, now)) for key, reason in reasons.items())
-
-    async def _get_data(self, session: aiohttp.ClientSession, access: ApiAccess) -> dict[str, Any]:
-        url = access.base_url + self._path
-        async with session.get(url, headers=access.headers, ssl=access.ssl_context or True) as resp:
-            if resp.status != 200:
-                raise _RequestFailed(f"GET answered {resp.status}{_hint(resp.status)}")
-            configmap = await resp.json()
-        data = configmap.get("data") if isinstance(configmap, dict) else None
-        return data if isinstance(data, dict) else {}
-
-    async def _patch_data(self, session: aiohttp.ClientSession, access: ApiAccess, patch: dict[str, str]) -> None:
-        url = access.base_url + self._path
-        headers = {**access.headers, "Content-Type": "application/merge-patch+json"}
-        body = json.dumps({"data": patch}, ensure_ascii=False).encode()
-        async with session.patch(url, data=body, headers=headers, ssl=access.ssl_context or True) as resp:
-            if resp.status != 200:
-                raise _RequestFailed(f"PATCH answered {resp.status}{_hint(resp.status)}")
 
     def _recently_written(self, key: str, reason: str, now: float) -> bool:
         written = self._written.get(key)
@@ -160,6 +131,14 @@ def _reason_of(entry: Any) -> str | None:
 
 def _rfc3339_now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _answered(exc: KubeApiError) -> str:
+    """ "GET answered 404 (hint)" for an error status, else the client's own description."""
+    if exc.status is None:
+        return str(exc)
+    method = str(exc).split(" ", 1)[0]
+    return f"{method} answered {exc.status}{_hint(exc.status)}"
 
 
 def _hint(status: int) -> str:

@@ -11,9 +11,11 @@ import asyncio
 import base64
 import binascii
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
+
+from sentryroute.kubeapi import KubeApiError
 
 from .errors import TokenError
 
@@ -100,15 +102,15 @@ class FileToken:
         return f"FileToken({str(self.path)!r})"
 
 
+#: Reads a Secret's `data` (base64 values) by (namespace, name); None when the Secret does not exist.
+SecretReader = Callable[[str, str], Awaitable[Mapping[str, Any] | None]]
+
+
 class SecretToken:
-    """A token read from a Kubernetes Secret in the operator's own namespace; re-read on `refresh()`.
+    """A token read from a Kubernetes Secret in the operator's own namespace; re-read on `refresh()`."""
 
-    `core_v1_api_factory` returns a `kubernetes.client.CoreV1Api`; the blocking call runs in a worker thread
-    so the event loop keeps serving other handlers.
-    """
-
-    def __init__(self, core_v1_api_factory: Callable[[], Any], namespace: str, name: str, key: str) -> None:
-        self._factory = core_v1_api_factory
+    def __init__(self, read_secret: SecretReader, namespace: str, name: str, key: str) -> None:
+        self._read_secret = read_secret
         self.namespace, self.name, self.key = namespace, name, key
         self._token: Secret | None = None
 
@@ -120,11 +122,10 @@ class SecretToken:
     async def refresh(self) -> str:
         where = f"Secret {self.namespace}/{self.name} key {self.key!r}"
         try:
-            secret = await asyncio.to_thread(self._read)
-        except Exception as exc:  # the kubernetes client raises ApiException, urllib3 errors, …
-            status = getattr(exc, "status", None)
-            raise TokenError(f"cannot read {where}: {type(exc).__name__} {status or ''}".rstrip()) from None
-        encoded = (getattr(secret, "data", None) or {}).get(self.key)
+            data = await self._read_secret(self.namespace, self.name)
+        except KubeApiError as exc:
+            raise TokenError(f"cannot read {where}: {type(exc).__name__} {exc.status or ''}".rstrip()) from None
+        encoded = (data or {}).get(self.key)
         if not isinstance(encoded, str):
             raise TokenError(f"{where} does not exist")
         try:
@@ -133,9 +134,6 @@ class SecretToken:
             raise TokenError(f"{where} is not valid base64 UTF-8") from None
         self._token = checked_token(raw, source=where)
         return self._token.reveal()
-
-    def _read(self) -> Any:
-        return self._factory().read_namespaced_secret(self.name, self.namespace)
 
     def __repr__(self) -> str:
         return f"SecretToken({self.namespace!r}, {self.name!r}, {self.key!r})"

@@ -16,6 +16,7 @@ from ..derive import OwnerRef, PodFacts, controller_owner, pod_facts
 from ..derive.routes import CRD_NAME, GROUP, PLURAL, VERSION, RouteKey, RouteSpec, parse_route
 from ..reconcile import Engine, Indexes
 from ..settings import FINALIZER, OperatorSettings
+from .report_watch import ReportWatcher
 
 ANNOTATION_PREFIX = "sentryroute.dev"
 
@@ -118,4 +119,9 @@ def register_handlers(registry: kopf.OperatorRegistry, engine: Engine, settings:
             routes=sentryroutes, pods=pods, replicaset_parents=replicaset_parents, job_parents=job_parents
         )
         logger.info("Reconcile loop started")
-        await engine.run(indexes, stopped=stopped)
+        reports = ReportWatcher(engine.kube.client, settings.report_configmap, on_change=engine.update_reports)
+        reports.start()
+        try:
+            await engine.run(indexes, stopped=stopped)
+        finally:
+            await reports.stop()

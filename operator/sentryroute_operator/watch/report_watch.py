@@ -2,80 +2,67 @@
 
 kopf watches a resource kind cluster-wide in a cluster-wide operator; for ConfigMaps that would mean reading
 every ConfigMap of the cluster (and RBAC to do so) for the sake of one object. This watch needs `list`/`watch`
-on ConfigMaps in the operator's own namespace only. It runs the official client's blocking watch in a thread
-and hands every new state of the ConfigMap to the event loop.
+on ConfigMaps in the operator's own namespace only, through the shared async client (`sentryroute.kubeapi`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-import kubernetes
+from sentryroute.kubeapi import KubeClient, ListWatch, WatchEventType, configmap_path
 
 from ..settings import ObjectRef
 
 log = logging.getLogger(__name__)
 
-#: Server-side timeout of one watch request: after `stop()`, the thread ends within this time on its own.
+#: Server-side timeout of one watch request; the watch then resumes where it was.
 WATCH_TIMEOUT = 30
 
 
 class ReportWatcher:
     def __init__(
-        self,
-        core: kubernetes.client.CoreV1Api,
-        ref: ObjectRef,
-        *,
-        on_change: Callable[[dict[str, str] | None], None],
+        self, client: KubeClient, ref: ObjectRef, *, on_change: Callable[[dict[str, str] | None], None]
     ) -> None:
-        self._core = core
+        """`on_change` gets the ConfigMap's data on every change, None when it is deleted or absent."""
+        self._client = client
         self._ref = ref
         self._on_change = on_change
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        """Start watching; `on_change` runs on the calling thread's event loop (None: the ConfigMap is gone)."""
-        self._loop = asyncio.get_running_loop()
-        self._thread = threading.Thread(target=self._run, name=f"watch {self._ref}", daemon=True)
-        self._thread.start()
+        self._task = asyncio.create_task(self._run(), name=f"watch {self._ref}")
 
-    def stop(self) -> None:
-        """Stop delivering changes now; the thread itself ends when its current watch request does."""
-        self._stop.set()
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._watch_once()
-            except Exception as exc:  # the API server restarted, a network blip: re-watch after a pause
-                if not self._stop.is_set():
-                    log.warning("Watching %s failed, retrying: %s", self._ref, exc)
-                    self._stop.wait(1.0)
-
-    def _watch_once(self) -> None:
-        stream = kubernetes.watch.Watch().stream(
-            self._core.list_namespaced_config_map,
-            self._ref.namespace,
+    async def _run(self) -> None:
+        watch = ListWatch(
+            self._client,
+            configmap_path(self._ref.namespace),
             field_selector=f"metadata.name={self._ref.name}",
             timeout_seconds=WATCH_TIMEOUT,
+            retry_delay=1.0,
+            on_problem=lambda problem: log.warning("Watching the report ConfigMap %s: %s", self._ref, problem),
         )
-        for event in stream:
-            if self._stop.is_set():
-                return
-            obj: Any = event["object"]
-            data = None if event["type"] == "DELETED" else dict(obj.data or {})
-            assert self._loop is not None
-            try:
-                self._loop.call_soon_threadsafe(self._deliver, data)
-            except RuntimeError:  # the event loop is gone: the operator has stopped
-                return
+        async for event in watch.events():
+            if event.type == WatchEventType.LISTED:
+                ours = [obj for obj in event.objects if self._is_ours(obj)]
+                self._on_change(_data(ours[0]) if ours else None)
+            elif self._is_ours(event.object):
+                self._on_change(None if event.type == WatchEventType.DELETED else _data(event.object))
 
-    def _deliver(self, data: dict[str, str] | None) -> None:
-        if not self._stop.is_set():
-            self._on_change(data)
+    def _is_ours(self, obj: Mapping[str, Any]) -> bool:
+        return bool((obj.get("metadata") or {}).get("name") == self._ref.name)
+
+
+def _data(obj: Mapping[str, Any]) -> dict[str, str]:
+    data = obj.get("data")
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, Mapping) else {}

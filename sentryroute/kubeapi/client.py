@@ -1,0 +1,215 @@
+"""`KubeClient`: get, list, create and JSON-merge-patch over aiohttp, every failure one `KubeApiError`.
+
+Path segments that come from configuration (namespaces, names) are escaped as one segment each. A 401 re-reads
+the credentials once and resends (rotated service-account tokens); any other error status raises with the API
+server's own `Status.message`. No method logs request headers, so the bearer token never reaches a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from .access import ApiAccess, load_api_access
+
+__all__ = ["KubeApiError", "KubeClient", "configmap_path", "object_path", "secret_path", "selector_params"]
+
+_MESSAGE_LIMIT = 300
+
+
+class KubeApiError(Exception):
+    """A Kubernetes API call failed: an error `status` from the server, or no answer at all (`status` None)."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def object_path(
+    group: str, version: str, plural: str, namespace: str | None, name: str | None = None, subresource: str = ""
+) -> str:
+    """The REST path of a collection or object: core (`group` "") or named group, namespaced or not."""
+    prefix = f"/api/{version}" if not group else f"/apis/{group}/{version}"
+    path = prefix + (f"/namespaces/{quote(namespace, safe='')}" if namespace else "") + f"/{plural}"
+    if name is not None:
+        path += f"/{quote(name, safe='')}"
+        if subresource:
+            path += f"/{subresource}"
+    return path
+
+
+def configmap_path(namespace: str, name: str | None = None) -> str:
+    return object_path("", "v1", "configmaps", namespace, name)
+
+
+def secret_path(namespace: str, name: str) -> str:
+    return object_path("", "v1", "secrets", namespace, name)
+
+
+class KubeClient:
+    def __init__(
+        self,
+        *,
+        kubeconfig: str | None = None,
+        timeout: float = 30.0,
+        access_loader: Callable[[], ApiAccess] | None = None,
+    ) -> None:
+        """`kubeconfig`: a file to use instead of the standard resolution; `timeout`: per request (not watches)."""
+        self._load: Callable[[], ApiAccess] = access_loader or (lambda: load_api_access(kubeconfig))
+        self._access: ApiAccess | None = None
+        self._timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 10.0))
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> KubeClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def invalidate(self) -> None:
+        """Re-read the credentials before the next request (after a 401 or a broken connection)."""
+        self._access = None
+
+    async def access(self) -> ApiAccess:
+        if self._access is None:
+            try:
+                self._access = await asyncio.to_thread(self._load)
+            except Exception as exc:  # the kubernetes loaders raise ConfigException, OSError, ValueError, …
+                raise KubeApiError(f"cannot load Kubernetes credentials: {type(exc).__name__}: {exc}") from None
+        return self._access
+
+    # --- calls ---------------------------------------------------------------------------------------------
+
+    async def get(self, path: str, *, params: Mapping[str, str] | None = None) -> dict[str, Any]:
+        return await self.request("GET", path, params=params)
+
+    async def get_or_none(self, path: str) -> dict[str, Any] | None:
+        """The object at `path`, or None when it does not exist (404)."""
+        try:
+            return await self.get(path)
+        except KubeApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def create(self, collection_path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        return await self.request("POST", collection_path, body=body)
+
+    async def merge_patch(self, path: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        """RFC 7386 JSON merge patch: a None value removes that key."""
+        return await self.request("PATCH", path, body=patch, content_type="application/merge-patch+json")
+
+    async def list(
+        self, collection_path: str, *, field_selector: str | None = None, label_selector: str | None = None
+    ) -> tuple[list[dict[str, Any]], str]:
+        """Every item (all pages) and the list's resourceVersion, the point a watch continues from."""
+        params = selector_params(field_selector, label_selector)
+        items: list[dict[str, Any]] = []
+        while True:
+            listing = await self.get(collection_path, params=params)
+            items += [item for item in listing.get("items") or () if isinstance(item, dict)]
+            metadata = listing.get("metadata") or {}
+            if not metadata.get("continue"):
+                return items, str(metadata.get("resourceVersion") or "")
+            params = {**params, "continue": str(metadata["continue"])}
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Mapping[str, Any] | None = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
+        data = None if body is None else json.dumps(body, ensure_ascii=False).encode()
+        for attempt in (1, 2):
+            async with self._send(method, path, params=params, data=data, content_type=content_type) as resp:
+                if resp.status == 401 and attempt == 1:
+                    self.invalidate()
+                    continue
+                raw = await resp.read()
+                if resp.status >= 300:
+                    raise KubeApiError(f"{method} {path}: {_status_message(resp.status, raw)}", status=resp.status)
+                try:
+                    parsed = json.loads(raw) if raw else {}
+                except ValueError:
+                    raise KubeApiError(f"{method} {path}: the answer is not JSON", status=resp.status) from None
+                return parsed if isinstance(parsed, dict) else {}
+        raise AssertionError("unreachable")
+
+    @asynccontextmanager
+    async def stream(self, path: str, params: Mapping[str, str], *, read_timeout: float) -> AsyncIterator[Any]:
+        """A long-running GET (a watch): the response, whose body the caller reads line by line."""
+        timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_read=read_timeout)
+        async with self._send("GET", path, params=params, client_timeout=timeout) as resp:
+            if resp.status == 401:
+                self.invalidate()
+            if resp.status >= 300:
+                raw = await resp.read()
+                raise KubeApiError(f"watch {path}: {_status_message(resp.status, raw)}", status=resp.status)
+            yield resp
+
+    @asynccontextmanager
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        data: bytes | None = None,
+        content_type: str = "application/json",
+        client_timeout: aiohttp.ClientTimeout | None = None,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        access = await self.access()
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        headers = dict(access.headers)
+        if data is not None:
+            headers["Content-Type"] = content_type
+        try:
+            async with self._session.request(
+                method,
+                access.base_url + path,
+                params=params,
+                data=data,
+                headers=headers,
+                ssl=access.ssl_context or True,
+                timeout=client_timeout or self._timeout,
+                allow_redirects=False,
+            ) as resp:
+                yield resp
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            self.invalidate()  # a new API server address or certificate may be behind it
+            raise KubeApiError(f"{method} {path}: {type(exc).__name__}: {str(exc)[:_MESSAGE_LIMIT]}") from None
+
+
+def selector_params(field_selector: str | None, label_selector: str | None) -> dict[str, str]:
+    params: dict[str, str] = {}
+    if field_selector:
+        params["fieldSelector"] = field_selector
+    if label_selector:
+        params["labelSelector"] = label_selector
+    return params
+
+
+def _status_message(status: int, raw: bytes) -> str:
+    """`<status> <Status.message>` from the API server's answer (or the start of the body)."""
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        parsed = None
+    message = parsed.get("message") if isinstance(parsed, dict) else None
+    text = message if isinstance(message, str) else raw[:_MESSAGE_LIMIT].decode("utf-8", "replace")
+    return f"{status} {' '.join(text.split())[:_MESSAGE_LIMIT]}".strip()
