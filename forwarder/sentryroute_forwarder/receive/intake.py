@@ -15,7 +15,9 @@ from sentryroute_forwarder.metrics import ForwarderMetrics
 from sentryroute_forwarder.model import Overloaded, Pipeline, RetryLater, Signal
 from sentryroute_forwarder.receive.notices import DropNotices
 from sentryroute_forwarder.route.router import Router
-from sentryroute_forwarder.route.split import SplitResult, split_request
+from sentryroute_forwarder.route.split import SplitResult, split_records
+from sentryroute_forwarder.route.validate import INVALID, validate_request
+from sentryroute_forwarder.route.wire import MalformedPayload
 
 __all__ = ["METRICS_SIGNAL", "Intake", "NotReady", "Outcome", "Overloaded", "RetryLater", "count_data_points"]
 
@@ -52,14 +54,25 @@ class Intake:
         self.router: Router | None = None  # replaced on every table change
 
     def accept(self, signal: Signal, body: bytes) -> Outcome:
-        """Route `body` (an Export*ServiceRequest); raises RetryLater (NotReady, Overloaded, ...) or
-        MalformedPayload. Nothing is counted for a refused request: the client sends it again."""
+        """Validate and route `body` (an Export*ServiceRequest); raises RetryLater (NotReady, Overloaded, ...)
+        or MalformedPayload. Nothing is counted for a refused request: the client sends it again.
+
+        Resource records that fail validation are dropped (`reason="invalid"`) and named in the outcome; when
+        no record is valid the whole request is malformed (400 / INVALID_ARGUMENT).
+        """
         router = self.router
         if router is None:
             raise NotReady
         if not self._pipeline.has_room(len(body)):
             raise Overloaded("the forwarder's queue is full", retry_after=self._pipeline.retry_after(len(body)))
-        result = split_request(signal, body, router)
+        validation = validate_request(signal, body, keys=router.keys)
+        if validation.rejected and not validation.records:
+            raise MalformedPayload(validation.describe_rejections())
+        result = split_records(signal, body, validation.records, router)
+        if validation.rejected:
+            result.dropped[INVALID] = result.dropped.get(INVALID, 0) + validation.rejected_items
+            result.items += validation.rejected_items
+            result.notes.append(validation.describe_rejections())
         commit = self._pipeline.offer(result.parts) if result.parts else None
         for reason, items in result.dropped.items():
             self._metrics.dropped_items.labels(signal.value, reason).inc(items)
@@ -87,7 +100,8 @@ def count_data_points(request: ExportMetricsServiceRequest) -> int:
 
 
 def _rejection_message(signal: Signal, result: SplitResult) -> str:
-    if not result.rejected:
+    if not result.rejected and not result.notes:
         return ""
     reasons = ", ".join(f"{reason}: {items}" for reason, items in sorted(result.dropped.items()))
-    return f"sentryroute dropped {result.rejected} of {result.items} {_ITEM_NAMES[signal]} ({reasons})"
+    notes = "".join(f"; {note}" for note in result.notes)
+    return f"sentryroute dropped {result.rejected} of {result.items} {_ITEM_NAMES[signal]} ({reasons}){notes}"

@@ -27,7 +27,7 @@ class OtlpService:
     def response(self, outcome: Outcome) -> Message:
         """The Export*ServiceResponse for `outcome`: empty on full success, else `partial_success` set."""
         response = self.response_type()
-        if outcome.rejected:
+        if outcome.rejected or outcome.message:
             partial = response.partial_success  # type: ignore[attr-defined]
             setattr(partial, self.rejected_field, outcome.rejected)
             partial.error_message = outcome.message

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 
 from sentryroute_forwarder.model import Destination, RoutedPart, Signal
 from sentryroute_forwarder.route.router import Router
-from sentryroute_forwarder.route.wire import parse_records
+from sentryroute_forwarder.route.wire import ResourceRecord, parse_records
 
-__all__ = ["DroppedValue", "SplitResult", "split_request"]
+__all__ = ["DroppedValue", "SplitResult", "split_records", "split_request"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +31,7 @@ class SplitResult:
     dropped: dict[str, int] = field(default_factory=dict)  # reason → items dropped (never in `parts`)
     dropped_values: list[DroppedValue] = field(default_factory=list)
     items: int = 0  # every span or log record of the request
+    notes: list[str] = field(default_factory=list)  # details for partial_success (why records were rejected)
 
     @property
     def rejected(self) -> int:
@@ -50,10 +51,15 @@ class _Group:
 def split_request(signal: Signal, body: bytes, router: Router) -> SplitResult:
     """Group the resources of an Export*ServiceRequest body by their routing decision.
 
-    Raises `MalformedPayload` for a body that is not a valid request.
+    For data validated at intake (re-routing queued data): records are read with the lite parse. Raises
+    `MalformedPayload` for a body that is not a valid request.
     """
+    return split_records(signal, body, parse_records(body, keys=router.keys), router)
+
+
+def split_records(signal: Signal, body: bytes, records: list[ResourceRecord], router: Router) -> SplitResult:
+    """Group `records` (resource records of `body`, e.g. those that passed validation) by routing decision."""
     groups: dict[tuple[Destination, str | None], _Group] = {}
-    records = parse_records(body, keys=router.keys)
     result = SplitResult()
     for record in records:
         destination, attribute, value = router.decide(record.attributes)

@@ -19,7 +19,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.resource.v1 import resource_pb2
 
-__all__ = ["MalformedPayload", "ResourceRecord", "parse_records", "records"]
+__all__ = ["MalformedPayload", "ResourceRecord", "lite_items", "parse_records", "record_bounds", "records"]
 
 _RECORD_TAG = (1 << 3) | 2  # field 1, length-delimited: ResourceSpans / ResourceLogs
 _MAX_VARINT_BYTES = 10
@@ -95,7 +95,7 @@ def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def _record_bounds(buf: memoryview) -> list[tuple[int, int, int]]:
+def record_bounds(buf: memoryview) -> list[tuple[int, int, int]]:
     """(record start, body start, end) of every top-level field-1 record; other fields are skipped."""
     bounds: list[tuple[int, int, int]] = []
     pos, end = 0, len(buf)
@@ -130,7 +130,7 @@ def _record_bounds(buf: memoryview) -> list[tuple[int, int, int]]:
 def records(payload: bytes | memoryview) -> list[memoryview]:
     """The top-level resource records of a request body, as slices of it (joining them is a valid body)."""
     buf = memoryview(payload)
-    return [buf[start:end] for start, _, end in _record_bounds(buf)]
+    return [buf[start:end] for start, _, end in record_bounds(buf)]
 
 
 def parse_records(payload: bytes | memoryview, *, keys: Collection[str] | None = None) -> list[ResourceRecord]:
@@ -140,7 +140,7 @@ def parse_records(payload: bytes | memoryview, *, keys: Collection[str] | None =
     """
     buf = memoryview(payload)
     result: list[ResourceRecord] = []
-    for index, (start, body_start, end) in enumerate(_record_bounds(buf)):
+    for index, (start, body_start, end) in enumerate(record_bounds(buf)):
         try:
             record = _LiteRecord.FromString(buf[body_start:end])
         except DecodeError:
@@ -158,3 +158,12 @@ def parse_records(payload: bytes | memoryview, *, keys: Collection[str] | None =
             attributes[key] = getattr(value, kind) if kind is not None else None
         result.append(ResourceRecord(data=buf[start:end], attributes=attributes, items=items))
     return result
+
+
+def lite_items(record_body: bytes | memoryview) -> int:
+    """Spans or log records of one record body, as far as its framing can be read (0 when it cannot)."""
+    try:
+        record = _LiteRecord.FromString(record_body)
+    except DecodeError:
+        return 0
+    return sum(len(scope.items) for scope in record.scopes)

@@ -1,0 +1,63 @@
+"""Per-span CPU cost of intake validation on the reference workload's request (10 resources x 50 spans x 11 attrs).
+
+    .venv/bin/python bench/validate_bench.py
+
+Compares, per span, in this process: the lite wire read that routing used before validation
+(`parse_records`), the intake's validation (`validate_request`: one upb parse of the whole request, routing
+attributes and item counts), and upb's full parse alone (`ExportTraceServiceRequest.FromString`).
+Medians [range] of `--rounds` rounds of `--requests` calls each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from sentryroute_forwarder.model import Signal
+from sentryroute_forwarder.route.validate import validate_request
+from sentryroute_forwarder.route.wire import parse_records
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from forwarder_bench import SPANS_PER_REQUEST, build_request
+
+KEYS = frozenset({"service.name", "k8s.namespace.name"})
+
+
+def per_span_us(call: Callable[[], object], *, requests: int, rounds: int) -> list[float]:
+    results = []
+    for _ in range(rounds):
+        started = time.process_time()
+        for _ in range(requests):
+            call()
+        results.append((time.process_time() - started) / requests / SPANS_PER_REQUEST * 1e6)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    body = build_request()
+    cases: dict[str, Callable[[], object]] = {
+        "lite wire read (routing before validation)": lambda: parse_records(body, keys=KEYS),
+        "validate_request (what intake runs now)": lambda: validate_request(Signal.TRACES, body, keys=KEYS),
+        "upb full parse alone": lambda: ExportTraceServiceRequest.FromString(body),
+    }
+    print(f"request: {len(body)} bytes, {SPANS_PER_REQUEST} spans; CPU µs per span, median [range] of {args.rounds}")
+    medians = {}
+    for name, call in cases.items():
+        runs = per_span_us(call, requests=args.requests, rounds=args.rounds)
+        medians[name] = statistics.median(runs)
+        print(f"  {name:45s} {medians[name]:.3f} [{min(runs):.3f}-{max(runs):.3f}]")
+    names = list(cases)
+    print(f"  validation adds {medians[names[1]] - medians[names[0]]:.3f} µs per span over the lite read")
+
+
+if __name__ == "__main__":
+    main()
