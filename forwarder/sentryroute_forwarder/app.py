@@ -23,6 +23,7 @@ from sentryroute_forwarder.model import Pipeline
 from sentryroute_forwarder.queue.pipeline import QueuePipeline
 from sentryroute_forwarder.receive.auth import BearerAuth
 from sentryroute_forwarder.receive.intake import Intake
+from sentryroute_forwarder.receive.offload import Offload
 from sentryroute_forwarder.receive.otlp_grpc import start_grpc_server
 from sentryroute_forwarder.receive.otlp_http import build_http_app, http_runner, receiver_grace
 from sentryroute_forwarder.receive.tls import ReloadingTls
@@ -61,6 +62,7 @@ class Forwarder:
         self.metrics = metrics or ForwarderMetrics()
         self.pipeline: ManagedPipeline = pipeline or QueuePipeline(settings=settings, metrics=self.metrics)
         self.intake = Intake(pipeline=self.pipeline, metrics=self.metrics)
+        self.offload = Offload(settings.decode_workers)
         self.loader = TableLoader(on_table=self._apply_table, metrics=self.metrics)
         self.http_port = self.grpc_port = self.admin_port = 0
         self._stopping = False
@@ -90,8 +92,10 @@ class Forwarder:
         tls = None
         if settings.tls_cert is not None and settings.tls_key is not None:
             tls = ReloadingTls(cert=settings.tls_cert, key=settings.tls_key, client_ca=settings.client_ca)
-        http_app = build_http_app(intake=self.intake, settings=settings, metrics=self.metrics, auth=auth)
-        self._http_runner = http_runner(http_app, settings=settings)
+        http_app = build_http_app(
+            intake=self.intake, settings=settings, metrics=self.metrics, auth=auth, offload=self.offload
+        )
+        self._http_runner = http_runner(http_app, settings=settings, metrics=self.metrics)
         self.http_port = await self._serve(
             self._http_runner, settings.otlp_http, ssl_context=tls.ssl_context() if tls else None
         )
@@ -120,6 +124,7 @@ class Forwarder:
             await self._grpc_server.stop(receiver_grace(self.settings))
         if self._http_runner is not None and self._http_runner in self._runners:
             await self._http_runner.cleanup()  # stops accepting, lets requests in flight finish (bounded)
+        self.offload.close()
         undelivered = await self.pipeline.close(max(0.0, deadline - loop.time()))
         for runner in reversed(self._runners):
             if runner is not self._http_runner:

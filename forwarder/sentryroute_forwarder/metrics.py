@@ -23,6 +23,11 @@ class ForwarderMetrics:
         )
         self.queued_items = Gauge("sentryroute_queued_items", "Items waiting per project.", ["project"], registry=r)
         self.queued_bytes = Gauge("sentryroute_queued_bytes", "Bytes queued and held (global bound).", registry=r)
+        self.receiving_bytes = Gauge(
+            "sentryroute_receiving_bytes",
+            "Bytes of requests being received (read, inflated, decoded), reserved against the global bound.",
+            registry=r,
+        )
         self.held_items = Gauge("sentryroute_held_items", "Items held, by reason.", ["reason"], registry=r)
         self.rate_limited_seconds = Counter(
             "sentryroute_rate_limited_seconds",

@@ -19,7 +19,16 @@ from sentryroute_forwarder.route.split import SplitResult, split_records
 from sentryroute_forwarder.route.validate import INVALID, validate_request
 from sentryroute_forwarder.route.wire import MalformedPayload
 
-__all__ = ["METRICS_SIGNAL", "Intake", "NotReady", "Outcome", "Overloaded", "RetryLater", "count_data_points"]
+__all__ = [
+    "METRICS_SIGNAL",
+    "Intake",
+    "NotReady",
+    "Outcome",
+    "Overloaded",
+    "Reservation",
+    "RetryLater",
+    "count_data_points",
+]
 
 #: Label of OTLP metrics in the forwarder's own metrics (they are not a routed `Signal`).
 METRICS_SIGNAL = "metrics"
@@ -44,6 +53,31 @@ class Outcome:
     commit: Awaitable[None] | None = None  # awaited before answering: the data is then durable
 
 
+class Reservation:
+    """Bytes of one request in flight (its body as read, inflated and decoded), counted against `--max-bytes`
+    together with the queue, so bodies being received cannot take the process past the bound."""
+
+    def __init__(self, intake: Intake) -> None:
+        self._intake = intake
+        self.nbytes = 0
+
+    def grow(self, total: int) -> None:
+        """Hold `total` bytes (if more than now); raises Overloaded when they do not fit."""
+        if total > self.nbytes:
+            self._intake._claim(total - self.nbytes)
+            self.nbytes = total
+
+    def release(self) -> None:
+        self._intake._unclaim(self.nbytes)
+        self.nbytes = 0
+
+    def __enter__(self) -> Reservation:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
 class Intake:
     """Routes requests with the router of the current table and offers the parts to the pipeline."""
 
@@ -52,8 +86,29 @@ class Intake:
         self._metrics = metrics
         self._notices = notices or DropNotices()
         self.router: Router | None = None  # replaced on every table change
+        self._in_flight = 0  # bytes reserved by requests being received
 
-    def accept(self, signal: Signal, body: bytes) -> Outcome:
+    def reserve(self, nbytes: int) -> Reservation:
+        """A reservation of `nbytes` for a request about to be read; raises NotReady or Overloaded at once."""
+        if self.router is None:
+            raise NotReady
+        reservation = Reservation(self)
+        reservation.grow(nbytes)
+        return reservation
+
+    def _claim(self, nbytes: int) -> None:
+        if not self._pipeline.has_room(self._in_flight + nbytes):
+            raise Overloaded(
+                "the forwarder's queue is full", retry_after=self._pipeline.retry_after(self._in_flight + nbytes)
+            )
+        self._in_flight += nbytes
+        self._metrics.receiving_bytes.set(self._in_flight)
+
+    def _unclaim(self, nbytes: int) -> None:
+        self._in_flight -= nbytes
+        self._metrics.receiving_bytes.set(self._in_flight)
+
+    def accept(self, signal: Signal, body: bytes, *, reservation: Reservation | None = None) -> Outcome:
         """Validate and route `body` (an Export*ServiceRequest); raises RetryLater (NotReady, Overloaded, ...)
         or MalformedPayload. Nothing is counted for a refused request: the client sends it again.
 
@@ -63,8 +118,12 @@ class Intake:
         router = self.router
         if router is None:
             raise NotReady
-        if not self._pipeline.has_room(len(body)):
-            raise Overloaded("the forwarder's queue is full", retry_after=self._pipeline.retry_after(len(body)))
+        # Bodies other requests are receiving count too; this request's own reservation is `body` itself.
+        others = self._in_flight - (reservation.nbytes if reservation is not None else 0)
+        if not self._pipeline.has_room(others + len(body)):
+            raise Overloaded(
+                "the forwarder's queue is full", retry_after=self._pipeline.retry_after(others + len(body))
+            )
         validation = validate_request(signal, body, keys=router.keys)
         if validation.rejected and not validation.records:
             raise MalformedPayload(validation.describe_rejections())

@@ -103,6 +103,10 @@ def _probe_bind(host: str, port: int) -> None:
         raise OSError(exc.errno, f"cannot listen for OTLP/gRPC on {where}: {reason}") from None
 
 
+def _millis(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
 async def start_grpc_server(
     *,
     intake: Intake,
@@ -113,10 +117,18 @@ async def start_grpc_server(
 ) -> tuple[grpc.aio.Server, int]:
     """Start the server on `--otlp-grpc`; returns it and the port actually bound."""
     server = grpc.aio.server(
+        # RPCs past this are refused with RESOURCE_EXHAUSTED before their message is read: gRPC reads a whole
+        # message before the handler runs, so this bounds the memory of requests being received.
+        maximum_concurrent_rpcs=settings.grpc_max_concurrent_requests,
         options=[
             ("grpc.max_receive_message_length", settings.max_request_bytes),  # checked after decompression
             ("grpc.so_reuseport", 0),
-        ]
+            ("grpc.max_allowed_incoming_connections", settings.max_connections),
+            ("grpc.max_concurrent_streams", min(100, settings.grpc_max_concurrent_requests)),
+            ("grpc.max_connection_idle_ms", _millis(settings.read_timeout)),
+            ("grpc.max_connection_age_ms", _millis(settings.max_connection_age)),
+            ("grpc.max_connection_age_grace_ms", _millis(settings.read_timeout)),
+        ],
     )
     for service in SERVICES:
         handler = _ExportHandler(

@@ -8,33 +8,42 @@ type with a 4xx (or 503) status — bad input never causes a 500 or a hang.
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 from google.protobuf.message import DecodeError, Message
+from google.rpc import code_pb2
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
 from sentryroute.otlp_json import InvalidJson, parse_otlp_json, to_otlp_json
 from sentryroute_forwarder.config import ForwarderSettings
 from sentryroute_forwarder.metrics import ForwarderMetrics
-from sentryroute_forwarder.model import Signal
 from sentryroute_forwarder.receive.auth import BearerAuth
 from sentryroute_forwarder.receive.inflate import CorruptBody, InflatedTooLarge, UnsupportedEncoding, inflate
-from sentryroute_forwarder.receive.intake import Intake, Outcome, RetryLater
+from sentryroute_forwarder.receive.intake import Intake, Outcome, Overloaded, Reservation, RetryLater
+from sentryroute_forwarder.receive.offload import Offload
 from sentryroute_forwarder.receive.services import SERVICES, OtlpService
 from sentryroute_forwarder.receive.status import CODE_FOR_HTTP, build_status, retry_hint
 from sentryroute_forwarder.route.wire import MalformedPayload
 
 __all__ = ["build_http_app", "http_runner", "receiver_grace"]
 
+log = logging.getLogger(__name__)
+
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 _PROTOBUF_TYPES = frozenset({PROTOBUF, "application/protobuf"})
 
 M = TypeVar("M", bound=Message)
+T = TypeVar("T")
 
 
 class _Reject(Exception):
@@ -52,14 +61,30 @@ class _Limits:
     max_request_bytes: int
     read_timeout: float
     retry_after: float
+    max_concurrent_requests: int
+
+
+#: Bodies smaller than this are inflated and parsed on the event loop: a thread hop would cost more.
+_ON_LOOP_BYTES = 8 * 1024
 
 
 class _OtlpHandler:
-    def __init__(self, *, service: OtlpService, intake: Intake, auth: BearerAuth | None, limits: _Limits) -> None:
+    def __init__(
+        self,
+        *,
+        service: OtlpService,
+        intake: Intake,
+        auth: BearerAuth | None,
+        limits: _Limits,
+        offload: Offload,
+        in_progress: list[int],
+    ) -> None:
         self._service = service
         self._intake = intake
         self._auth = auth
         self._limits = limits
+        self._offload = offload
+        self._in_progress = in_progress  # one counter shared by the handlers of all paths
 
     async def handle(self, request: web.Request) -> web.Response:
         if self._auth is not None and not self._auth.allows(request.headers.get("Authorization")):
@@ -67,29 +92,58 @@ class _OtlpHandler:
         media_type = request.content_type
         if media_type not in _PROTOBUF_TYPES and media_type != JSON:
             raise _Reject(415, f"unsupported Content-Type: use {PROTOBUF} or {JSON}")
-        body = await self._read_body(request)
-        signal, is_json = self._service.signal, media_type == JSON
-        if signal is None:
-            outcome = self._intake.reject_metrics(self._decode(ExportMetricsServiceRequest, body, is_json=is_json))
-        elif is_json:  # OTLP/JSON becomes wire bytes first: routing only ever reads the wire format
-            message = self._decode(self._service.request_type, body, is_json=True)
-            outcome = self._route(signal, message.SerializeToString())
-        else:
-            outcome = self._route(signal, body)
-        if outcome.commit is not None:
-            try:
+        if self._in_progress[0] >= self._limits.max_concurrent_requests:
+            raise self._retry_later(Overloaded("too many requests in progress"))
+        self._in_progress[0] += 1
+        try:
+            outcome = await self._process(request, is_json=media_type == JSON)
+            if outcome.commit is not None:
                 await outcome.commit
-            except RetryLater as exc:
-                raise self._retry_later(exc) from None
+        except MalformedPayload as exc:
+            raise _Reject(400, f"body is not a valid {self._service.request_type.DESCRIPTOR.name}: {exc}") from None
+        except RetryLater as exc:
+            raise self._retry_later(exc) from None
+        finally:
+            self._in_progress[0] -= 1
         return _respond(request, 200, self._service.response(outcome))
 
-    async def _read_body(self, request: web.Request) -> bytes:
+    async def _process(self, request: web.Request, *, is_json: bool) -> Outcome:
+        """Reserve, read, inflate, decode and route one body; raises RetryLater or MalformedPayload."""
         limit = self._limits.max_request_bytes
-        if request.content_length is not None and request.content_length > limit:
+        declared = request.content_length
+        if declared is not None and declared > limit:
             raise _Reject(413, f"request body is larger than {limit} bytes")
+        # Reserved before a byte of the body is read: a body that cannot fit is refused at once.
+        with self._intake.reserve(declared or 0) as reservation:
+            raw = await self._read_body(request, reservation)
+            body = await self._inflate(raw, request.headers.get("Content-Encoding", ""))
+            reservation.grow(len(raw) + len(body))
+            del raw
+            signal = self._service.signal
+            if signal is None:
+                metrics = await self._maybe_offload(len(body), _decode, ExportMetricsServiceRequest, body, is_json)
+                return self._intake.reject_metrics(metrics)
+            if is_json:  # OTLP/JSON becomes wire bytes first: routing only ever reads the wire format
+                message = await self._maybe_offload(len(body), _decode, self._service.request_type, body, True)
+                body = message.SerializeToString()
+                reservation.grow(len(body))
+            return self._intake.accept(signal, body, reservation=reservation)
+
+    async def _read_body(self, request: web.Request, reservation: Reservation) -> bytes:
+        limit = self._limits.max_request_bytes
         try:
             async with asyncio.timeout(self._limits.read_timeout):
-                raw = await request.read()
+                if request.content_length is not None:
+                    return await request.read()
+                # Chunked: the reservation grows with what arrives, so it never holds more than was sent.
+                chunks, total = [], 0
+                async for chunk in request.content.iter_any():
+                    total += len(chunk)
+                    if total > limit:
+                        raise _Reject(413, f"request body is larger than {limit} bytes")
+                    reservation.grow(total)
+                    chunks.append(chunk)
+                return b"".join(chunks)
         except TimeoutError:
             raise _Reject(408, f"request body not received within {self._limits.read_timeout:g}s") from None
         except web.HTTPRequestEntityTooLarge:
@@ -98,8 +152,11 @@ class _OtlpHandler:
             raise _Reject(400, f"malformed HTTP body: {exc.message[:200]}") from None
         except ConnectionResetError:  # the client went away; nobody will read the answer
             raise _Reject(400, "connection lost while reading the body") from None
+
+    async def _inflate(self, raw: bytes, encoding: str) -> bytes:
         try:
-            return inflate(raw, encoding=request.headers.get("Content-Encoding", ""), limit=limit)
+            inflater = functools.partial(inflate, encoding=encoding, limit=self._limits.max_request_bytes)
+            return await self._maybe_offload(len(raw), inflater, raw)
         except UnsupportedEncoding as exc:
             raise _Reject(415, str(exc)) from None
         except InflatedTooLarge as exc:
@@ -107,30 +164,29 @@ class _OtlpHandler:
         except CorruptBody as exc:
             raise _Reject(400, str(exc)) from None
 
-    @staticmethod
-    def _decode(message_type: type[M], body: bytes, *, is_json: bool) -> M:
-        if is_json:
-            try:
-                return parse_otlp_json(body, message_type)
-            except InvalidJson as exc:
-                raise _Reject(400, str(exc)) from None
-        try:
-            return message_type.FromString(body)
-        except DecodeError:
-            raise _Reject(400, f"body is not a valid {message_type.DESCRIPTOR.name}") from None
-
-    def _route(self, signal: Signal, body: bytes) -> Outcome:
-        try:
-            return self._intake.accept(signal, body)
-        except MalformedPayload as exc:
-            raise _Reject(400, f"body is not a valid {self._service.request_type.DESCRIPTOR.name}: {exc}") from None
-        except RetryLater as exc:
-            raise self._retry_later(exc) from None
+    async def _maybe_offload(self, size: int, function: Callable[..., T], *args: Any) -> T:
+        """`function(*args)` on the event loop for small inputs, else on a decode worker."""
+        if size < _ON_LOOP_BYTES:
+            return function(*args)
+        return await self._offload.run(function, *args)
 
     def _retry_later(self, refusal: RetryLater) -> _Reject:
         seconds = max(1, round(retry_hint(refusal.retry_after, self._limits.retry_after)))
         message = f"{refusal.message}; retry in {seconds}s"
         return _Reject(refusal.status, message, headers={"Retry-After": str(seconds)})
+
+
+def _decode(message_type: type[M], body: bytes, is_json: bool) -> M:
+    """Parse a body (runs on a decode worker for large ones); raises _Reject(400)."""
+    if is_json:
+        try:
+            return parse_otlp_json(body, message_type)
+        except InvalidJson as exc:
+            raise _Reject(400, str(exc)) from None
+    try:
+        return message_type.FromString(body)
+    except DecodeError:
+        raise _Reject(400, f"body is not a valid {message_type.DESCRIPTOR.name}") from None
 
 
 def _respond(
@@ -172,15 +228,24 @@ def _make_error_middleware(metrics: ForwarderMetrics) -> Callable[..., Awaitable
 
 
 def build_http_app(
-    *, intake: Intake, settings: ForwarderSettings, metrics: ForwarderMetrics, auth: BearerAuth | None
+    *,
+    intake: Intake,
+    settings: ForwarderSettings,
+    metrics: ForwarderMetrics,
+    auth: BearerAuth | None,
+    offload: Offload,
 ) -> web.Application:
-    limits = _Limits(settings.max_request_bytes, settings.read_timeout, settings.retry_after)
+    limits = _Limits(
+        settings.max_request_bytes, settings.read_timeout, settings.retry_after, settings.max_concurrent_requests
+    )
     # The body is read by the handlers (bounded and with a timeout), so aiohttp's own limit is only a backstop.
     app = web.Application(client_max_size=settings.max_request_bytes, middlewares=[_make_error_middleware(metrics)])
+    in_progress = [0]
     for service in SERVICES:
-        app.router.add_post(
-            service.http_path, _OtlpHandler(service=service, intake=intake, auth=auth, limits=limits).handle
+        handler = _OtlpHandler(
+            service=service, intake=intake, auth=auth, limits=limits, offload=offload, in_progress=in_progress
         )
+        app.router.add_post(service.http_path, handler.handle)
     return app
 
 
@@ -190,10 +255,98 @@ def receiver_grace(settings: ForwarderSettings) -> float:
     return min(5.0, settings.shutdown_timeout / 4)
 
 
-def http_runner(app: web.Application, *, settings: ForwarderSettings) -> web.AppRunner:
-    """A runner that inflates nothing by itself and closes connections idle (or stuck in headers) too long."""
-    return web.AppRunner(
+class _OtlpRequestHandler(RequestHandler):
+    """aiohttp's connection protocol, answering the errors aiohttp detects itself (malformed request lines or
+    headers, duplicate Content-Length, Content-Length with Transfer-Encoding, oversized lines) and unexpected
+    failures with a google.rpc.Status like every other error, instead of text/plain."""
+
+    def handle_error(
+        self, request: BaseRequest, status: int = 500, exc: BaseException | None = None, message: str | None = None
+    ) -> web.StreamResponse:
+        if request.writer.output_size > 0:  # an answer already started: nothing else can be said
+            return super().handle_error(request, status, exc, message)
+        if status >= 500:
+            log.error("OTLP/HTTP request failed", exc_info=exc)
+            text = "internal error"
+        else:
+            text = f"malformed HTTP request: {_quoted_reason(exc, message)}"
+        manager = self._manager
+        if isinstance(manager, _OtlpServer):
+            manager.metrics.rejected_requests.labels(str(status)).inc()
+        body = build_status(CODE_FOR_HTTP.get(status, code_pb2.INTERNAL), text).SerializeToString()
+        response = web.Response(status=status, body=body, content_type=PROTOBUF)
+        response.force_close()
+        return response
+
+
+def _quoted_reason(exc: BaseException | None, message: str | None) -> str:
+    reason = message or (exc.message if isinstance(exc, HttpProcessingError) else "") or type(exc).__name__
+    return _UNPRINTABLE.sub(" ", str(reason)).strip()[:200]
+
+
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]+")
+
+
+class _OtlpServer(web.Server):
+    """aiohttp's connection factory with `_OtlpRequestHandler` and a cap on open connections: one over the cap
+    is answered 503 (with Retry-After) and closed before its request is read."""
+
+    metrics: ForwarderMetrics
+    max_connections: int
+    busy_answer: bytes
+
+    def __call__(self) -> RequestHandler:
+        return _OtlpRequestHandler(self, loop=self._loop, **self._kwargs)
+
+    def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
+        super().connection_made(handler, transport)
+        if len(self.connections) > self.max_connections:
+            self.metrics.rejected_requests.labels("503").inc()
+            transport.write(self.busy_answer)
+            transport.close()
+
+
+def _busy_answer(retry_after: float) -> bytes:
+    seconds = max(1, round(retry_after))
+    status = build_status(code_pb2.UNAVAILABLE, "too many open connections; retry later", retry_after=seconds)
+    body = status.SerializeToString()
+    head = (
+        "HTTP/1.1 503 Service Unavailable\r\n"
+        f"Content-Type: {PROTOBUF}\r\nContent-Length: {len(body)}\r\nRetry-After: {seconds}\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    return head.encode("ascii") + body
+
+
+class _OtlpRunner(web.AppRunner):
+    def __init__(self, app: web.Application, *, metrics: ForwarderMetrics, settings: ForwarderSettings, **kwargs: Any):
+        super().__init__(app, **kwargs)
+        self._metrics = metrics
+        self._settings = settings
+
+    async def _make_server(self) -> web.Server:
+        base = await super()._make_server()
+        # Same arguments as aiohttp's own server (private attributes: aiohttp is pinned below 4).
+        server = _OtlpServer(
+            base.request_handler,
+            request_factory=base.request_factory,
+            handler_cancellation=base.handler_cancellation,
+            loop=base._loop,
+            **base._kwargs,
+        )
+        server.metrics = self._metrics
+        server.max_connections = self._settings.max_connections
+        server.busy_answer = _busy_answer(self._settings.retry_after)
+        return server
+
+
+def http_runner(app: web.Application, *, settings: ForwarderSettings, metrics: ForwarderMetrics) -> web.AppRunner:
+    """A runner that inflates nothing by itself, closes connections idle (or stuck in headers) too long, caps
+    open connections and answers every error with a google.rpc.Status."""
+    return _OtlpRunner(
         app,
+        metrics=metrics,
+        settings=settings,
         handle_signals=False,
         access_log=None,
         auto_decompress=False,

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from annotated_types import Ge, Le
 from pydantic import model_validator
 
-from sentryroute_forwarder.options import Bytes, FilePath, ListenAddress, Seconds, SettingsGroup, option
+from sentryroute_forwarder.options import (
+    Bytes,
+    FilePath,
+    ListenAddress,
+    Seconds,
+    SettingsGroup,
+    Text,
+    option,
+    whole_number,
+)
 
 __all__ = ["ReceiverSettings"]
 
@@ -22,9 +34,28 @@ class ReceiverSettings(SettingsGroup):
     )
     max_request_bytes: Bytes = option("16MiB", "largest request body, before and after inflating")
     read_timeout: Seconds = option(
-        "30s", "longest a client may take to send headers or a body; also how long an idle connection stays open"
+        "30s",
+        "longest a client may take to send headers or a body; also how long an idle connection stays open "
+        "(both receivers)",
     )
     retry_after: Seconds = option("1s", "Retry-After given to clients answered 503 or 429")
+    max_connections: Annotated[int, Text("N", whole_number(1, 1_000_000)), Ge(1), Le(1_000_000)] = option(
+        "4096", "most open client connections per receiver; more are answered 503 (HTTP) or refused (gRPC)"
+    )
+    max_concurrent_requests: Annotated[int, Text("N", whole_number(1, 100_000)), Ge(1), Le(100_000)] = option(
+        "128", "most HTTP requests in progress; more are answered 429"
+    )
+    grpc_max_concurrent_requests: Annotated[int, Text("N", whole_number(1, 100_000)), Ge(1), Le(100_000)] = option(
+        "16",
+        "most gRPC requests in progress (more: RESOURCE_EXHAUSTED); gRPC reads each whole message before the "
+        "forwarder sees it, so this times --max-request-bytes bounds their memory",
+    )
+    max_connection_age: Seconds = option(
+        "10m", "gRPC connections are asked to reconnect (GOAWAY) after this long, spreading clients over replicas"
+    )
+    decode_workers: Annotated[int, Text("N", whole_number(1, 64)), Ge(1), Le(64)] = option(
+        "2", "threads that inflate and parse large or compressed bodies and OTLP/JSON off the event loop"
+    )
 
     @model_validator(mode="after")
     def _tls_files_together(self) -> ReceiverSettings:

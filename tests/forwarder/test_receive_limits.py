@@ -1,0 +1,170 @@
+"""Receiver limits over raw sockets: errors aiohttp detects itself, bodies reserved before they are read,
+connection and concurrency caps, gzip member walking — each answered with a google.rpc.Status."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import time
+
+import pytest
+from google.rpc import code_pb2, status_pb2
+from sentryroute_forwarder.app import Forwarder
+from sentryroute_forwarder.receive.inflate import MAX_GZIP_MEMBERS
+
+from tests.forwarder.support import local_settings, metric_value, resource_spans, traces_request, wait_until
+
+VALID = traces_request(resource_spans("orders")).SerializeToString()
+
+
+def head(content_length: int | None = None, *extra: str, path: str = "/v1/traces") -> bytes:
+    lines = [f"POST {path} HTTP/1.1", "Host: x", "Content-Type: application/x-protobuf", *extra]
+    if content_length is not None:
+        lines.append(f"Content-Length: {content_length}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+async def exchange(port: int, data: bytes, *, within: float = 10.0) -> tuple[int, dict[str, str], bytes]:
+    """Send `data`, read one HTTP answer (the server closes after it, or sends Content-Length)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        async with asyncio.timeout(within):
+            return await read_answer(reader)
+    finally:
+        writer.close()
+
+
+async def read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    status_line = await reader.readline()
+    headers: dict[str, str] = {}
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode().partition(":")
+        headers[name.strip().lower()] = value.strip()
+    body = await reader.readexactly(int(headers.get("content-length", "0")))
+    return int(status_line.split()[1]), headers, body
+
+
+def rpc_status(headers: dict[str, str], body: bytes) -> status_pb2.Status:
+    assert headers["content-type"] == "application/x-protobuf"
+    return status_pb2.Status.FromString(body)
+
+
+@pytest.fixture
+async def limited(routes_path, fake_pipeline):
+    settings = local_settings(
+        routes_path, max_request_bytes=64 * 1024, read_timeout=2.0, max_connections=3, max_concurrent_requests=1
+    )
+    async with Forwarder(settings, pipeline=fake_pipeline) as running:
+        yield running
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "reason"),
+    [
+        (head(None, "Content-Length: 5", "Content-Length: 7") + b"x" * 5, "Content-Length"),
+        (head(5, "Transfer-Encoding: chunked") + b"0\r\n\r\n", "Transfer-Encoding"),
+        (head(5, "X-Long: " + "a" * 20_000) + b"x" * 5, "Got more than"),
+        (b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nBroken header line\r\n\r\n", "header"),
+        (b"GARBAGE\x00\xff\r\n\r\n", "malformed HTTP request"),
+    ],
+    ids=["duplicate-content-length", "content-length-and-chunked", "oversized-header", "bad-header", "not-http"],
+)
+async def test_errors_aiohttp_detects_are_a_status(limited, request_bytes, reason):
+    status, headers, body = await exchange(limited.http_port, request_bytes)
+    assert status == 400
+    message = rpc_status(headers, body)
+    assert message.code == code_pb2.INVALID_ARGUMENT
+    assert message.message.startswith("malformed HTTP request")
+    assert reason.lower() in message.message.lower()
+    assert metric_value(limited, "sentryroute_rejected_requests_total", {"code": "400"}) == 1
+
+
+async def test_a_body_that_cannot_fit_is_refused_before_it_is_read(tmp_path, routes_path):
+    settings = local_settings(routes_path, max_bytes=100_000, max_request_bytes=1 << 20, retry_after=2.0)
+    async with Forwarder(settings) as forwarder:
+        # Only the headers are sent: the answer comes at once, without waiting for the 200 kB body.
+        status, headers, body = await exchange(forwarder.http_port, head(200_000))
+        assert status == 429
+        assert headers["retry-after"] == "2"
+        assert "queue is full" in rpc_status(headers, body).message
+        # While one request holds its reservation (headers sent, body pending), another that would not fit
+        # beside it is refused; one that fits is served.
+        _, writer = await asyncio.open_connection("127.0.0.1", forwarder.http_port)
+        writer.write(head(60_000))
+        await writer.drain()
+        await wait_for_metric(forwarder, "sentryroute_receiving_bytes", 60_000)
+        status, _, _ = await exchange(forwarder.http_port, head(50_000))
+        assert status == 429
+        status, _, _ = await exchange(forwarder.http_port, head(len(VALID)) + VALID)
+        assert status == 200
+        writer.close()
+        await wait_for_metric(forwarder, "sentryroute_receiving_bytes", 0)
+
+
+async def wait_for_metric(forwarder, name: str, value: float) -> None:
+    await wait_until(lambda: metric_value(forwarder, name) == value, what=f"{name} == {value}")
+
+
+async def test_connections_over_the_cap_get_503_and_are_closed(limited):
+    idle = [await asyncio.open_connection("127.0.0.1", limited.http_port) for _ in range(3)]
+    try:
+        await asyncio.sleep(0.1)  # let the server register them (accepted in order)
+        status, headers, body = await exchange(limited.http_port, head(len(VALID)) + VALID)
+        assert status == 503
+        assert headers["retry-after"] == "1"
+        assert "too many open connections" in rpc_status(headers, body).message
+    finally:
+        for _, writer in idle:
+            writer.close()
+    # Once they are gone, a new connection is served.
+
+    async def served() -> bool:
+        return (await exchange(limited.http_port, head(len(VALID)) + VALID))[0] == 200
+
+    await wait_until(served, what="a new connection served")
+
+
+async def test_requests_over_the_concurrency_cap_get_429(limited):
+    reader, writer = await asyncio.open_connection("127.0.0.1", limited.http_port)
+    try:
+        writer.write(head(len(VALID)) + VALID[:10])  # in progress: waiting for the rest of its body
+        await writer.drain()
+        answers = []
+
+        async def refused() -> bool:
+            answers.append(await exchange(limited.http_port, head(len(VALID)) + VALID))
+            return answers[-1][0] == 429
+
+        await wait_until(refused, what="a 429 while the first request is in progress")
+        _, headers, body = answers[-1]
+        assert "too many requests in progress" in rpc_status(headers, body).message
+        writer.write(VALID[10:])
+        await writer.drain()
+        async with asyncio.timeout(10):
+            assert (await read_answer(reader))[0] == 200
+    finally:
+        writer.close()
+
+
+async def test_many_gzip_members_are_refused_quickly(limited):
+    members = gzip.compress(b"", mtime=0) * 50_000  # ~1 MB: more members than allowed, within the size limit
+    started = time.monotonic()
+    extra = "Content-Encoding: gzip"
+    status, headers, body = await exchange(limited.http_port, head(len(members), extra) + members)
+    # The body is over the 64 KiB limit, so this is a 413 before inflating; below it, the member cap answers.
+    assert status == 413
+    small = gzip.compress(b"", mtime=0) * (MAX_GZIP_MEMBERS + 1)
+    status, headers, body = await exchange(limited.http_port, head(len(small), extra) + small)
+    assert status == 400
+    assert f"more than {MAX_GZIP_MEMBERS} members" in rpc_status(headers, body).message
+    assert time.monotonic() - started < 5
+
+
+async def test_concatenated_gzip_members_are_one_body(limited, fake_pipeline):
+    half = len(VALID) // 2
+    body = gzip.compress(VALID[:half]) + gzip.compress(VALID[half:])
+    status, _, _ = await exchange(limited.http_port, head(len(body), "Content-Encoding: gzip") + body)
+    assert status == 200
+    assert [part.payload for part in fake_pipeline.parts] == [VALID]
