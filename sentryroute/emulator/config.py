@@ -23,6 +23,8 @@ class EmulatorConfig:
     omit_otlp_dsn: bool = False
     # Self-hosted under a sub-path, e.g. "/sentry": everything is served under it and DSNs carry it.
     path_prefix: str = ""
+    # Answer 400 to payloads that do not decode (a strict OTLP receiver); Relay answers 202 and drops them.
+    reject_undecodable: bool = False
     # Reject `Content-Type` values with parameters (`application/json; charset=utf-8`), as Relay may.
     strict_content_type: bool = False
     # host[:port] written into DSNs; default the listening host:port (the request's Host on a wildcard address).

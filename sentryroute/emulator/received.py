@@ -109,7 +109,8 @@ class Received:
             return self._log_count[_pid(project_id)]
 
     def invalid(self, project_id: str | int) -> int:
-        """Requests answered 202 whose payload could not be decoded (Relay drops them with an outcome)."""
+        """Requests whose payload could not be decoded (answered 202 and dropped as Relay does, or 400 with
+        `reject_undecodable`)."""
         with self._lock:
             return self._invalid[_pid(project_id)]
 

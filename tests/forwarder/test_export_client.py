@@ -67,7 +67,7 @@ async def test_transport_errors_carry_no_secret(client: ExportClient, upstream: 
         (401, b'{"detail":"bad x-sentry-auth header"}', Verdict.HOLD, "unauthorized"),
         (403, b'{"detail":"event submission rejected with_reason: ProjectId"}', Verdict.HOLD, "project_id"),
         (403, b'{"detail":"event submission rejected with_reason: Cors"}', Verdict.HOLD, "forbidden"),
-        (400, b'{"detail":"bad project path"}', Verdict.REJECTED, None),
+        (400, b'{"detail":"bad project path"}', Verdict.UNDECODABLE, None),
         (415, b"", Verdict.REJECTED, None),
     ],
 )

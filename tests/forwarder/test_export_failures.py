@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from sentryroute_forwarder.metrics import ForwarderMetrics
 from sentryroute_forwarder.model import Overloaded
@@ -175,3 +176,34 @@ async def test_a_hanging_project_is_refused_past_half_the_bound_while_its_retry_
     world.emu.faults.clear()
     expected = 3 + 10 * (len(accepted) - 1)
     await wait_until(lambda: len({s.name for s in world.emu.received.spans(a)}) == expected, what="all accepted data")
+
+
+async def test_400_bisects_to_the_undecodable_resource(make_pipeline: PipelineFactory) -> None:
+    """Defence behind intake validation: a record Sentry cannot decode that got into a batch anyway is isolated
+    by halving (a strict upstream answers 400 for the whole batch) and dropped alone; the rest is delivered."""
+    async with SentryEmulator(EmulatorConfig(reject_undecodable=True)) as emu:
+        world = SentryWorld(emu)
+        a = world.project("checkout")
+        table = world.table({"checkout-svc": "checkout"})
+        pipeline, metrics = await make_pipeline(table, batch_timeout=0.2)
+        for i in range(3):
+            pipeline.offer(trace_parts(table, "checkout-svc", spans=2, resources=3, tag=f"before{i}-"))
+        # A resource whose span claims a 127-byte trace_id that is not there (the framing around it intact), in
+        # a part of its own and inside a part with good resources (what a receiver without validation queued).
+        part = trace_parts(table, "checkout-svc", spans=1)[0]
+        corrupt = bytearray(part.payload)
+        corrupt[corrupt.index(b"\x0a\x10\x01\x01") + 1] = 0x7F  # the span's trace_id field: tag, length 16
+        mixed = trace_parts(table, "checkout-svc", spans=2, resources=2, tag="mixed-")[0]
+        pipeline.offer([replace(part, payload=bytes(corrupt))])
+        pipeline.offer([replace(mixed, payload=mixed.payload + bytes(corrupt), items=mixed.items + 1)])
+        for i in range(3):
+            pipeline.offer(trace_parts(table, "checkout-svc", spans=2, resources=3, tag=f"after{i}-"))
+        expected = 6 * 6 + 4
+        await wait_until(lambda: len(emu.received.spans(a)) == expected, what="every good span")
+        await wait_until(
+            lambda: sample(metrics, "sentryroute_dropped_items_total", signal="traces", reason="rejected_400") == 2,
+            what="the two corrupt resources dropped",
+        )
+        assert len({s.name for s in emu.received.spans(a)}) == expected  # each delivered once
+        assert 400 in [r.status for r in emu.received.requests(a)]
+        await wait_until(lambda: pipeline.stats().items == 0, what="an empty queue")

@@ -26,6 +26,7 @@ class Verdict(enum.StrEnum):
     RATE_LIMITED = "rate_limited"  # 429: keep, send after the deadline
     RETRY = "retry"  # 5xx, 408, 3xx, timeouts, connection errors: keep, back off
     TOO_LARGE = "too_large"  # 413: split and retry
+    UNDECODABLE = "undecodable"  # 400: bisect to isolate what Sentry cannot decode, deliver the rest
     HOLD = "hold"  # 401 / 403: Sentry refuses this project's key or id; keep until a table changes them
     REJECTED = "rejected"  # other 4xx: drop
 
@@ -60,6 +61,8 @@ def classify(answer: UpstreamAnswer, *, sent: Signal, default_rate_limit: float,
         return Outcome(Verdict.RATE_LIMITED, status, limits, detail=detail)
     if status == 413:
         return Outcome(Verdict.TOO_LARGE, status, limits, detail=detail)
+    if status == 400:
+        return Outcome(Verdict.UNDECODABLE, status, limits, detail=detail)
     if status == 401:
         return Outcome(Verdict.HOLD, status, limits, hold_reason="unauthorized", detail=detail)
     if status == 403:

@@ -206,7 +206,10 @@ class Exporter:
                 delay,
             )
         elif verdict is Verdict.TOO_LARGE:
-            self._split_too_large(lane, batch)
+            self._bisect(lane, batch, reason="too_large", why="is too large for Sentry")
+        elif verdict is Verdict.UNDECODABLE:
+            # Intake validation keeps undecodable data out of batches; this is the defence behind it.
+            self._bisect(lane, batch, reason="rejected_400", why=f"is refused by Sentry (400: {outcome.detail})")
         elif verdict is Verdict.HOLD:
             self._hold(project, endpoint, outcome, now)
         else:
@@ -229,8 +232,9 @@ class Exporter:
             self._bounds.trim(QueueKey.for_project(signal, project), now)
         self._accounting.refresh_all()
 
-    def _split_too_large(self, lane: Lane, batch: list[Record]) -> None:
-        """413: halve the batch by records, then a record by resources; a single resource too large is dropped."""
+    def _bisect(self, lane: Lane, batch: list[Record], *, reason: str, why: str) -> None:
+        """413 / 400: halve the batch by records, then a record by resources, until the resource Sentry refuses
+        is alone; that one is dropped and counted under `reason`, everything else is delivered."""
         key = lane.key
         nbytes = sum(len(r.payload) for r in batch)
         if len(batch) > 1:
@@ -239,8 +243,8 @@ class Exporter:
         record = batch[0]
         if record.resources <= 1:
             self._store.ack(key, [record.seq])
-            self._accounting.dropped(key.signal, "too_large", record.items)
-            log.warning("%s: one resource of %d bytes is too large for Sentry; dropped", key.describe(), nbytes)
+            self._accounting.dropped(key.signal, reason, record.items)
+            log.warning("%s: one resource of %d bytes %s; dropped", key.describe(), nbytes, why)
             return
         resources = parse_records(record.payload)
         half = len(resources) // 2

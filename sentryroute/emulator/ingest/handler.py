@@ -76,6 +76,8 @@ class IngestHandler:
             outcome = self._admit(ctx, project_id, key)
             if outcome == "accepted":
                 outcome = self._record(ctx, project_id, body, is_json=CONTENT_TYPES[request.content_type])
+                if outcome == "invalid" and ctx.config.reject_undecodable:
+                    raise _Answer(_detail(400, "invalid request: the payload does not decode"), "invalid")
             response = web.Response(status=202, headers=_announced_limits(ctx, project_id, self.signal))
         except _Answer as answer:
             response, outcome = answer.response, answer.outcome
