@@ -87,7 +87,7 @@ async def test_a_body_that_cannot_fit_is_refused_before_it_is_read(tmp_path, rou
         # Only the headers are sent: the answer comes at once, without waiting for the 200 kB body.
         status, headers, body = await exchange(forwarder.http_port, head(200_000))
         assert status == 429
-        assert headers["retry-after"] == "2"
+        assert 2 <= int(headers["retry-after"]) <= 3  # --retry-after, plus jitter
         assert "queue is full" in rpc_status(headers, body).message
         # While one request holds its reservation (headers sent, body pending), another that would not fit
         # beside it is refused; one that fits is served.
