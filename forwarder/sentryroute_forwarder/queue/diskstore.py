@@ -42,7 +42,7 @@ from sentryroute_forwarder.queue.segments import (
     scan,
     segment_name,
 )
-from sentryroute_forwarder.queue.store import QueueKey, Record
+from sentryroute_forwarder.queue.store import QueueKey, QueueTotals, Record
 
 __all__ = ["DiskStore", "QueueDirError", "QueueWriteError"]
 
@@ -105,7 +105,7 @@ class ReplayReport:
     torn_bytes: int
 
 
-class DiskStore:
+class DiskStore(QueueTotals[_Queue]):
     """See the module docstring. Not thread-safe: used from the event loop only (fsync runs in a thread)."""
 
     def __init__(
@@ -122,8 +122,8 @@ class DiskStore:
         self._segment_bytes = segment_bytes
         self._fsync = fsync
         self._metrics = metrics
-        self._queues: dict[QueueKey, _Queue] = {}
-        self._items = self._bytes = self._resident = self._disk = 0
+        super().__init__()
+        self._resident = self._disk = 0
         self._segments: dict[int, _Segment] = {}  # oldest first
         self._active: _Segment | None = None
         self._next_segment = 1
@@ -257,12 +257,6 @@ class DiskStore:
                 return entry.record
         return None
 
-    def drop_oldest(self, key: QueueKey, *, skip: int = 0) -> Record | None:
-        record = self.oldest(key, skip=skip)
-        if record is not None:
-            self.ack(key, [record.seq])
-        return record
-
     def take_all(self, key: QueueKey) -> list[Record]:
         queue = self._queues.get(key)
         if queue is None:
@@ -278,24 +272,6 @@ class DiskStore:
         queue = self._queues.get(key)
         entries = list(queue.entries.values()) if queue is not None else []
         return iter([self._load(entry) if payloads else entry.record for entry in entries])
-
-    def queues(self) -> list[QueueKey]:
-        return list(self._queues)
-
-    def queue_count(self) -> int:
-        return len(self._queues)
-
-    def items(self, key: QueueKey | None = None) -> int:
-        if key is None:
-            return self._items
-        queue = self._queues.get(key)
-        return queue.items if queue is not None else 0
-
-    def bytes(self, key: QueueKey | None = None) -> int:
-        if key is None:
-            return self._bytes
-        queue = self._queues.get(key)
-        return queue.bytes if queue is not None else 0
 
     # -- durability and housekeeping --------------------------------------------------------------------
 

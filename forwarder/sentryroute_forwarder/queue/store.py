@@ -13,12 +13,12 @@ import itertools
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from sentryroute_forwarder.logs import quoted
 from sentryroute_forwarder.model import RoutedPart, Signal
 
-__all__ = ["MemoryStore", "QueueKey", "QueueStore", "Record"]
+__all__ = ["MemoryStore", "QueueKey", "QueueStore", "QueueTotals", "Record"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +166,56 @@ class QueueStore(Protocol):
     def bytes(self, key: QueueKey | None = None) -> int: ...
 
 
+class _Counted(Protocol):
+    items: int
+    bytes: int
+
+
+Q = TypeVar("Q", bound=_Counted)
+
+
+class QueueTotals(Generic[Q]):
+    """Item and byte totals per queue and overall, and what follows from them alone (both stores share it).
+
+    `_queues` holds the non-empty queues; the store keeps their `items` and `bytes` and the totals current.
+    """
+
+    def __init__(self) -> None:
+        self._queues: dict[QueueKey, Q] = {}
+        self._items = 0
+        self._bytes = 0
+
+    def queues(self) -> list[QueueKey]:
+        return list(self._queues)
+
+    def queue_count(self) -> int:
+        return len(self._queues)
+
+    def items(self, key: QueueKey | None = None) -> int:
+        if key is None:
+            return self._items
+        queue = self._queues.get(key)
+        return queue.items if queue is not None else 0
+
+    def bytes(self, key: QueueKey | None = None) -> int:
+        if key is None:
+            return self._bytes
+        queue = self._queues.get(key)
+        return queue.bytes if queue is not None else 0
+
+    def oldest(self, key: QueueKey, *, skip: int = 0) -> Record | None:
+        raise NotImplementedError
+
+    def ack(self, key: QueueKey, seqs: Iterable[int]) -> list[Record]:
+        raise NotImplementedError
+
+    def drop_oldest(self, key: QueueKey, *, skip: int = 0) -> Record | None:
+        record = self.oldest(key, skip=skip)
+        if record is not None:
+            self.ack(key, [record.seq])
+        return record
+
+
 @dataclass(slots=True)
 class _Queue:
     records: OrderedDict[int, Record]
@@ -173,13 +223,8 @@ class _Queue:
     bytes: int = 0
 
 
-class MemoryStore:
+class MemoryStore(QueueTotals[_Queue]):
     """The in-memory :class:`QueueStore` (the default: no `--queue-dir`)."""
-
-    def __init__(self) -> None:
-        self._queues: dict[QueueKey, _Queue] = {}
-        self._items = 0
-        self._bytes = 0
 
     def open(self) -> None:
         pass
@@ -262,12 +307,6 @@ class MemoryStore:
             return None
         return next(itertools.islice(queue.records.values(), skip, None), None)
 
-    def drop_oldest(self, key: QueueKey, *, skip: int = 0) -> Record | None:
-        record = self.oldest(key, skip=skip)
-        if record is not None:
-            self.ack(key, [record.seq])
-        return record
-
     def take_all(self, key: QueueKey) -> list[Record]:
         queue = self._queues.pop(key, None)
         if queue is None:
@@ -279,24 +318,6 @@ class MemoryStore:
     def records(self, key: QueueKey, *, payloads: bool = True) -> Iterator[Record]:
         queue = self._queues.get(key)
         return iter(list(queue.records.values()) if queue is not None else [])
-
-    def queues(self) -> list[QueueKey]:
-        return list(self._queues)
-
-    def queue_count(self) -> int:
-        return len(self._queues)
-
-    def items(self, key: QueueKey | None = None) -> int:
-        if key is None:
-            return self._items
-        queue = self._queues.get(key)
-        return queue.items if queue is not None else 0
-
-    def bytes(self, key: QueueKey | None = None) -> int:
-        if key is None:
-            return self._bytes
-        queue = self._queues.get(key)
-        return queue.bytes if queue is not None else 0
 
     def _count(self, queue: _Queue, record: Record, sign: int) -> None:
         queue.items += sign * record.items
