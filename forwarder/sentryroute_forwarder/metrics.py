@@ -65,6 +65,11 @@ class ForwarderMetrics:
         self.queue_corrupt_bytes = Counter(
             "sentryroute_queue_corrupt_bytes", "Bytes of the queue directory skipped as corrupt on replay.", registry=r
         )
+        self.queue_fsyncs = Counter(
+            "sentryroute_queue_fsyncs",
+            "Group commits of --queue-fsync: one fsync answers every request written before it started.",
+            registry=r,
+        )
         self.queue_replayed_items = Counter(
             "sentryroute_queue_replayed_items", "Items recovered from the queue directory at start-up.", registry=r
         )

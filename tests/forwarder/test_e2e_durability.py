@@ -260,3 +260,32 @@ async def test_a_read_only_queue_dir_is_replayed_and_new_data_refused(emulator: 
             again.process.send_signal(signal.SIGTERM)
             assert await again.finish() == 0
             remount(queue, "rw")
+
+
+async def test_queue_fsync_commits_requests_in_groups_and_survives_kill_9(
+    emulator: SentryEmulator, tmp_path: Path
+) -> None:
+    services = projects(emulator, "orders")
+    orders = services["orders-svc"][0]
+    routes, queue = tmp_path / "routes.json", tmp_path / "queue"
+    write_table(routes, emulator_table(emulator, services))
+    emulator.faults.fail(orders.id, status=503)
+    options = ("--queue-dir", str(queue), "--queue-fsync")
+    process, (http_port, grpc_port, admin_port) = await start_forwarder(routes, *options)
+    sender = Sender(http_port, grpc_port)
+    try:
+        answers = await asyncio.gather(*(sender.send(("orders-svc",)) for _ in range(40)))
+        assert all(answers)  # each one answered after the fsync that covered it
+        fsyncs = total(await scrape(admin_port), "sentryroute_queue_fsyncs_total")
+        assert 0 < fsyncs < 40  # concurrent requests shared fsyncs (group commit)
+    finally:
+        process.process.kill()
+        await process.finish()
+    emulator.faults.clear()
+    again, _ = await start_forwarder(routes, *options)
+    try:
+        await wait_until(lambda: all_delivered(emulator, ids(services), sender), what="everything after kill -9")
+        assert replayed_items(again) == 400
+    finally:
+        again.process.send_signal(signal.SIGTERM)
+        assert await again.finish() == 0

@@ -618,6 +618,8 @@ class DiskStore(QueueTotals[_Queue]):
                     if not waiter.done():
                         waiter.set_exception(QueueWriteError(self._write_error))
                 continue
+            if self._metrics is not None:
+                self._metrics.queue_fsyncs.inc()
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(None)
