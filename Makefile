@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit tools bench clean
+.PHONY: demo test lint typecheck unit tools bench reliability clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,12 @@ bench: $(VENV)/.dev-installed
 	bash scripts/install-rotel.sh
 	$(BIN)/python bench/forwarder_bench.py --system both --rounds $(BENCH_ROUNDS) --seconds $(BENCH_SECONDS) \
 		$(BENCH_ARGS) --json .bench/bench.json --markdown .bench/table.markdown
+
+## reliability: the durability scenarios and the disk-queue throughput of docs/reliability.md (~3 minutes)
+reliability: $(VENV)/.dev-installed
+	bash scripts/install-bench-tools.sh
+	bash scripts/install-rotel.sh
+	$(BIN)/python bench/reliability.py
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache
