@@ -33,6 +33,7 @@ typecheck: $(VENV)/.dev-installed
 
 tools:
 	bash scripts/install-tools.sh
+	bash scripts/install-js-clients.sh
 	bash scripts/install-bench-tools.sh
 
 unit: $(VENV)/.dev-installed

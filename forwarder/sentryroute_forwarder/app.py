@@ -130,7 +130,12 @@ class Forwarder:
             if runner is not self._http_runner:
                 await runner.cleanup()
         level = logging.WARNING if undelivered else logging.INFO
-        log.log(level, "forwarder stopped; %d items could not be delivered", undelivered)
+        if self.settings.queue_dir is not None:
+            log.log(
+                level, "forwarder stopped; %d items stay in %s for the next start", undelivered, self.settings.queue_dir
+            )
+        else:
+            log.log(level, "forwarder stopped; %d items could not be delivered", undelivered)
         return undelivered
 
     async def __aenter__(self) -> Forwarder:
