@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from typing import Any
+
+from sentryroute_forwarder.export.sender import Verdict
 from sentryroute_forwarder.metrics import ForwarderMetrics
 from sentryroute_forwarder.model import Signal
 from sentryroute_forwarder.queue.states import QueueStates
@@ -16,6 +20,7 @@ class QueueAccounting:
         self._store = store
         self._states = states
         self._held_reasons: set[str] = set()  # every label ever set, so a gauge goes back to 0
+        self.projects: set[str] = set()  # projects with per-project metric labels
 
     def dropped(self, signal: Signal, reason: str, items: int) -> None:
         if items:
@@ -26,7 +31,26 @@ class QueueAccounting:
         if key.project is not None:
             items = sum(self._store.items(QueueKey.for_project(s, key.project)) for s in Signal)
             self._metrics.queued_items.labels(key.project).set(items)
+            self.projects.add(key.project)
         self._metrics.queued_bytes.set(self._store.bytes())
+
+    def note_project(self, project: str) -> None:
+        """`project` got per-project metric labels (an export, a rate limit)."""
+        self.projects.add(project)
+
+    def forget_project(self, project: str) -> None:
+        """Remove every per-project metric series of a project that left the table (cardinality stays bounded
+        by the table, not by every project ever routed)."""
+        metrics = self._metrics
+        series: list[tuple[Any, tuple[str, ...]]] = [(metrics.queued_items, (project,))]
+        for signal in Signal:
+            series.append((metrics.exported_items, (signal.value, project)))
+            series.append((metrics.rate_limited_seconds, (project, signal.value)))
+        series.extend((metrics.export_requests, (project, verdict.value)) for verdict in Verdict)
+        for metric, labels in series:
+            with contextlib.suppress(KeyError):
+                metric.remove(*labels)
+        self.projects.discard(project)
 
     def refresh_all(self) -> None:
         """Every gauge, `held_items` included (walks all queues: on table changes, holds and the sweeper)."""

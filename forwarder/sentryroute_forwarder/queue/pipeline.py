@@ -196,6 +196,20 @@ class QueuePipeline:
         for key in self._store.queues():
             self._exporter.wake(key)
         self._accounting.refresh_all()
+        self._prune_projects()
+
+    def _prune_projects(self) -> None:
+        """Forget projects that left the table once their queues are empty: their lanes, rate limits and metric
+        series (`queued_items{project}` and the like). Data still queued for one keeps it until it is gone."""
+        table = self._exporter.table
+        if table is None:
+            return
+        known = self._accounting.projects | {key.project for key in self._states.lanes if key.project is not None}
+        for project in known - table.projects.keys():
+            if any(self._store.items(QueueKey.for_project(signal, project)) for signal in Signal):
+                continue
+            if self._states.forget_project(project):
+                self._accounting.forget_project(project)
 
     # -- for the operator report (SPEC §4) and tests ----------------------------------------------------
 
@@ -281,6 +295,7 @@ class QueuePipeline:
             for key in list(self._reroute_later):
                 self._reroute(key)
             self._accounting.refresh_all()
+            self._prune_projects()
 
 
 def _make_store(settings: PipelineSettings, metrics: ForwarderMetrics) -> QueueStore:

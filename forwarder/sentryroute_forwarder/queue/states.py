@@ -29,6 +29,18 @@ class QueueStates:
             lane = self.lanes[key] = Lane(key)
         return lane
 
+    def forget_project(self, project: str) -> bool:
+        """Drop a project's lanes and own rate limits (it left the table and its queues are empty); False while
+        one of its lanes still runs (it is re-routing what it had): try again later."""
+        keys = [QueueKey.for_project(signal, project) for signal in Signal]
+        if any((lane := self.lanes.get(key)) is not None and lane.running for key in keys):
+            return False
+        for key in keys:
+            self.lanes.pop(key, None)
+        self.limits.forget(project)
+        self.holds.pop(project, None)
+        return True
+
     def in_flight(self, key: QueueKey) -> bool:
         return self.sending(key) > 0
 
