@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit tools bench reliability clean
+.PHONY: demo test lint typecheck unit tools bench reliability fuzz hostile clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,10 @@ reliability: $(VENV)/.dev-installed
 	bash scripts/install-bench-tools.sh
 	bash scripts/install-rotel.sh
 	$(BIN)/python bench/reliability.py
+
+## fuzz: the receivers' hypothesis fuzzing, long (the suite runs a small derandomized set)
+fuzz: $(VENV)/.dev-installed
+	SENTRYROUTE_FUZZ=long $(BIN)/pytest -q -p no:cacheprovider tests/forwarder/test_fuzz_receivers.py
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache
