@@ -46,7 +46,7 @@ class ReceiverSettings(SettingsGroup):
         "128", "most HTTP requests in progress; more are answered 429"
     )
     grpc_max_concurrent_requests: Annotated[int, Text("N", whole_number(1, 100_000)), Ge(1), Le(100_000)] = option(
-        "16",
+        "64",
         "most gRPC requests in progress (more: RESOURCE_EXHAUSTED); gRPC reads each whole message before the "
         "forwarder sees it, so this times --max-request-bytes bounds their memory",
     )
