@@ -12,7 +12,6 @@ import ssl
 from types import TracebackType
 from typing import Protocol
 
-import grpc
 from aiohttp import web
 
 from sentryroute.routes import RoutesTable
@@ -24,7 +23,7 @@ from sentryroute_forwarder.queue.pipeline import QueuePipeline
 from sentryroute_forwarder.receive.auth import BearerAuth
 from sentryroute_forwarder.receive.intake import Intake
 from sentryroute_forwarder.receive.offload import Offload
-from sentryroute_forwarder.receive.otlp_grpc import start_grpc_server
+from sentryroute_forwarder.receive.otlp_grpc import GrpcReceiver, start_grpc_server
 from sentryroute_forwarder.receive.otlp_http import build_http_app, http_runner, receiver_grace
 from sentryroute_forwarder.receive.tls import ReloadingTls
 from sentryroute_forwarder.route.router import Router
@@ -69,7 +68,7 @@ class Forwarder:
         self._tasks: list[asyncio.Task[None]] = []
         self._runners: list[web.AppRunner] = []  # started, in reverse order of stopping
         self._http_runner: web.AppRunner | None = None
-        self._grpc_server: grpc.aio.Server | None = None
+        self._grpc_server: GrpcReceiver | None = None
         self._revision: str | None = None
         self._routes_file: RoutesFileWatcher | None = None
 

@@ -1,0 +1,65 @@
+"""The gRPC handler threads' way into the event loop: results, exceptions and awaited commits come back."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+from sentryroute_forwarder.receive.bridge import LoopBridge
+from sentryroute_forwarder.receive.intake import NotReady, Outcome
+
+
+async def call_from_thread(bridge: LoopBridge, function, argument):  # type: ignore[no-untyped-def]
+    return await asyncio.to_thread(bridge.call, function, argument)
+
+
+async def test_the_function_runs_on_the_loop_thread_and_its_outcome_returns():
+    bridge = LoopBridge(asyncio.get_running_loop())
+    loop_thread = threading.get_ident()
+    ran_on: list[int] = []
+
+    def accept(body: bytes) -> Outcome:
+        ran_on.append(threading.get_ident())
+        return Outcome(rejected=len(body), message="counted")
+
+    outcome = await call_from_thread(bridge, accept, b"abc")
+    assert (outcome.rejected, outcome.message) == (3, "counted")
+    assert ran_on == [loop_thread]
+
+
+async def test_an_exception_is_raised_in_the_calling_thread():
+    bridge = LoopBridge(asyncio.get_running_loop())
+
+    def refuse(_: bytes) -> Outcome:
+        raise NotReady
+
+    with pytest.raises(NotReady):
+        await call_from_thread(bridge, refuse, b"")
+
+
+async def test_the_commit_is_awaited_before_the_answer():
+    bridge = LoopBridge(asyncio.get_running_loop())
+    committed = asyncio.Event()
+    release = asyncio.Event()
+
+    async def commit() -> None:
+        await release.wait()
+        committed.set()
+
+    call = asyncio.ensure_future(call_from_thread(bridge, lambda _: Outcome(commit=commit()), b""))
+    await asyncio.sleep(0)  # the thread is waiting on the commit now or soon; it cannot finish before release
+    assert not call.done()
+    release.set()
+    outcome = await call
+    assert committed.is_set() and outcome.rejected == 0
+
+
+async def test_a_failed_commit_is_raised_in_the_calling_thread():
+    bridge = LoopBridge(asyncio.get_running_loop())
+
+    async def commit() -> None:
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        await call_from_thread(bridge, lambda _: Outcome(commit=commit()), b"")
