@@ -97,6 +97,20 @@ def test_a_segment_with_nothing_live_is_deleted_and_sparse_ones_compacted(tmp_pa
     assert seqs(store_at(tmp_path)) == [12, 18, 24, 29, 30]  # nothing lost, nothing repeated
 
 
+def test_a_stuck_record_does_not_pin_the_segment_being_written(tmp_path: Path) -> None:
+    store = store_at(tmp_path, segment_bytes=64 * 1024)
+    store.append(KEY, record(1))  # stuck: never acknowledged
+    for seq in range(2, 200):  # healthy traffic, delivered at once
+        store.append(HELD, record(seq, size=200))
+        store.ack(HELD, [seq])
+    before = store.footprint()
+    store.maintain()  # the mostly-delivered segment stops taking writes...
+    store.maintain()  # ...and is compacted: the stuck record moves, the dead bytes go
+    assert store.footprint() < before // 10
+    store.close()
+    assert seqs(store_at(tmp_path)) == [1]
+
+
 def test_a_torn_last_record_is_truncated_and_the_rest_replayed(tmp_path: Path) -> None:
     store = store_at(tmp_path)
     store.append_all([(KEY, record(seq)) for seq in range(1, 4)])

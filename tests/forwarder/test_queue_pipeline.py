@@ -6,7 +6,7 @@ import logging
 import time
 
 import pytest
-from sentryroute_forwarder.model import Unavailable
+from sentryroute_forwarder.model import Overloaded, Unavailable
 
 from tests.forwarder.queue_support import PipelineFactory, SentryWorld, log_parts, sample, trace_parts
 from tests.forwarder.support import wait_until
@@ -94,3 +94,19 @@ async def test_close_is_bounded_by_its_timeout(world: SentryWorld, make_pipeline
     started = time.monotonic()
     assert await pipeline.close(0.5) == 3
     assert time.monotonic() - started < 1.5
+
+
+async def test_refusals_say_when_there_will_be_room(world: SentryWorld, make_pipeline: PipelineFactory) -> None:
+    a, b = world.project("checkout"), world.project("payments")
+    table = world.table({"checkout-svc": "checkout", "payments-svc": "payments"})
+    world.emu.faults.rate_limit(a, seconds=30, categories="span")  # Sentry: no spans for checkout for 30 s
+    pipeline, metrics = await make_pipeline(table, max_bytes=20_000)
+    pipeline.offer(trace_parts(table, "checkout-svc"))
+    await wait_until(lambda: pipeline.stats().states.get("acme/checkout") == "rate_limited", what="a 429")
+    with pytest.raises(Overloaded) as refused:
+        while True:  # rate-limited data fills its half of the bound
+            pipeline.offer(trace_parts(table, "checkout-svc", spans=10))
+    assert refused.value.retry_after is not None and 25 < refused.value.retry_after <= 30  # the limit's end
+    pipeline.offer(trace_parts(table, "payments-svc"))  # healthy data is still taken
+    await wait_until(lambda: len(world.emu.received.spans(b)) == 3, what="payments delivered")
+    assert sample(metrics, "sentryroute_dropped_items_total", signal="traces", reason="rate_limited") == 0

@@ -293,6 +293,8 @@ class DiskStore(QueueTotals[_Queue]):
         if active is not None and active.size and not active.entries:
             self._active = None  # everything in it was delivered: its space comes back now
             self._delete(active)
+        elif active is not None and active.size >= self._segment_bytes // 4 and active.live_bytes * 2 < active.size:
+            self._retire_active()  # mostly delivered: a new segment takes the writes, this one gets compacted
         if self._write_error is not None and self._active is None:
             with contextlib.suppress(QueueWriteError):
                 self._open_active()
@@ -673,7 +675,7 @@ def _read_all(fd: int) -> bytes:
 
 def _fsync_all(fds: list[int], directory: Path | None) -> None:
     for fd in fds:
-        os.fsync(fd)
+        os.fdatasync(fd)  # the data and the file size; other metadata (times) need not reach the disk
     if directory is not None:
         fd = os.open(directory, os.O_RDONLY | os.O_CLOEXEC)
         try:

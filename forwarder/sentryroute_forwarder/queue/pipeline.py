@@ -305,7 +305,7 @@ def _make_store(settings: PipelineSettings, metrics: ForwarderMetrics) -> QueueS
     return DiskStore(
         settings.queue_dir,
         memory_bytes=settings.max_bytes,
-        segment_bytes=max(1024 * 1024, min(64 * 1024 * 1024, settings.max_disk_bytes // 16)),
+        segment_bytes=max(64 * 1024, min(64 * 1024 * 1024, settings.max_disk_bytes // 16)),
         fsync=settings.queue_fsync,
         metrics=metrics,
     )
