@@ -131,7 +131,7 @@ class Sender:
             try:
                 hint = retry_delay(error)  # every refusal of the forwarder carries RetryInfo
             except (KeyError, TypeError, ValueError, AssertionError):
-                self.errors.append(f"gRPC {error.code().name}")  # no answer from a forwarder
+                self.errors.append(f"gRPC {error.code().name}: {error.details()}")  # no answer from a forwarder
                 return False
             self.refusals.append((f"gRPC {error.code().name}", hint))
             return False

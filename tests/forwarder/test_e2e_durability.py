@@ -274,10 +274,11 @@ async def test_queue_fsync_commits_requests_in_groups_and_survives_kill_9(
     process, (http_port, grpc_port, admin_port) = await start_forwarder(routes, *options)
     sender = Sender(http_port, grpc_port)
     try:
-        answers = await asyncio.gather(*(sender.send(("orders-svc",)) for _ in range(40)))
-        assert all(answers)  # each one answered after the fsync that covered it
+        # 24 at once: 12 over gRPC, within its default --grpc-max-concurrent-requests (16)
+        answers = await asyncio.gather(*(sender.send(("orders-svc",)) for _ in range(24)))
+        assert all(answers), (sender.refusals, sender.errors)  # each answered after the fsync covering it
         fsyncs = total(await scrape(admin_port), "sentryroute_queue_fsyncs_total")
-        assert 0 < fsyncs < 40  # concurrent requests shared fsyncs (group commit)
+        assert 0 < fsyncs < 24  # concurrent requests shared fsyncs (group commit)
     finally:
         process.process.kill()
         await process.finish()
@@ -285,7 +286,7 @@ async def test_queue_fsync_commits_requests_in_groups_and_survives_kill_9(
     again, _ = await start_forwarder(routes, *options)
     try:
         await wait_until(lambda: all_delivered(emulator, ids(services), sender), what="everything after kill -9")
-        assert replayed_items(again) == 400
+        assert replayed_items(again) == 240
     finally:
         again.process.send_signal(signal.SIGTERM)
         assert await again.finish() == 0
