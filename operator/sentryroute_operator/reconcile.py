@@ -28,7 +28,7 @@ from sentryroute.routes import RoutesTable
 
 from .connections import DEFAULT_CONNECTION, Connection, token_source
 from .derive import OwnerRef, PodFacts
-from .derive.plan import PlanInput, ProblemReason, RoutePlan, RouteProblem, plan_routes
+from .derive.plan import ItemKind, PlanInput, ProblemReason, RoutePlan, RouteProblem, plan_routes
 from .derive.reports import ReportIntake
 from .derive.routes import RouteKey, RouteSpec
 from .kubeio import KubeApiError, KubeIO
@@ -54,6 +54,9 @@ MAX_IDLE = 30.0
 MIN_RENDER_INTERVAL = 0.5
 #: Retry delay for values still Creating or hit by a transient error (capped by the reverify interval).
 RETRY_DELAY = 5.0
+#: A value a forwarder keeps reporting as refused by Sentry is re-verified at most this often (capped by the
+#: reverify interval): an adopted project that is gone stays gone, and each check costs Web API calls.
+HEAL_COOLDOWN = 30.0
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,7 @@ class Engine:
         )
         self._reported_checked_at = 0.0
         self._catalog_retry_at = 0.0
+        self._healed_at: dict[tuple[str, str], float] = {}
         self._configmap_verified_at = 0.0
         self._rendered_at = -MIN_RENDER_INTERVAL
         self._render_held = False
@@ -174,10 +178,33 @@ class Engine:
         if update.fresh:
             self.reported.due = True
         if update.refused_values:
-            # A project answered 401/403: its key may have been rotated or the project deleted; re-check all.
-            for key in list(self.memories):
-                self.request_reverify(key)
+            self.heal(update.refused_values, now=time.monotonic())
         self.poke()
+
+    def heal(self, values: Iterable[tuple[str, str]], *, now: float) -> None:
+        """Forwarders report Sentry refused these routed (attribute, value)s (403 ProjectId, 401): the project was
+        deleted or its key revoked or rotated. Re-verify exactly those projects and keys now, not at the next
+        periodic re-verification."""
+        cooldown = min(HEAL_COOLDOWN, self.settings.reverify_interval)
+        self._healed_at = {k: at for k, at in self._healed_at.items() if now - at < cooldown}
+        for attribute, value in values:
+            if (attribute, value) in self._healed_at:
+                continue
+            self._healed_at[(attribute, value)] = now
+            found = attribute == self.settings.default_attribute and self.reported.heal(value)
+            for key, memory in self.memories.items():
+                spec = self._spec(key)
+                items = [i for i in memory.current if i.value == value and i.kind != ItemKind.FALLBACK]
+                if items and spec is not None and spec.attribute == attribute:
+                    memory.suspect |= {i.key for i in items}
+                    found = True
+            if not found:  # the value reached Sentry through a fallback: check the fallbacks
+                for memory in self.memories.values():
+                    memory.suspect |= {i.key for i in memory.current if i.kind == ItemKind.FALLBACK}
+                self._cluster_fallback.result = None
+            log.info("A forwarder reports Sentry refused the project of %s=%r: re-verifying it", attribute, value[:100])
+        for conn in self.connections.values():
+            conn.invalidate()  # the catalog may still list a deleted project
 
     async def _ensure_report_configmap(self) -> None:
         if await self.kube.create_configmap(self.settings.report_configmap, {}):
@@ -257,7 +284,8 @@ class Engine:
             )
         )
         for plan in plans:
-            self.memories[plan.key].sightings = plan.sightings
+            memory = self.memories[plan.key]
+            memory.sightings, memory.current = plan.sightings, plan.items
         return plans
 
     # --- 2. provision ----------------------------------------------------------------------------------
@@ -270,7 +298,7 @@ class Engine:
                 continue
             memory = self.memories[plan.key]
             changed = plan.items != memory.planned or plan.spec.inputs() != memory.planned_inputs
-            if changed or memory.verify_due or self.scheduler.due(key, now):
+            if changed or memory.verify_due or memory.suspect or self.scheduler.due(key, now):
                 self._start(key, self._provision_route(plan, memory, conn))
         self._schedule_catalog_and_fallback(now)
         self._schedule_reported(now)
@@ -278,8 +306,15 @@ class Engine:
     async def _provision_route(self, plan: RoutePlan, memory: RouteMemory, conn: ConnectionRuntime) -> None:
         memory.planned, memory.planned_inputs = plan.items, plan.spec.inputs()
         verify, memory.verify_due = memory.verify_due, False
+        suspect, memory.suspect = frozenset(memory.suspect), set()
         retry = await provision_route(
-            plan, memory, conn, verify=verify, warmup=self.settings.new_project_warmup, progress=self.poke
+            plan,
+            memory,
+            conn,
+            verify=verify,
+            suspect=suspect,
+            warmup=self.settings.new_project_warmup,
+            progress=self.poke,
         )
         if retry:
             self.scheduler.retry(_route_task(plan.key), time.monotonic() + self._retry_delay)

@@ -124,6 +124,7 @@ def test_deleted_projects_recreated_only_when_this_route_created_them(
     start_operator()
     eventually(lambda: len(routed(cluster.table())) == 3, what="three routes")
     first_id = sentry.project("made-here").id
+    old_ids = {slug: sentry.project(slug).id for slug in ("adopted", "not-again")}
     eventually(lambda: cluster.entries("shop", "shop")["made-here"]["created"] is True)
 
     for slug in ("made-here", "adopted", "not-again"):
@@ -132,16 +133,23 @@ def test_deleted_projects_recreated_only_when_this_route_created_them(
         lambda: (p := sentry.project("made-here")) is not None and p.id != first_id, timeout=30, what="re-created"
     )
     eventually(
-        lambda: (
-            set(routed(cluster.table())) == {("made-here", "shop")}
-            and cluster.current_table().projects[f"{ORG}/made-here"].id == sentry.project("made-here").id
-        ),
+        lambda: cluster.current_table().projects[f"{ORG}/made-here"].id == sentry.project("made-here").id,
         timeout=30,
         what="table updated to the re-created project",
     )
     assert sentry.project("adopted") is None and sentry.project("not-again") is None
+    # Projects this route did not create (or may not re-create) stay routed to the gone project: the forwarders
+    # hold their data and drop it, counted, when the hold expires; the status says why.
     entries = eventually(lambda: (e := cluster.entries("shop", "shop"))["adopted-svc"]["state"] == "Failed" and e)
-    assert "does not exist" in entries["adopted-svc"]["message"]
+    assert "no longer exists" in entries["adopted-svc"]["message"] and "adopted" in entries["adopted-svc"]["message"]
+    assert entries["adopted-svc"]["id"] == old_ids["adopted"]
+    kept = eventually(lambda: (e := cluster.entries("keep", "keep"))["not-again"]["state"] == "Failed" and e)
+    assert "sentryroute.dev/recreate" in kept["not-again"]["message"]
+    table = cluster.current_table()
+    assert set(routed(table)) == {("made-here", "shop"), ("adopted-svc", "shop"), ("not-again", "keep")}
+    assert table.projects[f"{ORG}/adopted"].id == old_ids["adopted"]
+    reasons = [e["reason"] for e in cluster.events() if "no longer exists" in e.get("message", "")]
+    assert reasons and set(reasons) == {"ProvisioningFailed"}
     posts = [line for line in logs.lines if "POST /api/0/teams/acme/backend/projects/" in line]
     assert len(posts) == 3  # made-here twice, not-again once; never the adopted project
 

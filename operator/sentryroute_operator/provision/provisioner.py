@@ -57,6 +57,8 @@ class Reason(StrEnum):
 
 #: Failure reasons that say something about the project itself; other failures (auth, API errors) keep the
 #: last good table entry, because the project and its key most likely still work.
+#: `ProjectGone` is not one of them: an adopted project deleted in Sentry stays routed, so the forwarders hold its
+#: data (and drop it, counted, when the hold expires) instead of treating the value as unrouted.
 DEFINITIVE_FAILURES = frozenset(
     {
         Reason.NOT_FOUND,
@@ -65,7 +67,6 @@ DEFINITIVE_FAILURES = frozenset(
         Reason.INVALID_DSN,
         Reason.INVALID_SLUG,
         Reason.NO_TEAM,
-        Reason.PROJECT_GONE,
     }
 )
 _NAME_LIMIT = 50  # Sentry's serializer limit for project names

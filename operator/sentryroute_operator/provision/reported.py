@@ -18,7 +18,7 @@ from .autocreate import AutoCreatePolicy
 from .catalog import ConnectionRuntime
 from .errors import TransientError
 from .provisioner import ensure_project
-from .state import ValueState
+from .state import ValueState, gone_if_known
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,17 @@ class ReportedValues:
         self.refused: dict[str, str] = {}
         self.pending_reports: list[Report] = []
         self.checked: set[str] = set()  # values the last runs looked at (a no-op for them until re-verified)
+        self.created: set[str] = set()  # values whose project this process auto-created (re-created if deleted)
+        self.suspect: set[str] = set()  # routed values a forwarder reported Sentry refused: verify now
         self.due = False
+
+    def heal(self, value: str) -> bool:
+        """A forwarder reported Sentry refused `value`'s project: verify it at once. False: not ours."""
+        if value not in self.states:
+            return False
+        self.suspect.add(value)
+        self.due = True
+        return True
 
     def candidates(self, routed_values: set[str]) -> list[str]:
         """Reported values of our attribute that no route covers yet (plus refusals worth re-checking)."""
@@ -44,7 +54,8 @@ class ReportedValues:
             return []
         values = {r.value for r in self.pending_reports if r.attribute == self.attribute}
         values |= {v for v, reason in self.refused.items() if reason == "rate_limited"}
-        return sorted(v for v in values - routed_values if v not in self.states or self.states[v].good is None)
+        fresh = {v for v in values - routed_values if v not in self.states or self.states[v].good is None}
+        return sorted(fresh | (self.suspect & set(self.states)))
 
     async def provision(self, conn: ConnectionRuntime, values: list[str], *, warmup: float) -> None:
         """Route or create each value; one value's transient error never stops the others."""
@@ -52,6 +63,10 @@ class ReportedValues:
         catalog = await conn.refresh()
         for value in values:
             self.checked.add(value)
+            if value in self.suspect:
+                self.suspect.discard(value)
+                await self._heal(conn, value, warmup=warmup)
+                continue
             existing = catalog is not None and value in catalog
             if not existing:
                 if not self.auto_create or not self.team:
@@ -77,8 +92,30 @@ class ReportedValues:
                 continue
             if result.created:
                 self.policy.record_creation()
+                self.created.add(value)
             state = self.states.setdefault(value, ValueState(slug=target))
             state.record(result, now=time.monotonic(), warmup=warmup)
+
+    async def _heal(self, conn: ConnectionRuntime, value: str, *, warmup: float) -> None:
+        """Ask Sentry directly (not the catalog): re-create what auto-create made, else report it gone."""
+        state = self.states[value]
+        create = value in self.created and self.auto_create and bool(self.team)
+        try:
+            result = await ensure_project(
+                conn.api, slug=state.slug, team=self.team, platform="other", create=create, known=None, value=value
+            )
+        except TransientError as exc:
+            log.warning("Re-verifying reported value %r: %s", value[:100], exc)
+            self.suspect.add(value)  # the next run tries again
+            return
+        if not create:
+            result = gone_if_known(
+                result, state, why="it was not auto-created by this operator, so it is not re-created"
+            )
+        if result.created:
+            self.policy.record_creation()
+            log.info("Re-created project %s for reported value %r (the old one is gone)", state.slug, value[:100])
+        state.record(result, now=time.monotonic(), warmup=warmup)
 
     def refusals(self) -> list[Refused]:
         items = sorted(self.refused.items())[:MAX_REFUSED]

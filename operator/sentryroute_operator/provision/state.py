@@ -7,6 +7,7 @@ downgrades it — and it survives restarts through `status.projects[].created`.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from sentryroute.routes import ProjectEndpoint
@@ -58,6 +59,27 @@ class ValueState:
                 self.project_id = None
 
 
+ADOPTED_NOT_RECREATED = (
+    "it was adopted, not created by sentryroute, so it is not re-created: create it in Sentry again or change the route"
+)
+RECREATE_OFF = 'it is not re-created because the route has the annotation sentryroute.dev/recreate: "false"'
+
+
+def gone_if_known(result: Provisioned, before: ValueState | None, *, why: str) -> Provisioned:
+    """A NotFound for a value that had a project is `ProjectGone`: the project was deleted in Sentry.
+
+    The value stays routed to the gone project (its last endpoint is kept), so the forwarders hold its data
+    and drop it, counted, when their hold expires, instead of re-routing it as unrouted.
+    """
+    if result.reason != Reason.NOT_FOUND or before is None or before.project_id is None:
+        return result
+    message = (
+        f"project {result.slug} (id {before.project_id}) no longer exists in Sentry; {why}; the forwarders hold "
+        "its data up to their --max-hold, then drop it"
+    )
+    return dataclasses.replace(result, reason=Reason.PROJECT_GONE, project_id=before.project_id, message=message)
+
+
 @dataclass
 class RouteMemory:
     """One SentryRoute's provisioning memory; dropped (and re-seeded from status) when its uid changes."""
@@ -66,6 +88,8 @@ class RouteMemory:
     values: dict[ItemKey, ValueState] = field(default_factory=dict)
     provenance: dict[str, bool] = field(default_factory=dict)  # slug → created by this route
     sightings: Sightings = field(default_factory=Sightings)
+    current: tuple[Item, ...] = ()  # what the route covers now (the last plan)
+    suspect: set[ItemKey] = field(default_factory=set)  # items a forwarder reported Sentry refused: verify now
     planned: tuple[Item, ...] = ()  # what the last provisioning task started with
     planned_inputs: tuple[object, ...] = ()
     verify_due: bool = True
