@@ -147,6 +147,13 @@ async def delete_project(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def finish_deletions(request: web.Request) -> web.Response:
+    body = await _body(request)
+    org = body.get("org")
+    slugs = _ctx(request).state.finish_deletions(str(org) if org is not None else None)
+    return web.json_response({"deleted": slugs})
+
+
 async def add_fault(request: web.Request) -> web.Response:
     kind = request.match_info["kind"]
     faults = _ctx(request).faults
@@ -174,6 +181,12 @@ ENDPOINTS: tuple[tuple[str, str, Handler, str], ...] = (
     ("POST", "teams", add_team, 'create a team: {"org", "slug", "name"?}'),
     ("POST", "projects", add_project, 'create a project and its Default key: {"org", "team", "slug", "platform"?}'),
     ("DELETE", "projects/{org}/{slug}", delete_project, "delete a project (ingest then answers 403 ProjectId)"),
+    (
+        "POST",
+        "deletions/finish",
+        finish_deletions,
+        'finish pending deletions (slugs free again): {"org"?}',
+    ),
     ("POST", "keys", add_key, 'create a client key: {"org", "project", "name"?}'),
     ("POST", "tokens", add_token, 'create a Web API token: {"scopes"?, "value"?}'),
     ("POST", "faults/{kind}", add_fault, "inject a fault, JSON body = its arguments (kinds below); faults/clear: none"),

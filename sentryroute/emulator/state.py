@@ -210,6 +210,18 @@ class State:
                 raise KeyError(f"unknown project {org}/{project}")
             project_obj.status = PROJECT_PENDING_DELETION
 
+    def finish_deletions(self, org: str | None = None) -> list[str]:
+        """Sentry's deletion task ran: projects pending deletion are gone for good and their slugs free again."""
+        with self.lock:
+            done = [
+                p
+                for p in self.projects_by_id.values()
+                if p.status == PROJECT_PENDING_DELETION and (org is None or p.org == org)
+            ]
+            for project in done:
+                del self.projects_by_id[project.id]
+            return [p.slug for p in done]
+
     def add_token(
         self, scopes: Iterable[str] = ("org:read", "project:read", "project:write"), value: str | None = None
     ) -> str:

@@ -156,7 +156,7 @@ async def _create(api: SentryApi, outcome: _Outcome, *, team: str, platform: str
             return outcome.failed(
                 Reason.SLUG_RESERVED,
                 f"slug {api.org}/{slug} is held by a project that is not active (pending deletion?); "
-                "pick another slug or wait until Sentry frees it",
+                "retrying until Sentry frees it (its data is held as pending meanwhile), or pick another slug",
             )
         return await outcome.with_endpoint(existing, created=False)
     except NotFound as exc:

@@ -72,7 +72,7 @@ async def provision_route(
         state.record(result, now=time.monotonic(), warmup=warmup)
         memory.values[item.key] = state
         memory.remember_provenance(item, result)
-        retry = retry or result.state == ProjectState.CREATING
+        retry = retry or result.state == ProjectState.CREATING or state.waiting_for_slug
         progress()
     wanted = {item.key for item in plan.items}
     memory.values = {k: v for k, v in memory.values.items() if k in wanted}

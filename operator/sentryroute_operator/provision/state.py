@@ -40,9 +40,20 @@ class ValueState:
         return self.state == ProjectState.FAILED
 
     @property
+    def waiting_for_slug(self) -> bool:
+        """The slug is held by a project pending deletion (often the one just deleted): retried until Sentry
+        frees it, the value's data held as pending meanwhile."""
+        return self.failed and self.result is not None and self.result.reason == Reason.SLUG_RESERVED
+
+    @property
     def settled(self) -> bool:
         """Answered, without a pending retry: nothing new to learn until the next re-verification."""
-        return self.result is not None and self.transient is None and self.state != ProjectState.CREATING
+        return (
+            self.result is not None
+            and self.transient is None
+            and self.state != ProjectState.CREATING
+            and not self.waiting_for_slug
+        )
 
     def record(self, result: Provisioned, *, now: float, warmup: float) -> None:
         self.slug = result.slug

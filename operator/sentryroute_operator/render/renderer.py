@@ -171,7 +171,7 @@ def _value_route(
             projects[key] = state.good
             return ValueRoute(item.value, project=key)
         if state.failed:
-            return ValueRoute(item.value)
+            return ValueRoute(item.value, pending=state.waiting_for_slug)
     spec = plan.spec
     slot: RouteSlot | FallbackSlot = (
         FallbackSlot(spec.attribute, spec.namespace)
