@@ -71,6 +71,8 @@ class Forwarder:
         self._grpc_server: GrpcReceiver | None = None
         self._revision: str | None = None
         self._routes_file: RoutesFileWatcher | None = None
+        self.metrics.queue_limit_bytes.set(settings.max_bytes)
+        self.metrics.ready.set_function(lambda: 0.0 if self.not_ready_reason() else 1.0)
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -190,6 +192,7 @@ class Forwarder:
         if self._revision is not None:
             self.metrics.routes_revision.remove(self._revision)
         self.metrics.routes_revision.labels(table.revision).set(1)
+        self.metrics.routes_loaded.set_to_current_time()
         self._revision = table.revision
 
     async def _serve(self, runner: web.AppRunner, address: Address, *, ssl_context: ssl.SSLContext | None) -> int:

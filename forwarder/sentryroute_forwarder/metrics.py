@@ -5,7 +5,33 @@ One registry per forwarder instance so that several forwarders can run in one te
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from collections.abc import Callable, Iterable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+#: (scope "project" | "org", project or org key, signal, seconds until the deadline) of every active limit.
+ActiveLimits = Callable[[], Iterable[tuple[str, str, str, float]]]
+
+
+class _RateLimitDeadlines:
+    """`sentryroute_rate_limit_remaining_seconds`, read from the live deadlines at scrape time (no hot-path cost)."""
+
+    def __init__(self) -> None:
+        self.source: ActiveLimits | None = None
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "sentryroute_rate_limit_remaining_seconds",
+            "Seconds until Sentry's rate limit on a project (or a whole org) ends, per signal; absent when none.",
+            labels=["scope", "target", "signal"],
+        )
+        for scope, target, signal, seconds in self.source() if self.source is not None else ():
+            family.add_metric([scope, target, signal], seconds)
+        yield family
 
 
 class ForwarderMetrics:
@@ -73,3 +99,23 @@ class ForwarderMetrics:
         self.queue_replayed_items = Counter(
             "sentryroute_queue_replayed_items", "Items recovered from the queue directory at start-up.", registry=r
         )
+        # For dashboards and alerts (charts/sentryroute/dashboards, templates/prometheusrule.yaml).
+        self.export_responses = Counter(
+            "sentryroute_export_responses",
+            "Sentry's answers to export requests by HTTP status ('none': timeout or connection error).",
+            ["project", "status"],
+            registry=r,
+        )
+        self.queue_limit_bytes = Gauge(
+            "sentryroute_queue_limit_bytes", "The global bound on queued and held bytes (--max-bytes).", registry=r
+        )
+        self.routes_loaded = Gauge(
+            "sentryroute_routes_loaded_timestamp_seconds",
+            "When the routes table in use was loaded (Unix time).",
+            registry=r,
+        )
+        self.ready = Gauge("sentryroute_ready", "1 while /readyz answers ready, else 0.", registry=r)
+        self.rate_limit_deadlines = _RateLimitDeadlines()
+        r.register(self.rate_limit_deadlines)
+        # process_cpu_seconds_total, process_resident_memory_bytes, ...: this registry is not the default one.
+        ProcessCollector(registry=r)

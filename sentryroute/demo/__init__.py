@@ -95,7 +95,10 @@ def _run_demo(stack: Stack, say: Progress, *, examples: Path, crds: Path, timeou
     kube_env = {"KUBECONFIG": str(kube.kubeconfig_path)}
     stack.start_process(
         "operator",
-        ["operator", "--namespace", OPERATOR_NAMESPACE, "--new-project-warmup", "1s", "--reverify-interval", "1m"],
+        [
+            *("operator", "--namespace", OPERATOR_NAMESPACE, "--new-project-warmup", "1s"),
+            *("--reverify-interval", "1m", "--metrics", f"127.0.0.1:{stack.operator_metrics_port}"),
+        ],
         {**kube_env, "SENTRY_URL": sentry.url, "SENTRY_ORG_SLUG": ORG, "SENTRY_AUTH_TOKEN_FILE": str(token_file)},
     )
     say("operator started (kopf): provisioning projects and rendering the routes table")
@@ -127,8 +130,8 @@ def _run_demo(stack: Stack, say: Progress, *, examples: Path, crds: Path, timeou
         if keep:
             say(f"running; send OTLP to {stack.http_endpoint} or {stack.grpc_endpoint}; Ctrl-C to stop")
             say(
-                f"Sentry emulator page: {sentry.url}/_emulator/ — forwarder metrics: "
-                f"http://127.0.0.1:{stack.admin_port}/metrics"
+                f"Sentry emulator page: {sentry.url}/_emulator/ — metrics: forwarder "
+                f"http://127.0.0.1:{stack.admin_port}/metrics, operator http://127.0.0.1:{stack.operator_metrics_port}/metrics"
             )
             try:
                 while True:

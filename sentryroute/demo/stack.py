@@ -34,6 +34,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` different ports that were free a moment ago (all held open together, so none repeats)."""
+    with contextlib.ExitStack() as held:
+        socks = [held.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
+
+
 class ConfigMapMirror:
     """Mirror the routes ConfigMap into `<dir>/routes.json` as a kubelet does (`..data` symlink, swapped atomically)."""
 
@@ -81,6 +90,7 @@ class Stack:
     http_port: int
     grpc_port: int
     admin_port: int
+    operator_metrics_port: int
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
@@ -133,7 +143,8 @@ def running_stack(*, keep_workdir: bool = False) -> Iterator[Stack]:
             SentryEmulator(EmulatorConfig()).running_in_thread() as sentry,
             KubeEmulator(kubeconfig_path=workdir / "kubeconfig").running_in_thread() as kube,
         ):
-            stack = Stack(sentry, kube, workdir, free_port(), free_port(), free_port())
+            http, grpc, admin, operator_metrics = free_ports(4)
+            stack = Stack(sentry, kube, workdir, http, grpc, admin, operator_metrics)
             try:
                 yield stack
             finally:

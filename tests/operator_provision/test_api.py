@@ -167,3 +167,21 @@ def test_hostile_org_rejected() -> None:
     for org in ("../acme", "acme?x=1", "acme/"):
         with pytest.raises(InvalidSlug):
             SentryApi(base_url="https://sentry.io", org=org, token=StaticToken("t0ken"))
+
+
+async def test_web_api_answers_and_rate_limit_waits_are_counted(emu: SentryEmulator, api: SentryApi) -> None:
+    """What the dashboard's "Sentry Web API" panels and the WebApiRateLimited alert read."""
+    from prometheus_client import REGISTRY
+
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, {"org": "acme", **labels}) or 0.0
+
+    before = (sample("sentryroute_sentry_api_responses_total", status="429"),
+              sample("sentryroute_sentry_api_responses_total", status="200"),
+              sample("sentryroute_sentry_api_rate_limited_seconds_total"))  # fmt: skip
+    emu.state.add_project("acme", "backend", "checkout")
+    emu.faults.api_rate_limit(path_regex=r"/projects/acme/checkout/keys/", count=1, reset_in=1.0)
+    await api.list_keys("checkout")
+    assert sample("sentryroute_sentry_api_responses_total", status="429") == before[0] + 1
+    assert sample("sentryroute_sentry_api_responses_total", status="200") >= before[1] + 1
+    assert sample("sentryroute_sentry_api_rate_limited_seconds_total") - before[2] >= 0.5

@@ -157,6 +157,15 @@ class RateLimits:
         for key in [key for key in self._deadlines if key[:2] == ("project", project)]:
             del self._deadlines[key]
 
+    def active(self, *, now: float | None = None) -> list[tuple[str, str, str, float]]:
+        """(scope, project or org, signal, seconds left) of every limit still running: for the metrics."""
+        now = time.monotonic() if now is None else now
+        return [
+            (scope, target, signal.value, deadline - now)
+            for (scope, target, signal), deadline in list(self._deadlines.items())
+            if deadline > now
+        ]
+
     def until(self, project: str, signal: Signal, *, now: float | None = None) -> float:
         """The deadline for `signal` to `project` (0.0 when not limited); expired entries are forgotten."""
         now = time.monotonic() if now is None else now

@@ -21,6 +21,7 @@ class QueueAccounting:
         self._states = states
         self._held_reasons: set[str] = set()  # every label ever set, so a gauge goes back to 0
         self.projects: set[str] = set()  # projects with per-project metric labels
+        self._statuses: dict[str, set[str]] = {}  # project → HTTP statuses counted in export_responses
 
     def dropped(self, signal: Signal, reason: str, items: int) -> None:
         if items:
@@ -38,6 +39,11 @@ class QueueAccounting:
         """`project` got per-project metric labels (an export, a rate limit)."""
         self.projects.add(project)
 
+    def count_response(self, project: str, status: str) -> None:
+        """One of Sentry's answers to `project`, by HTTP status (remembered, so `forget_project` can remove it)."""
+        self._metrics.export_responses.labels(project, status).inc()
+        self._statuses.setdefault(project, set()).add(status)
+
     def forget_project(self, project: str) -> None:
         """Remove every per-project metric series of a project that left the table (cardinality stays bounded
         by the table, not by every project ever routed)."""
@@ -47,6 +53,7 @@ class QueueAccounting:
             series.append((metrics.exported_items, (signal.value, project)))
             series.append((metrics.rate_limited_seconds, (project, signal.value)))
         series.extend((metrics.export_requests, (project, verdict.value)) for verdict in Verdict)
+        series.extend((metrics.export_responses, (project, status)) for status in self._statuses.pop(project, ()))
         for metric, labels in series:
             with contextlib.suppress(KeyError):
                 metric.remove(*labels)

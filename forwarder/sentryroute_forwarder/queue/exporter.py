@@ -172,6 +172,7 @@ class Exporter:
         self._metrics.export_duration.observe(now - started)
         self._metrics.export_requests.labels(project, outcome.verdict.value).inc()
         self._accounting.note_project(project)
+        self._accounting.count_response(project, str(outcome.status or "none"))
         for signal, seconds in self._states.limits.impose(project, outcome.limits, now=now).items():
             self._metrics.rate_limited_seconds.labels(project, signal.value).inc(seconds)
         self._settle(lane, endpoint, batch, outcome, now)

@@ -67,6 +67,7 @@ class QueuePipeline:
         self._store: QueueStore = store if store is not None else _make_store(settings, metrics)
         self._metrics = metrics
         self._states = QueueStates()
+        metrics.rate_limit_deadlines.source = self._states.limits.active
         self._accounting = QueueAccounting(metrics, self._store, self._states)
         self._bounds = Bounds(settings, store=self._store, states=self._states, accounting=self._accounting)
         self._client = ExportClient(settings, session_factory=session_factory)

@@ -13,7 +13,7 @@ from typing import Any, cast
 
 import kopf
 
-from ..metrics import PROJECTS_CREATED, PROVISIONING_FAILURES
+from ..metrics import PROJECTS_ADOPTED, PROJECTS_CREATED, PROVISIONING_FAILURES
 from .provisioner import ProjectState, Provisioned
 from .state import ValueState
 
@@ -51,6 +51,7 @@ def announce(obj: Mapping[str, Any], what: str, before: ValueState | None, resul
         verb = f"Re-created {what} (project {before_id} is gone)" if before_id else f"Created {what}"
         post_event(obj, EventType.NORMAL, EventReason.PROJECT_CREATED, f"{verb}: {result.message}")
     elif result.state == ProjectState.READY and (before is None or before_id != result.project_id):
+        PROJECTS_ADOPTED.inc()
         post_event(obj, EventType.NORMAL, EventReason.PROJECT_ADOPTED, f"Using existing {what}: {result.message}")
     elif result.state == ProjectState.FAILED and (before is None or before_reason != result.reason):
         PROVISIONING_FAILURES.labels(reason=str(result.reason or "Failed")).inc()

@@ -21,6 +21,7 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 from yarl import URL
 
+from ..metrics import SENTRY_API_RATE_LIMITED_SECONDS, SENTRY_API_RESPONSES
 from .errors import AuthError, NotFound, RateLimited, SentryApiError, SlugConflict, TransientError
 from .models import MalformedItem, SentryKey, SentryProject
 from .pagination import MAX_PAGES, next_cursor
@@ -210,9 +211,11 @@ class SentryApi:
             try:
                 response = await self._send(method, url, token=token, body=body)
             except (TimeoutError, aiohttp.ClientError) as exc:
+                SENTRY_API_RESPONSES.labels(self.org, "none").inc()
                 problem = f"{type(exc).__name__}: {_clean(str(exc)) or 'no detail'}"
                 failures = await self._backoff_or_raise(failures, method=method, path=path, problem=problem)
                 continue
+            SENTRY_API_RESPONSES.labels(self.org, str(response.status)).inc()
             if response.status == 401 and not refreshed:
                 refreshed = True
                 await self._token.refresh()
@@ -230,6 +233,7 @@ class SentryApi:
                 wait = rate_limit_wait(response.headers, max_wait=rate_limit_deadline - now)
                 wait = max(wait, min(_MIN_RATE_LIMIT_WAIT, rate_limit_deadline - now))  # a past reset must not spin
                 log.warning("Sentry rate limit on %s %s (org %s): waiting %.1fs", method, path, self.org, wait)
+                SENTRY_API_RATE_LIMITED_SECONDS.labels(self.org).inc(wait)
                 self._gate.block_for(wait)
                 continue
             if response.status >= 500:

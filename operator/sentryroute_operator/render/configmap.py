@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sentryroute.routes import RoutesTable, RoutesTableError, parse_routes_table
 
 from ..kubeio import KubeApiError, KubeIO
-from ..metrics import ROUTES_TABLE_BYTES, ROUTES_TABLE_NEAR_LIMIT, ROUTES_TABLE_WRITES
+from ..metrics import ROUTES_TABLE_BYTES, ROUTES_TABLE_NEAR_LIMIT, ROUTES_TABLE_WRITES, publish_routes_revision
 from ..settings import ObjectRef
 from .size import SizeCheck, check_size
 
@@ -67,6 +67,7 @@ class RoutesConfigMap:
             current = None if data is None else data.get(DATA_KEY)
             self.written_revision = _revision_of(current)
         if self.written_revision == table.revision:
+            publish_routes_revision(table.revision)
             return WriteResult(written=False, size=size)
         try:
             await self.kube.patch_configmap_data(self.ref, {DATA_KEY: payload})
@@ -75,6 +76,7 @@ class RoutesConfigMap:
                 raise
             await self.kube.create_configmap(self.ref, {DATA_KEY: payload})
         self.written_revision = table.revision
+        publish_routes_revision(table.revision)
         self.writes += 1
         ROUTES_TABLE_WRITES.inc()
         log.info("Wrote routes table %s (%d routes) to %s", table.revision[:19], len(table.routes), self.ref)

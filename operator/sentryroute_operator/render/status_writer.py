@@ -6,12 +6,15 @@ A failed write is logged and retried on a later cycle; one route's status never 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..derive.plan import RoutePlan
 from ..derive.routes import RouteKey
 from ..kubeio import KubeApiError, KubeIO
+from ..metrics import ROUTE_VALUES
+from ..provision.provisioner import ProjectState
 from .renderer import RouteStatus
 from .status import same_status, status_body
 
@@ -26,6 +29,9 @@ class StatusWriter:
     async def write(
         self, plans: Sequence[RoutePlan], statuses: Mapping[RouteKey, RouteStatus], *, size_problem: str | None
     ) -> None:
+        states = Counter(str(entry.state) for status in statuses.values() for entry in status.entries)
+        for state in ProjectState:
+            ROUTE_VALUES.labels(str(state)).set(states.get(str(state), 0))
         live = {plan.key for plan in plans}
         self._written = {key: written for key, written in self._written.items() if key in live}
         for plan in plans:
