@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit tools bench reliability fuzz hostile clean
+.PHONY: demo test lint typecheck unit tools bench reliability fuzz hostile dashboard-picture clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,11 @@ reliability: $(VENV)/.dev-installed
 ## fuzz: the receivers' hypothesis fuzzing, long (the suite runs a small derandomized set)
 fuzz: $(VENV)/.dev-installed
 	SENTRYROUTE_FUZZ=long $(BIN)/pytest -q -p no:cacheprovider tests/forwarder/test_fuzz_receivers.py
+
+## dashboard-picture: docs/dashboard.png — the Grafana dashboard's queries evaluated on a ~90 s demo run
+dashboard-picture: $(VENV)/.dev-installed
+	$(BIN)/pip install -q -e '.[picture]'
+	$(BIN)/python scripts/dashboard_picture.py
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache

@@ -20,6 +20,7 @@ from tests.chart.rendering import NAMESPACE, VALUE_SETS, Manifest, render, tool
 # Kinds from other projects' CRDs the chart may render; a cluster that uses those values has them installed.
 STAND_IN_CRDS = {
     ("monitoring.coreos.com", "ServiceMonitor"): ("servicemonitors", "Namespaced"),
+    ("monitoring.coreos.com", "PrometheusRule"): ("prometheusrules", "Namespaced"),
     ("kopf.dev", "ClusterKopfPeering"): ("clusterkopfpeerings", "Cluster"),
 }
 
@@ -100,7 +101,8 @@ def test_kubectl_applies_the_rendered_chart(kube: KubeEmulator, values_file: Pat
         group, _, version = manifest["apiVersion"].rpartition("/")
         # KIND.VERSION.GROUP: the emulator converts nothing, so ask for the version the chart wrote.
         resource = f"{kind}.{version}.{group}" if group else kind
-        scope = ["--namespace", NAMESPACE] if manifest["metadata"].get("namespace") else []
+        namespace = manifest["metadata"].get("namespace")  # the release's, or another (grafanaDashboard.namespace)
+        scope = ["--namespace", namespace] if namespace else []
         result = kubectl(kubeconfig, "get", *scope, resource, manifest["metadata"]["name"], "--output", "json")
         assert result.returncode == 0, result.stderr
         stored = json.loads(result.stdout)

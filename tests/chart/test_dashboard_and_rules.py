@@ -129,3 +129,24 @@ def test_rules_cover_what_an_sre_is_paged_for() -> None:
     for alert in alerts.values():
         assert 'namespace="observability"' in alert["expr"], alert["expr"]  # scoped to the release's namespace
         assert alert["annotations"]["summary"] and alert["labels"]["severity"] in ("info", "warning", "critical")
+
+
+def test_the_readme_picture_can_evaluate_every_dashboard_panel(running: Stack) -> None:
+    """scripts/dashboard_picture.py draws panels by evaluating their queries (sentryroute/demo/dashboard.py):
+    each time-series query of the dashboard is in the subset it understands, and the core ones have data."""
+    from sentryroute.demo.dashboard import Samples, evaluate, panel_queries
+
+    stack = running
+    samples = Samples(epoch=time.time())
+    for at in (0.0, 1.0):
+        samples.add(at, {"forwarder": scrape(stack.admin_port), "operator": scrape(stack.operator_metrics_port)})
+    results = {
+        query: evaluate(query, samples, 1)
+        for _title, targets in panel_queries(json.loads(DASHBOARD.read_text()))
+        for query, _legend in targets
+    }
+    assert len(results) > 20
+    ready = next(v for q, v in results.items() if q.startswith("sum(sentryroute_ready"))
+    assert ready == {(): 1.0}
+    memory = next(v for q, v in results.items() if "process_resident_memory_bytes" in q)
+    assert {labels for labels in memory} == {(("pod", "forwarder"),), (("pod", "operator"),)}

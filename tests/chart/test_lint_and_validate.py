@@ -13,7 +13,11 @@ from tests.chart.rendering import CHART, MINIMAL_VALUES, NO_VALUES, VALUE_SETS, 
 
 KUBERNETES_VERSIONS = ["1.30.0", "1.37.0"]
 # Custom resources of other projects: kubernetes-validate has no schema for them, so only their shape is checked.
-SCHEMALESS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("kopf.dev/v1", "ClusterKopfPeering")}
+SCHEMALESS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+    ("kopf.dev/v1", "ClusterKopfPeering"),
+}
 
 
 @pytest.mark.parametrize("values_file", VALUE_SETS)

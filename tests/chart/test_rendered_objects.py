@@ -342,7 +342,7 @@ def test_every_object_carries_the_standard_labels(values_file: Path | None) -> N
         assert labels["app.kubernetes.io/name"] == "sentryroute"
         assert labels["app.kubernetes.io/instance"] == "sr"
         assert labels["app.kubernetes.io/managed-by"] == "Helm"
-        assert labels["app.kubernetes.io/component"] in ("operator", "forwarder")
+        assert labels["app.kubernetes.io/component"] in ("operator", "forwarder", "monitoring")
         if manifest["kind"] in ("Deployment", "StatefulSet"):
             selector = manifest["spec"]["selector"]["matchLabels"]
             assert selector.items() <= manifest["spec"]["template"]["metadata"]["labels"].items()
