@@ -34,6 +34,7 @@ typecheck: $(VENV)/.dev-installed
 tools:
 	bash scripts/install-tools.sh
 	bash scripts/install-js-clients.sh
+	bash scripts/install-promql-check.sh
 	bash scripts/install-bench-tools.sh
 
 unit: $(VENV)/.dev-installed

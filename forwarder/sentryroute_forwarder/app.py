@@ -71,7 +71,7 @@ class Forwarder:
         self._grpc_server: GrpcReceiver | None = None
         self._revision: str | None = None
         self._routes_file: RoutesFileWatcher | None = None
-        self.metrics.queue_limit_bytes.set(settings.max_bytes)
+        self.metrics.queue_limit_bytes.set(settings.bound)
         self.metrics.ready.set_function(lambda: 0.0 if self.not_ready_reason() else 1.0)
 
     # -- lifecycle ---------------------------------------------------------------------------------------

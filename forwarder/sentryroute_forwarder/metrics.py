@@ -107,7 +107,9 @@ class ForwarderMetrics:
             registry=r,
         )
         self.queue_limit_bytes = Gauge(
-            "sentryroute_queue_limit_bytes", "The global bound on queued and held bytes (--max-bytes).", registry=r
+            "sentryroute_queue_limit_bytes",
+            "The global bound on queued and held bytes (--max-bytes, or --max-disk-bytes with --queue-dir).",
+            registry=r,
         )
         self.routes_loaded = Gauge(
             "sentryroute_routes_loaded_timestamp_seconds",

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import re
+import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from sentryroute.demo.stack import OPERATOR_NAMESPACE, Stack, running_stack
 from tests.chart.rendering import CHART, REPO, one, render
 
 DASHBOARD = CHART / "dashboards" / "sentryroute.json"
+PROMQL = REPO / "tests" / "chart" / "promql"
 MONITORING = CHART / "ci" / "monitoring-values.yaml"
 _METRIC = re.compile(r"\b(?:sentryroute|process)_[a-z0-9_]+\b")
 
@@ -97,6 +99,35 @@ def test_every_metric_the_dashboard_and_the_rules_use_is_exported(running: Stack
         time.sleep(0.2)
 
 
+def test_every_query_parses_with_the_prometheus_grammar() -> None:
+    """Prometheus' own PromQL grammar (@prometheus-io/lezer-promql, scripts/install-promql-check.sh) accepts every
+    query; Grafana's `$__rate_interval` is replaced by a duration first, as Grafana does before sending it."""
+    checker = PROMQL / "check.mjs"
+    if not (PROMQL / "node_modules" / "@prometheus-io" / "lezer-promql").is_dir():
+        message = "tests/chart/promql/node_modules is missing: run scripts/install-promql-check.sh"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    # Grafana's `label_values(SELECTOR, label)` (template variables) is not PromQL: its selector is.
+    queries = [
+        re.sub(r"^label_values\((.*), \w+\)$", r"\1", q).replace("$__rate_interval", "1m")
+        for q in dashboard_queries() + rule_expressions()
+    ]
+    result = subprocess.run(
+        ["node", str(checker)], input=json.dumps(queries), capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []
+    broken = subprocess.run(
+        ["node", str(checker)],
+        input=json.dumps(["sum by (a (rate(x[5m]))"]),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert json.loads(broken.stdout), "the checker must catch a syntax error"
+
+
 def test_dashboard_and_rules_are_off_by_default() -> None:
     kinds = {(m["kind"], m["metadata"]["name"]) for m in render()}
     assert not [k for k in kinds if k[0] == "PrometheusRule"]
@@ -118,6 +149,7 @@ def test_rules_cover_what_an_sre_is_paged_for() -> None:
     assert {
         "SentryrouteItemsDropped",
         "SentryrouteQueueNearBound",
+        "SentryrouteQueueWriteErrors",
         "SentryrouteProjectRateLimited",
         "SentryrouteProjectFailing",
         "SentryrouteRoutesTableRejected",
