@@ -12,7 +12,6 @@ samples (sentryroute/demo/dashboard.py) and its main panels drawn with matplotli
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import json
 import math
 import sys
@@ -88,13 +87,18 @@ def main() -> int:
 
 
 def _misbehave_while_sending(stack: object, say: Callable[[str], None], *, seconds: float) -> None:
-    from sentryroute.demo.scenario import ORG, SERVICES
+    from sentryroute.demo import _send_all
+    from sentryroute.demo.scenario import ORG
     from sentryroute.demo.stack import Stack
-    from sentryroute.demo.telemetry import send
 
     assert isinstance(stack, Stack)
     sentry = stack.sentry
     project_id = {p.slug: p.id for p in sentry.state.projects(ORG)}
+
+    def new_pod_while_the_web_api_limits() -> None:
+        sentry.faults.api_rate_limit(".*", count=2, reset_in=2)
+        stack.kube.apply(NEW_POD)
+
     schedule: list[tuple[float, str, Callable[[], None]]] = [
         (
             0.2 * seconds,
@@ -109,30 +113,17 @@ def _misbehave_while_sending(stack: object, say: Callable[[str], None], *, secon
         (
             0.6 * seconds,
             "a new pod in shop-dev; the Web API answers 429 twice while the operator creates its project",
-            lambda: (sentry.faults.api_rate_limit(".*", count=2, reset_in=2), stack.kube.apply(NEW_POD)),
+            new_pod_while_the_web_api_limits,
         ),
     ]
     started = time.monotonic()
-    with concurrent.futures.ThreadPoolExecutor(max_workers=len(SERVICES)) as pool:
-        while (elapsed := time.monotonic() - started) < seconds:
-            while schedule and schedule[0][0] <= elapsed:
-                _at, what, act = schedule.pop(0)
-                say(what)
-                act()
-            futures = [
-                pool.submit(
-                    send,
-                    service,
-                    http_endpoint=stack.http_endpoint,
-                    grpc_endpoint=stack.grpc_endpoint,
-                    spans=40,
-                    logs=10,
-                )
-                for service in SERVICES
-            ]
-            for future in futures:
-                future.result()
-            time.sleep(max(0.0, 1.0 - (time.monotonic() - started - elapsed)))
+    while (elapsed := time.monotonic() - started) < seconds:
+        while schedule and schedule[0][0] <= elapsed:
+            _at, what, act = schedule.pop(0)
+            say(what)
+            act()
+        _send_all(stack, spans=40, logs=10)
+        time.sleep(max(0.0, 1.0 - (time.monotonic() - started - elapsed)))
 
 
 def _draw(samples: object, out: Path) -> None:

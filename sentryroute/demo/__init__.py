@@ -181,7 +181,8 @@ def _wait_for_forwarder(stack: Stack, revision: str, *, timeout: float) -> None:
     raise TimeoutError(f"the forwarder did not load revision {revision} within {timeout:.0f}s")
 
 
-def _send_all(stack: Stack) -> None:
+def _send_all(stack: Stack, *, spans: int = SPANS_PER_SERVICE, logs: int = LOGS_PER_SERVICE) -> None:
+    """Every demo service sends `spans` spans and `logs` log records, all at once (one thread each)."""
     from sentryroute.demo.telemetry import send  # the SDK is imported only when needed
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(SERVICES)) as pool:
@@ -191,8 +192,8 @@ def _send_all(stack: Stack) -> None:
                 service,
                 http_endpoint=stack.http_endpoint,
                 grpc_endpoint=stack.grpc_endpoint,
-                spans=SPANS_PER_SERVICE,
-                logs=LOGS_PER_SERVICE,
+                spans=spans,
+                logs=logs,
             )
             for service in SERVICES
         ]
