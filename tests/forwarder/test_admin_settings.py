@@ -174,3 +174,15 @@ def test_exception_text_is_redacted():
     RedactingFilter().filter(record)
     text = logging.Formatter().format(record)
     assert "zzz-secret" not in text and "Bearer [redacted]" in text
+
+
+def test_queue_flags(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    settings = parse(["--queue-dir", str(tmp_path), "--max-disk-bytes", "2GiB", "--queue-fsync"])
+    assert (settings.queue_dir, settings.max_disk_bytes, settings.queue_fsync) == (tmp_path, 2 << 30, True)
+    assert settings.bound == 2 << 30  # with a queue directory the disk bound is the global one
+    assert ForwarderSettings().bound == ForwarderSettings().max_bytes == 256 << 20
+    with pytest.raises(ConfigError, match="--queue-fsync needs --queue-dir"):
+        parse(["--queue-fsync"])
+    monkeypatch.setenv("SENTRYROUTE_QUEUE_FSYNC", "true")
+    monkeypatch.setenv("SENTRYROUTE_QUEUE_DIR", str(tmp_path))
+    assert parse([]).queue_fsync is True
