@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 from pathlib import Path
 
 import aiohttp
@@ -290,3 +291,24 @@ async def test_queue_fsync_commits_requests_in_groups_and_survives_kill_9(
     finally:
         again.process.send_signal(signal.SIGTERM)
         assert await again.finish() == 0
+
+
+async def test_a_second_forwarder_on_the_same_queue_dir_refuses_to_start(
+    emulator: SentryEmulator, tmp_path: Path
+) -> None:
+    services = projects(emulator, "orders")
+    routes, queue = tmp_path / "routes.json", tmp_path / "queue"
+    write_table(routes, emulator_table(emulator, services))
+    first, _ = await start_forwarder(routes, "--queue-dir", str(queue))
+    try:
+        second = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "sentryroute", "forwarder", "--routes", str(routes), "--queue-dir", str(queue),
+            "--otlp-http", "127.0.0.1:0", "--otlp-grpc", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, err = await asyncio.wait_for(second.communicate(), 60)
+        assert second.returncode == 1
+        assert "is in use by another forwarder process" in err.decode()
+    finally:
+        first.process.send_signal(signal.SIGTERM)
+        assert await first.finish() == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 import pytest
 from sentryroute_forwarder.model import Overloaded, Unavailable
@@ -110,3 +111,30 @@ async def test_refusals_say_when_there_will_be_room(world: SentryWorld, make_pip
     pipeline.offer(trace_parts(table, "payments-svc"))  # healthy data is still taken
     await wait_until(lambda: len(world.emu.received.spans(b)) == 3, what="payments delivered")
     assert sample(metrics, "sentryroute_dropped_items_total", signal="traces", reason="rate_limited") == 0
+
+
+async def test_on_disk_a_failing_project_never_costs_healthy_traffic_room(
+    world: SentryWorld, make_pipeline: PipelineFactory, tmp_path: Path
+) -> None:
+    a, b = world.project("checkout"), world.project("payments")
+    table = world.table({"checkout-svc": "checkout", "payments-svc": "payments"})
+    world.emu.faults.fail(a, status=503)  # checkout is down for the whole test
+    bound = 512 * 1024
+    pipeline, metrics = await make_pipeline(table, queue_dir=tmp_path / "queue", max_disk_bytes=bound)
+    stuck = refused = 0
+    # Healthy traffic worth 8 times the bound, interleaved with the failing project's until its half is full:
+    # segments pinned by checkout's records must be compacted, or payments would hit the bound.
+    for i in range(60):
+        try:
+            pipeline.offer(trace_parts(table, "checkout-svc", spans=60, tag=f"c{i}-"))
+            stuck += 60
+        except Overloaded:
+            refused += 1
+        assert pipeline.has_room(2_000), f"healthy traffic refused after {i} rounds"
+        pipeline.offer(trace_parts(table, "payments-svc", spans=400, tag=f"p{i}-"))
+        await wait_until(lambda i=i: len(world.emu.received.spans(b)) == 400 * (i + 1), what="payments delivered")
+    assert refused > 0 and stuck > 0
+    assert sample(metrics, "sentryroute_queue_disk_bytes") <= bound
+    world.emu.faults.clear()
+    await wait_until(lambda: len(world.emu.received.spans(a)) == stuck, what="checkout's accepted data")
+    assert sample(metrics, "sentryroute_dropped_items_total", signal="traces", reason="upstream_failing") == 0

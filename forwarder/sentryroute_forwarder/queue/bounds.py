@@ -52,6 +52,10 @@ class Bounds:
         return self._settings.bound
 
     def has_room(self, nbytes: int) -> bool:
+        if self._store.footprint() + nbytes <= self.bound:
+            return True
+        # A disk queue's footprint includes delivered records not reclaimed yet: reclaim before refusing.
+        self._store.maintain()
         return self._store.footprint() + nbytes <= self.bound
 
     def stuck_room(self, keys: Iterable[tuple[QueueKey, int]], now: float) -> float | None:
