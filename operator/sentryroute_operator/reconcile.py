@@ -265,11 +265,12 @@ class Engine:
 
     def _plan(self, now: float) -> list[RoutePlan]:
         assert self.indexes is not None
+        wall_now = time.time() - (time.monotonic() - now)
         specs = self._specs()
         for key, spec in specs.items():
             memory = self.memories.get(key)
             if memory is None or memory.uid != spec.uid:
-                self.memories[key] = RouteMemory.from_spec(spec, now=now)
+                self.memories[key] = RouteMemory.from_spec(spec, now=now, wall_now=wall_now)
         for key in set(self.memories) - set(specs):
             del self.memories[key]
             self.scheduler.forget(_route_task(key))
@@ -281,6 +282,7 @@ class Engine:
                 connections=self._connection_defs,
                 sightings={key: memory.sightings for key, memory in self.memories.items()},
                 now=now,
+                wall_now=wall_now,
             )
         )
         for plan in plans:

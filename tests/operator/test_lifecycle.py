@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .conftest import ORG, TEAM, Cluster, Sentry, TableRecorder, eventually, routed
@@ -113,3 +114,33 @@ def test_a_deleted_routes_configmap_comes_back(cluster: Cluster, sentry: Sentry,
     eventually(lambda: routed(cluster.table()), what="the table")
     cluster.core.delete_namespaced_config_map("sentryroute-routes", "sentryroute-system")
     eventually(lambda: routed(cluster.table()) == {("orders-svc", "shop"): f"{ORG}/orders"}, what="re-created")
+
+
+def test_stale_after_counts_from_the_last_pod_across_a_restart(
+    cluster: Cluster, sentry: Sentry, start_operator: Any
+) -> None:
+    labelled(cluster, "a", "alpha")
+    labelled(cluster, "b", "beta")
+    cluster.route("shop", "shop", {"autoProvision": {"enabled": True, "team": TEAM, "staleAfter": "1h"}})
+    first = start_operator()
+    eventually(lambda: set(routed(cluster.table())) == {("alpha", "shop"), ("beta", "shop")}, what="both routed")
+
+    cluster.delete_pod("shop", "a")
+    entry = eventually(lambda: (e := cluster.entries("shop", "shop")["alpha"]).get("lastSeen") and e, what="lastSeen")
+    gone = datetime.fromisoformat(entry["lastSeen"].replace("Z", "+00:00"))
+    assert abs((datetime.now(UTC) - gone).total_seconds()) < 60
+    assert "lastSeen" not in cluster.entries("shop", "shop")["beta"]  # a Pod still reports it
+    assert ("alpha", "shop") in routed(cluster.table())  # staleAfter (1h) has not passed
+    first.stop()
+
+    # While the operator is down, time passes: alpha's last Pod went away two hours ago.
+    two_hours_ago = (datetime.now(UTC) - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    status = cluster.status("shop", "shop")
+    status["projects"] = [dict(e, lastSeen=two_hours_ago) if e["value"] == "alpha" else e for e in status["projects"]]
+    cluster.custom.patch_namespaced_custom_object_status(
+        "sentryroute.dev", "v1alpha1", "shop", "sentryroutes", "shop", {"status": status}
+    )
+    start_operator()
+    # The restarted operator counts from the persisted time: alpha is stale now, not an hour from now.
+    eventually(lambda: set(routed(cluster.table())) == {("beta", "shop")}, what="alpha stale after the restart")
+    assert set(cluster.entries("shop", "shop")) == {"beta"}

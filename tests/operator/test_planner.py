@@ -8,6 +8,7 @@ from sentryroute_operator.connections import Connection
 from sentryroute_operator.derive import OwnerRef, pod_facts
 from sentryroute_operator.derive.plan import Item, ItemKind, PlanInput, ProblemReason, Sightings, plan_routes
 from sentryroute_operator.derive.routes import RouteSpec, parse_route
+from sentryroute_operator.provision.state import RouteMemory
 
 CONNECTIONS = {
     "default": Connection(name="default", url="http://sentry", org_slug="acme", token_file="/t"),
@@ -45,6 +46,7 @@ def snapshot(routes: list[RouteSpec], pods: list[Any] = (), now: float = 100.0, 
         connections=CONNECTIONS,
         sightings=kw.get("sightings", {}),
         now=now,
+        wall_now=1_800_000_000.0 + now - 100.0,
     )
 
 
@@ -79,7 +81,10 @@ def test_stale_after_keeps_a_value_until_its_last_sighting_plus_stale_after() ->
     assert first.sightings.last_seen == {"alpha": 100.0}
     # The pod is gone at 105: the clock restarts when that is noticed, not at the last cycle that saw it.
     (gone,) = plan_routes(snapshot([spec], [], now=105.0, sightings={spec.key: first.sightings}))
-    assert gone.sightings == Sightings(present=frozenset(), last_seen={"alpha": 105.0})
+    # gone_at: the same moment on the wall clock (epoch 1_800_000_005 here), what the status persists as lastSeen
+    assert gone.sightings == Sightings(
+        present=frozenset(), last_seen={"alpha": 105.0}, gone_at={"alpha": "2027-01-15T08:00:05Z"}
+    )
     assert [i.value for i in gone.items] == ["alpha"]
     (still,) = plan_routes(snapshot([spec], [], now=115.0, sightings={spec.key: gone.sightings}))
     assert [i.value for i in still.items] == ["alpha"]
@@ -119,3 +124,27 @@ def test_project_template_and_scope() -> None:
     (plan,) = plan_routes(snapshot([spec], [pod("shop", "a", "web")]))
     assert plan.items == (Item(ItemKind.AUTO, "web", "shop-web"),)
     assert spec.scope == "shop"
+
+
+def test_last_seen_survives_a_restart_through_the_status() -> None:
+    body = {
+        "metadata": {"namespace": "shop", "name": "r", "uid": "u", "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "spec": {"autoProvision": {**AUTO, "staleAfter": "1h"}},
+        "status": {
+            "projects": [
+                {"value": "old", "slug": "old", "state": "Ready", "lastSeen": "2027-01-15T06:00:00Z"},
+                {"value": "recent", "slug": "recent", "state": "Ready", "lastSeen": "2027-01-15T07:59:00Z"},
+                {"value": "running", "slug": "running", "state": "Ready"},
+            ]
+        },
+    }
+    spec = parse_route(body, default_attribute="service.name")
+    wall_now = 1_800_000_000.0  # 2027-01-15T08:00:00Z
+    memory = RouteMemory.from_spec(spec, now=500.0, wall_now=wall_now)
+    assert memory.sightings.last_seen == {"old": 500.0 - 7200, "recent": 440.0, "running": 500.0}
+    (plan,) = plan_routes(
+        PlanInput([spec], {}, {}, CONNECTIONS, {spec.key: memory.sightings}, now=500.0, wall_now=wall_now)
+    )
+    # "old" was gone 2 h before the restart: stale at once, not a full staleAfter later.
+    assert [i.value for i in plan.items] == ["recent", "running"]
+    assert plan.sightings.gone_at == {"recent": "2027-01-15T07:59:00Z", "running": "2027-01-15T08:00:00Z"}

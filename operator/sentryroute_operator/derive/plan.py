@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from sentryroute.routes import is_valid_user_slug
@@ -78,11 +79,14 @@ class RouteProblem:
 class Sightings:
     """autoProvision values on Pods: which some selected Pod reports now, and when each was last seen.
 
-    `last_seen` uses the caller's clock; a value stays covered until `staleAfter` past its last sighting.
+    `last_seen` uses the caller's (monotonic) clock; a value stays covered until `staleAfter` past its last
+    sighting. `gone_at` is the same moment as wall-clock RFC 3339 text, for values no Pod reports any more: it
+    goes into the status (`lastSeen`), so a restarted operator keeps counting from there.
     """
 
     present: frozenset[str] = frozenset()
     last_seen: Mapping[str, float] = field(default_factory=dict)
+    gone_at: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,7 @@ class PlanInput:
     connections: Mapping[str, Connection]
     sightings: Mapping[RouteKey, Sightings]
     now: float
+    wall_now: float = 0.0  # epoch seconds at `now`, for `Sightings.gone_at`
 
 
 @dataclass(frozen=True)
@@ -136,7 +141,9 @@ def plan_route(spec: RouteSpec, snapshot: PlanInput) -> RoutePlan:
             return None
 
         selected = pod_service_names(pods, mode=auto.derive, selector=auto.pod_selector, parent_of=parent_of)
-        sightings = _sightings(before, set(selected), now=snapshot.now, stale_after=auto.stale_after)
+        sightings = _sightings(
+            before, set(selected), now=snapshot.now, wall_now=snapshot.wall_now, stale_after=auto.stale_after
+        )
         auto_values = sorted(v for v in sightings.last_seen if v not in spec.mapping)
         items += [
             Item(ItemKind.AUTO, v, project_slug(auto.project_template, service=v, namespace=spec.namespace))
@@ -172,10 +179,28 @@ def _pods_in_scope(spec: RouteSpec, pods: Mapping[str, Sequence[PodFacts]]) -> l
     return [pod for namespace in sorted(pods) for pod in pods[namespace]]
 
 
-def _sightings(before: Sightings, present: set[str], *, now: float, stale_after: float) -> Sightings:
+def _sightings(before: Sightings, present: set[str], *, now: float, wall_now: float, stale_after: float) -> Sightings:
     """A value's clock restarts while a Pod reports it, and when its last Pod is noticed gone (not earlier)."""
     last_seen = dict(before.last_seen)
     for value in present | (before.present - present):
         last_seen[value] = now
     fresh = {value: seen for value, seen in last_seen.items() if now - seen <= stale_after}
-    return Sightings(present=frozenset(present), last_seen=fresh)
+    gone_at = {
+        value: before.gone_at.get(value) or rfc3339(wall_now - (now - seen))
+        for value, seen in fresh.items()
+        if value not in present
+    }
+    return Sightings(present=frozenset(present), last_seen=fresh, gone_at=gone_at)
+
+
+def rfc3339(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_rfc3339(text: str) -> float | None:
+    """Epoch seconds of a `...Z` / `+00:00` timestamp, or None when it is not one."""
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.timestamp() if parsed.tzinfo is not None else None

@@ -44,6 +44,7 @@ class StatusEntry:
     state: str
     created: bool
     message: str = ""
+    last_seen: str | None = None  # RFC 3339: when the value's last Pod was noticed gone
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,7 @@ def _status_entries(status: Mapping[str, Any]) -> tuple[StatusEntry, ...]:
                     state=str(item.get("state") or ""),
                     created=item.get("created") is True,
                     message=str(item.get("message") or ""),
+                    last_seen=str(item["lastSeen"]) if isinstance(item.get("lastSeen"), str) else None,
                 )
             )
     return tuple(entries)

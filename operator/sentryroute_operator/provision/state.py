@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from sentryroute.routes import ProjectEndpoint
 
-from ..derive.plan import Item, ItemKey, ItemKind, Sightings
+from ..derive.plan import Item, ItemKey, ItemKind, Sightings, parse_rfc3339
 from ..derive.routes import RouteSpec
 from .provisioner import DEFINITIVE_FAILURES, ProjectState, Provisioned, Reason
 
@@ -108,18 +108,29 @@ class RouteMemory:
     last_status: dict[str, object] | None = None
 
     @classmethod
-    def from_spec(cls, spec: RouteSpec, *, now: float) -> RouteMemory:
-        """Seed provenance and stale tracking from the status the route carries (written before a restart)."""
+    def from_spec(cls, spec: RouteSpec, *, now: float, wall_now: float | None = None) -> RouteMemory:
+        """Seed provenance and stale tracking from the status the route carries (written before a restart).
+
+        A value with `lastSeen` (its last Pod was gone before the restart) keeps counting `staleAfter` from that
+        time; any other auto value is counted from now (its Pods, if any, are seen again at the first plan).
+        """
         memory = cls(uid=spec.uid)
         last_seen: dict[str, float] = {}
+        gone_at: dict[str, str] = {}
         for entry in spec.status_entries:
             if entry.created:
                 memory.provenance[entry.slug] = True
             elif entry.id:
                 memory.provenance.setdefault(entry.slug, False)
-            if entry.value not in spec.mapping:
-                last_seen[entry.value] = now  # keep routing it for staleAfter past the restart
-        memory.sightings = Sightings(last_seen=last_seen)
+            if entry.value in spec.mapping:
+                continue
+            seen = parse_rfc3339(entry.last_seen) if entry.last_seen and wall_now is not None else None
+            if seen is not None and wall_now is not None:
+                last_seen[entry.value] = now - max(0.0, wall_now - seen)
+                gone_at[entry.value] = entry.last_seen or ""
+            else:
+                last_seen[entry.value] = now
+        memory.sightings = Sightings(last_seen=last_seen, gone_at=gone_at)
         return memory
 
     def value(self, item: Item) -> ValueState | None:

@@ -14,6 +14,7 @@ Pure: no I/O and no clock (the caller passes `now`). Per value it decides one of
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -226,8 +227,11 @@ def _route_status(plan: RoutePlan, snapshot: RenderInput, conflicts: Mapping[Con
     spec = plan.spec
     memory = snapshot.memories.get(plan.key) or RouteMemory.from_spec(spec, now=snapshot.now)
     entries = tuple(
-        project_status(
-            plan, memory, item, now=snapshot.now, conflict=conflicts.get((spec.namespace, spec.name, item.value))
+        dataclasses.replace(
+            project_status(
+                plan, memory, item, now=snapshot.now, conflict=conflicts.get((spec.namespace, spec.name, item.value))
+            ),
+            last_seen=memory.sightings.gone_at.get(item.value) if item.kind == ItemKind.AUTO else None,
         )
         for item in plan.items
         if item.has_status

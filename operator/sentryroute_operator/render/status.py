@@ -29,6 +29,7 @@ class ProjectStatus:
     created: bool
     reason: str | None = None
     message: str = ""
+    last_seen: str | None = None  # RFC 3339, for an auto value no Pod reports any more
 
     def as_json(self) -> dict[str, Any]:
         entry: dict[str, Any] = {
@@ -41,6 +42,8 @@ class ProjectStatus:
             entry["id"] = self.id
         if self.message:
             entry["message"] = self.message[:_MESSAGE_LIMIT]
+        if self.last_seen:
+            entry["lastSeen"] = self.last_seen
         return entry
 
 
