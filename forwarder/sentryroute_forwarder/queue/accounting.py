@@ -22,6 +22,10 @@ class QueueAccounting:
         self._held_reasons: set[str] = set()  # every label ever set, so a gauge goes back to 0
         self.projects: set[str] = set()  # projects with per-project metric labels
         self._statuses: dict[str, set[str]] = {}  # project → HTTP statuses counted in export_responses
+        self._queued_items: dict[str, Any] = {}  # project → its bound `queued_items` child (labels() per request
+        # costs a lock, a tuple and a dict lookup; this is one dict lookup)
+        # Read when scraped, not written per request.
+        metrics.queued_bytes.set_function(store.bytes)
 
     def dropped(self, signal: Signal, reason: str, items: int) -> None:
         if items:
@@ -29,11 +33,13 @@ class QueueAccounting:
 
     def refresh(self, key: QueueKey) -> None:
         """After a queue changed: its project's `queued_items` and the global `queued_bytes` (cheap: per request)."""
-        if key.project is not None:
-            items = sum(self._store.items(QueueKey.for_project(s, key.project)) for s in Signal)
-            self._metrics.queued_items.labels(key.project).set(items)
-            self.projects.add(key.project)
-        self._metrics.queued_bytes.set(self._store.bytes())
+        project = key.project
+        if project is not None:
+            child = self._queued_items.get(project)
+            if child is None:
+                child = self._queued_items[project] = self._metrics.queued_items.labels(project)
+                self.projects.add(project)
+            child.set(sum(self._store.items(QueueKey.for_project(s, project)) for s in Signal))
 
     def note_project(self, project: str) -> None:
         """`project` got per-project metric labels (an export, a rate limit)."""
@@ -58,6 +64,7 @@ class QueueAccounting:
             with contextlib.suppress(KeyError):
                 metric.remove(*labels)
         self.projects.discard(project)
+        self._queued_items.pop(project, None)
 
     def refresh_all(self) -> None:
         """Every gauge, `held_items` included (walks all queues: on table changes, holds and the sweeper)."""
@@ -72,4 +79,3 @@ class QueueAccounting:
         for reason, items in held.items():
             self._metrics.held_items.labels(reason).set(items)
         self._held_reasons.update(held)
-        self._metrics.queued_bytes.set(self._store.bytes())

@@ -3,15 +3,18 @@
 The gRPC receiver's handlers run in grpcio's server threads; the intake, the queue and the exporters are
 single-threaded asyncio code. `LoopBridge.call` runs a function on the loop, awaits the `commit` of the
 `Outcome` it returns when there is one (a disk queue's write), and hands the result or the exception back
-to the waiting thread. One `call_soon_threadsafe` and one `Future` per request, no task unless a commit
-is awaited.
+to the waiting thread.
+
+Per request: one `call_soon_threadsafe` and one bare lock as a latch (the thread blocks acquiring it, the
+loop releases it). A `concurrent.futures.Future` would do the same with a Condition, measured at about 10 %
+of the loop's time on SDK-sized gRPC requests.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from concurrent.futures import Future
+import threading
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sentryroute_forwarder.receive.intake import Outcome
@@ -19,33 +22,52 @@ from sentryroute_forwarder.receive.intake import Outcome
 __all__ = ["LoopBridge"]
 
 
+class _Call:
+    __slots__ = ("done", "error", "outcome")
+
+    def __init__(self) -> None:
+        self.done = threading.Lock()
+        self.done.acquire()  # released by the loop once `outcome` or `error` is set
+        self.outcome: Outcome | None = None
+        self.error: BaseException | None = None
+
+
 class LoopBridge:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        self._commits: set[asyncio.Task[None]] = set()  # referenced until done (the loop keeps weak references)
 
     def call(self, function: Callable[[Any], Outcome], argument: Any) -> Outcome:
         """`function(argument)` run on the loop (its commit awaited); raises what it raised. Blocks the caller."""
-        future: Future[Outcome] = Future()
-        self._loop.call_soon_threadsafe(self._run, future, function, argument)
-        return future.result()
+        call = _Call()
+        self._loop.call_soon_threadsafe(self._run, call, function, argument)
+        call.done.acquire()
+        if call.error is not None:
+            raise call.error
+        assert call.outcome is not None
+        return call.outcome
 
-    def _run(self, future: Future[Outcome], function: Callable[[Any], Outcome], argument: Any) -> None:
+    def _run(self, call: _Call, function: Callable[[Any], Outcome], argument: Any) -> None:
         try:
             outcome = function(argument)
         except BaseException as exc:  # handed to the waiting thread, raised there
-            future.set_exception(exc)
+            call.error = exc
+            call.done.release()
             return
         if outcome.commit is None:
-            future.set_result(outcome)
+            call.outcome = outcome
+            call.done.release()
             return
-        commit = asyncio.ensure_future(outcome.commit)
-        commit.add_done_callback(lambda done: _settle(future, done, outcome))
+        task = asyncio.ensure_future(self._commit(call, outcome, outcome.commit))
+        self._commits.add(task)
+        task.add_done_callback(self._commits.discard)
 
-
-def _settle(future: Future[Outcome], commit: asyncio.Future[None], outcome: Outcome) -> None:
-    if commit.cancelled():
-        future.set_exception(asyncio.CancelledError())
-    elif (error := commit.exception()) is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(outcome)
+    @staticmethod
+    async def _commit(call: _Call, outcome: Outcome, commit: Awaitable[None]) -> None:
+        try:
+            await commit
+            call.outcome = outcome
+        except BaseException as exc:  # cancelled or failed: the client is told, never a silent success
+            call.error = exc
+        finally:
+            call.done.release()

@@ -84,6 +84,7 @@ class Intake:
     def __init__(self, *, pipeline: Pipeline, metrics: ForwarderMetrics, notices: DropNotices | None = None) -> None:
         self._pipeline = pipeline
         self._metrics = metrics
+        self._received_items = {signal: metrics.received_items.labels(signal.value) for signal in Signal}  # bound once
         self._notices = notices or DropNotices()
         self.router: Router | None = None  # replaced on every table change
         self._in_flight = 0  # bytes reserved by requests being received
@@ -137,7 +138,7 @@ class Intake:
             self._metrics.dropped_items.labels(signal.value, reason).inc(items)
         if result.dropped_values:
             self._notices.note(_ITEM_NAMES[signal], result.dropped_values)
-        self._metrics.received_items.labels(signal.value).inc(result.items)
+        self._received_items[signal].inc(result.items)
         return Outcome(result.rejected, _rejection_message(signal, result), commit)
 
     def reject_metrics(self, request: ExportMetricsServiceRequest) -> Outcome:
