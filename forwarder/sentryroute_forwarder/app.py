@@ -152,6 +152,9 @@ class Forwarder:
         if self._stopping:
             return "shutting down"
         if self.loader.table is None:
+            if self.settings.routes_configmap is not None:  # say where the table is awaited from
+                ref = self.settings.routes_configmap
+                return f"no routes table loaded yet (waiting for ConfigMap {ref.namespace}/{ref.name})"
             problem = self._routes_file.problem if self._routes_file is not None else None
             return f"no routes table loaded yet ({problem})" if problem else "no routes table loaded yet"
         return None

@@ -33,7 +33,11 @@ async def test_configmap_changes_are_applied(kube, tmp_path, fake_pipeline, capl
     kube.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "unrelated", "namespace": REF.namespace}})
     settings = local_settings(tmp_path / "unused.json", routes_configmap=REF)
     async with Forwarder(settings, pipeline=fake_pipeline) as forwarder:
-        assert forwarder.not_ready_reason() == "no routes table loaded yet"  # the ConfigMap does not exist yet
+        # The ConfigMap does not exist yet: /readyz says which one it waits for.
+        assert (
+            forwarder.not_ready_reason()
+            == f"no routes table loaded yet (waiting for ConfigMap {REF.namespace}/{REF.name})"
+        )
         kube.apply(configmap(DEFAULT_TABLE.to_json()))
         await wait_until(lambda: fake_pipeline.tables == [DEFAULT_TABLE], what="the first table")
         assert forwarder.not_ready_reason() is None
