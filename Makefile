@@ -67,5 +67,9 @@ dashboard-picture: $(VENV)/.dev-installed
 	$(BIN)/pip install -q -e '.[picture]'
 	$(BIN)/python scripts/dashboard_picture.py
 
+## hostile: the hostile-input table of docs/reliability.md (attacks on a forwarder process, ~5 minutes)
+hostile: $(VENV)/.dev-installed
+	$(BIN)/python bench/hostile.py --write-doc --json .bench/hostile.json
+
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache

@@ -23,7 +23,10 @@ from sentryroute_forwarder.route.validate import validate_request
 from sentryroute_forwarder.route.wire import parse_records
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from forwarder_bench import SPANS_PER_REQUEST, build_request
+from workloads import build_request
+
+SERVICES, SPANS_PER_RESOURCE = 10, 50
+SPANS_PER_REQUEST = SERVICES * SPANS_PER_RESOURCE
 
 KEYS = frozenset({"service.name", "k8s.namespace.name"})
 
@@ -43,7 +46,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
-    body = build_request()
+    body = build_request("traces", [f"svc-{s}" for s in range(SERVICES)], SPANS_PER_RESOURCE)
     cases: dict[str, Callable[[], object]] = {
         "lite wire read (routing before validation)": lambda: parse_records(body, keys=KEYS),
         "validate_request (what intake runs now)": lambda: validate_request(Signal.TRACES, body, keys=KEYS),

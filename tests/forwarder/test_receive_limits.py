@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
 import time
 
 import pytest
@@ -168,3 +169,13 @@ async def test_concatenated_gzip_members_are_one_body(limited, fake_pipeline):
     status, _, _ = await exchange(limited.http_port, head(len(body), "Content-Encoding: gzip") + body)
     assert status == 200
     assert [part.payload for part in fake_pipeline.parts] == [VALID]
+
+
+async def test_json_over_its_own_limit_is_413(routes_path, fake_pipeline):
+    settings = local_settings(routes_path, max_json_bytes=1024)
+    async with Forwarder(settings, pipeline=fake_pipeline) as forwarder:
+        body = b'{"resourceSpans": []}' + b" " * 2000
+        data = head(len(body)).replace(b"application/x-protobuf", b"application/json") + body
+        status, _, answer = await exchange(forwarder.http_port, data)
+        assert status == 413
+        assert "OTLP/JSON body is larger than 1024 bytes" in json.loads(answer)["message"]

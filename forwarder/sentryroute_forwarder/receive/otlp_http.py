@@ -62,6 +62,7 @@ class _Limits:
     read_timeout: float
     retry_after: float
     max_concurrent_requests: int
+    max_json_bytes: int
 
 
 #: Bodies smaller than this are inflated and parsed on the event loop: a thread hop would cost more.
@@ -119,6 +120,8 @@ class _OtlpHandler:
             body = await self._inflate(raw, request.headers.get("Content-Encoding", ""))
             reservation.grow(len(raw) + len(body))
             del raw
+            if is_json and len(body) > self._limits.max_json_bytes:
+                raise _Reject(413, f"OTLP/JSON body is larger than {self._limits.max_json_bytes} bytes: use protobuf")
             signal = self._service.signal
             if signal is None:
                 metrics = await self._maybe_offload(len(body), _decode, ExportMetricsServiceRequest, body, is_json)
@@ -238,7 +241,11 @@ def build_http_app(
     offload: Offload,
 ) -> web.Application:
     limits = _Limits(
-        settings.max_request_bytes, settings.read_timeout, settings.retry_after, settings.max_concurrent_requests
+        settings.max_request_bytes,
+        settings.read_timeout,
+        settings.retry_after,
+        settings.max_concurrent_requests,
+        settings.max_json_bytes,
     )
     # The body is read by the handlers (bounded and with a timeout), so aiohttp's own limit is only a backstop.
     app = web.Application(client_max_size=settings.max_request_bytes, middlewares=[_make_error_middleware(metrics)])

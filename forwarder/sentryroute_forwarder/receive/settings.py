@@ -53,6 +53,11 @@ class ReceiverSettings(SettingsGroup):
     max_connection_age: Seconds = option(
         "10m", "gRPC connections are asked to reconnect (GOAWAY) after this long, spreading clients over replicas"
     )
+    max_json_bytes: Bytes = option(
+        "4MiB",
+        "largest OTLP/JSON body (after inflating): parsing JSON holds Python's lock, ~30 ms per MiB, so larger "
+        "bodies would stall the receivers even on a decode worker",
+    )
     decode_workers: Annotated[int, Text("N", whole_number(1, 64)), Ge(1), Le(64)] = option(
         "2", "threads that inflate and parse large or compressed bodies and OTLP/JSON off the event loop"
     )
