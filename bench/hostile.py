@@ -245,8 +245,10 @@ async def raw(port: int, data: bytes, *, trickle: float = 0.0, hold: float = 0.0
     try:
         line = await asyncio.wait_for(reader.readline(), timeout=READ_TIMEOUT * 3)
         return line.split()[1].decode() if line.startswith(b"HTTP/") else "closed"
-    except (OSError, TimeoutError, IndexError) as exc:
-        return type(exc).__name__
+    except TimeoutError:
+        return f"still open after {READ_TIMEOUT * 3:g} s"
+    except (OSError, IndexError):
+        return "closed"
     finally:
         writer.close()
 

@@ -179,3 +179,47 @@ async def test_json_over_its_own_limit_is_413(routes_path, fake_pipeline):
         status, _, answer = await exchange(forwarder.http_port, data)
         assert status == 413
         assert "OTLP/JSON body is larger than 1024 bytes" in json.loads(answer)["message"]
+
+
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # + empty SETTINGS
+
+
+async def closed_by_server(reader: asyncio.StreamReader, within: float) -> bool:
+    """Whether the server closes the connection within `within` seconds (frames it sends are read and ignored)."""
+    try:
+        async with asyncio.timeout(within):
+            while await reader.read(65536):
+                pass
+    except TimeoutError:
+        return False
+    return True
+
+
+async def test_idle_grpc_connections_are_closed_after_the_read_timeout(routes_path, fake_pipeline):
+    async with Forwarder(local_settings(routes_path, read_timeout=0.5), pipeline=fake_pipeline) as forwarder:
+        reader, writer = await asyncio.open_connection("127.0.0.1", forwarder.grpc_port)
+        try:
+            writer.write(HTTP2_PREFACE)
+            await writer.drain()
+            assert await closed_by_server(reader, within=10)
+        finally:
+            writer.close()
+
+
+async def test_grpc_connections_over_the_cap_are_refused(routes_path, fake_pipeline):
+    async with Forwarder(local_settings(routes_path, max_connections=2), pipeline=fake_pipeline) as forwarder:
+        held = [await asyncio.open_connection("127.0.0.1", forwarder.grpc_port) for _ in range(2)]
+        try:
+            for _, writer in held:
+                writer.write(HTTP2_PREFACE)
+                await writer.drain()
+            await asyncio.sleep(0.2)  # let the server take them
+            reader, writer = await asyncio.open_connection("127.0.0.1", forwarder.grpc_port)
+            writer.write(HTTP2_PREFACE)
+            await writer.drain()
+            assert await closed_by_server(reader, within=5)
+            writer.close()
+            assert not await closed_by_server(held[0][0], within=0.5)  # those within the cap stay open
+        finally:
+            for _, writer in held:
+                writer.close()
