@@ -274,7 +274,11 @@ def attacks(target: Target, session: aiohttp.ClientSession) -> dict[str, Callabl
     async def grpc_poison() -> Counter[str]:
         answers: Counter[str] = Counter()
         async with grpc.aio.insecure_channel(f"127.0.0.1:{target.grpc}") as channel:
-            call = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+            call = channel.unary_unary(
+                "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+                request_serializer=None,
+                response_deserializer=None,
+            )
             deadline = time.monotonic() + ATTACK_SECONDS
             while time.monotonic() < deadline:
                 try:
