@@ -16,6 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 __all__ = [
     "DERIVED_SLUG_RE",
+    "MAX_REPORTED_ATTRIBUTE",
+    "MAX_REPORTED_VALUE",
+    "NAMESPACE_ATTRIBUTE",
+    "NAMESPACE_FROM",
     "USER_SLUG_RE",
     "AutoCreate",
     "Fallback",
@@ -25,6 +29,7 @@ __all__ = [
     "Route",
     "RoutesTable",
     "RoutesTableError",
+    "Truncation",
     "canonical_json",
     "compute_revision",
     "is_valid_user_slug",
@@ -42,6 +47,15 @@ USER_SLUG_RE = re.compile(r"[a-z0-9_-]{1,100}")
 _NOT_SLUG_CHARS = re.compile(r"[^a-z0-9_-]+")
 _PUBLIC_KEY_RE = re.compile(r"[A-Za-z0-9]{1,64}")
 _PROJECT_ID_RE = re.compile(r"[0-9]{1,20}")
+
+#: The resource attribute that names a resource's namespace (SPEC §3, §6.1).
+NAMESPACE_ATTRIBUTE = "k8s.namespace.name"
+#: Where a forwarder takes a resource's namespace from (`--namespace-from`, SPEC §6.1).
+NAMESPACE_FROM = ("attribute", "peer")
+#: Longest value / attribute name the forwarder reports (SPEC §4): a slug-sized limit, so a flood of long
+#: hostile values can neither fill the report channel nor, through `refused`, the routes table.
+MAX_REPORTED_VALUE = 100
+MAX_REPORTED_ATTRIBUTE = 256
 
 
 def canonical_json(obj: Any) -> str:
@@ -70,9 +84,12 @@ def is_valid_user_slug(value: str) -> bool:
     return bool(USER_SLUG_RE.fullmatch(value)) and not value.isdigit()
 
 
-def report_key(attribute: str, value: str) -> str:
-    """Data key of a report-channel entry (SPEC §4): 16 hex characters of sha256(attribute NUL value)."""
-    return hashlib.sha256(f"{attribute}\0{value}".encode()).hexdigest()[:16]
+def report_key(attribute: str, value: str, namespace: str | None = None) -> str:
+    """Data key of a report-channel entry (SPEC §4): 16 hex characters of sha256(attribute NUL value), with
+    NUL namespace appended when the forwarder determined one (the same value from two namespaces is two entries).
+    """
+    text = f"{attribute}\0{value}" if namespace is None else f"{attribute}\0{value}\0{namespace}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 class _Model(BaseModel):
@@ -81,6 +98,8 @@ class _Model(BaseModel):
 
 
 class Route(_Model):
+    """A value routed to a project; `namespace` None: cluster-wide, else only that namespace's telemetry (§3)."""
+
     attribute: str = Field(min_length=1, max_length=256)
     value: str = Field(max_length=4096)
     namespace: str | None = Field(default=None, max_length=63)
@@ -119,11 +138,12 @@ class ProjectEndpoint(_Model):
 class Pending(_Model):
     attribute: str
     value: str
+    namespace: str | None = Field(default=None, max_length=63)  # None: cluster-wide (and in older tables)
 
 
 class Fallback(_Model):
     attribute: str
-    namespace: str | None = None
+    namespace: str | None = Field(default=None, max_length=63)
     project: str
 
 
@@ -135,6 +155,13 @@ class Refused(_Model):
     attribute: str
     value: str
     reason: str
+    namespace: str | None = Field(default=None, max_length=63)  # None: cluster-wide (and in older tables)
+
+
+class Truncation(_Model):
+    """Present when the operator had to drop entries to keep the table under the ConfigMap limit (§3)."""
+
+    droppedEntries: int = Field(ge=0)
 
 
 class RoutesTable(_Model):
@@ -149,6 +176,7 @@ class RoutesTable(_Model):
     unrouted: Literal["drop", "hold"] = "drop"
     autoCreate: AutoCreate | None = None
     refused: tuple[Refused, ...] = ()
+    truncated: Truncation | None = None
 
     @field_validator("version")
     @classmethod

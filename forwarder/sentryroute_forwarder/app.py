@@ -19,6 +19,8 @@ from sentryroute_forwarder.admin import build_admin_app
 from sentryroute_forwarder.config import Address, ForwarderSettings
 from sentryroute_forwarder.metrics import ForwarderMetrics
 from sentryroute_forwarder.model import Pipeline
+from sentryroute_forwarder.peers.index import PeerIndex
+from sentryroute_forwarder.peers.resolver import PeerResolver
 from sentryroute_forwarder.queue.pipeline import QueuePipeline
 from sentryroute_forwarder.receive.auth import BearerAuth
 from sentryroute_forwarder.receive.intake import Intake
@@ -45,7 +47,11 @@ class ManagedPipeline(Pipeline, Protocol):
         ...
 
     def held_values(self) -> list[tuple[str, str, str]]:
-        """(attribute, value, reason) of held data, for the report channel (SPEC §4)."""
+        """(attribute, value, reason) of held data."""
+        ...
+
+    def held_entries(self) -> list[tuple[str, str, str, str | None]]:
+        """(attribute, value, reason, namespace) of held data, for the report channel (SPEC §4)."""
         ...
 
 
@@ -59,8 +65,15 @@ class Forwarder:
     ) -> None:
         self.settings = settings
         self.metrics = metrics or ForwarderMetrics()
-        self.pipeline: ManagedPipeline = pipeline or QueuePipeline(settings=settings, metrics=self.metrics)
-        self.intake = Intake(pipeline=self.pipeline, metrics=self.metrics)
+        self.pipeline: ManagedPipeline = pipeline or QueuePipeline(
+            settings=settings, metrics=self.metrics, strict_namespaces=settings.peer_mode
+        )
+        # --namespace-from peer (SPEC §6.1): pods by address, fed by a Pod watch started with the receivers.
+        self.peer_index: PeerIndex | None = PeerIndex() if settings.peer_mode else None
+        peers = None
+        if self.peer_index is not None:
+            peers = PeerResolver(self.peer_index, metrics=self.metrics, wait=settings.peer_wait)
+        self.intake = Intake(pipeline=self.pipeline, metrics=self.metrics, peers=peers)
         self.offload = Offload(settings.decode_workers)
         self.loader = TableLoader(on_table=self._apply_table, metrics=self.metrics)
         self.http_port = self.grpc_port = self.admin_port = 0
@@ -87,6 +100,7 @@ class Forwarder:
         self.admin_port = await self._serve(admin, settings.admin, ssl_context=None)
         await self.pipeline.start()
         self._start_table_source()
+        self._start_pod_watch()
         self._start_reporter()
 
         auth = BearerAuth(settings.auth_token_file) if settings.auth_token_file else None
@@ -157,6 +171,8 @@ class Forwarder:
                 return f"no routes table loaded yet (waiting for ConfigMap {ref.namespace}/{ref.name})"
             problem = self._routes_file.problem if self._routes_file is not None else None
             return f"no routes table loaded yet ({problem})" if problem else "no routes table loaded yet"
+        if self.peer_index is not None and not self.peer_index.synced:
+            return "pods not listed yet (--namespace-from peer)"
         return None
 
     # -- wiring ------------------------------------------------------------------------------------------
@@ -175,6 +191,20 @@ class Forwarder:
         watcher.check()  # ready at once when the file is there
         self._tasks.append(asyncio.create_task(watcher.run(), name="sentryroute-routes-file"))
 
+    def _start_pod_watch(self) -> None:
+        """`--namespace-from peer`: keep the peer index current (list/watch Pods cluster-wide)."""
+        index = self.peer_index
+        if index is None:
+            return
+        from sentryroute_forwarder.peers.pod_watch import PodWatcher  # kubernetes import, as above
+
+        watcher = PodWatcher(
+            index,
+            relays=self.settings.trusted_relays,
+            on_change=lambda: self.metrics.peer_index_pods.set(len(index)),
+        )
+        self._tasks.append(asyncio.create_task(watcher.run(), name="sentryroute-pod-watch"))
+
     def _start_reporter(self) -> None:
         """Report held values to the operator (SPEC §4); off without `--report-configmap`."""
         if self.settings.report_configmap is None:
@@ -183,13 +213,14 @@ class Forwarder:
 
         reporter = HeldValuesReporter(
             self.settings.report_configmap,
-            held_values=self.pipeline.held_values,
+            held_values=self.pipeline.held_entries,
             interval=self.settings.report_interval,
+            namespace_from=self.settings.namespace_from,
         )
         self._tasks.append(asyncio.create_task(reporter.run(), name="sentryroute-report"))
 
     def _apply_table(self, table: RoutesTable) -> None:
-        router = Router(table)
+        router = Router(table, strict=self.settings.peer_mode)
         self.pipeline.apply_table(table)  # first, so that parts routed by the new router find their projects
         self.intake.router = router
         if self._revision is not None:

@@ -9,8 +9,12 @@ default cannot differ between a test that builds `ForwarderSettings(...)` and th
 from __future__ import annotations
 
 import argparse
-from typing import Annotated
+from typing import Annotated, Self
 
+from pydantic import model_validator
+
+from sentryroute.routes import NAMESPACE_FROM
+from sentryroute.selectors import LabelSelector, parse_label_selector
 from sentryroute_forwarder.options import (
     Address,
     ConfigError,
@@ -53,6 +57,41 @@ class ReportSettings(SettingsGroup):
     report_interval: Seconds = option("5s", "how often held values are reported to --report-configmap")
 
 
+def _relay_selector(text: str) -> LabelSelector:
+    """A non-empty label selector: an empty one would select every pod, i.e. trust every client."""
+    selector = parse_label_selector(text)
+    if not selector.requirements:
+        raise ValueError("an empty selector would trust every pod; name the relays' labels")
+    return selector
+
+
+class TenancySettings(SettingsGroup):
+    """Where a resource's namespace comes from (SPEC §6.1)."""
+
+    title = "tenancy"
+
+    namespace_from: Annotated[str, Text("MODE", one_of(*NAMESPACE_FROM))] = option(
+        "attribute",
+        "where a resource's namespace comes from: attribute (k8s.namespace.name as sent, trusting) or peer "
+        "(the sending pod's namespace, from a Pod watch)",
+    )
+    trusted_relays: Annotated[LabelSelector, Text("SELECTOR", _relay_selector)] | None = option(
+        None, "label selector of Pods (e.g. agent Collectors) whose resources' k8s.namespace.name is trusted (peer)"
+    )
+    peer_wait: Seconds = option("2s", "how long a request from a not-yet-seen pod address waits for the Pod watch")
+
+    @model_validator(mode="after")
+    def _relays_need_peer_mode(self) -> Self:
+        if self.trusted_relays is not None and self.namespace_from != "peer":
+            raise ValueError("--trusted-relays needs --namespace-from peer")
+        return self
+
+    @property
+    def peer_mode(self) -> bool:
+        """True with `--namespace-from peer`: namespaces come from the sending pod (SPEC §6.1)."""
+        return self.namespace_from == "peer"
+
+
 class ProcessSettings(SettingsGroup):
     title = "process"
 
@@ -64,7 +103,9 @@ class ProcessSettings(SettingsGroup):
     log_level: Annotated[str, Text("LEVEL", _log_level)] = option("info", "log level: debug, info, warning, error")
 
 
-class ForwarderSettings(TableSettings, ReceiverSettings, PipelineSettings, ReportSettings, ProcessSettings):
+class ForwarderSettings(
+    TableSettings, ReceiverSettings, PipelineSettings, ReportSettings, TenancySettings, ProcessSettings
+):
     """Validated settings; durations in seconds, sizes in bytes. Defaults are those of the flags."""
 
 

@@ -121,3 +121,18 @@ class ForwarderMetrics:
         r.register(self.rate_limit_deadlines)
         # process_cpu_seconds_total, process_resident_memory_bytes, ...: this registry is not the default one.
         ProcessCollector(registry=r)
+        # Tenancy (SPEC §6.1, --namespace-from peer).
+        self.peer_lookups = Counter(
+            "sentryroute_peer_lookups",
+            "Requests by what their peer address resolved to (pod, relay, unknown, ambiguous, local).",
+            ["result"],
+            registry=r,
+        )
+        self.peer_index_pods = Gauge(
+            "sentryroute_peer_index_pods", "Pods with addresses of their own in the peer index.", registry=r
+        )
+        self.namespace_rewrites = Counter(
+            "sentryroute_namespace_rewrites",
+            "Resources whose k8s.namespace.name was corrected to the sender's true namespace.",
+            registry=r,
+        )

@@ -46,6 +46,7 @@ class RoutedPart:
     resources: int  # resources inside (413 halving stops at one)
     attribute: str | None = None  # routing attribute that decided (for holds and reports)
     value: str | None = None  # its value, when the resource had one as a string
+    namespace: str | None = None  # the namespace its resources were routed by (SPEC §6.1), None: none/unknown
 
 
 class RetryLater(Exception):

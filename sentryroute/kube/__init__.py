@@ -7,7 +7,7 @@ client and kubectl run against this one. Modules, by question:
                apply manifests, inspect objects;
 - emulator.py  `RealisticEmulator`: the kmock handler, HTTP to verbs (usable as kmock's pytest fixture class);
 - store.py     `ObjectStore`: objects and the API server's rules for changing them;
-- watching.py  watch streams; selectors.py label/field selectors; tables.py `kubectl get` columns;
+- watching.py  watch streams (label/field selectors: sentryroute/selectors.py); tables.py `kubectl get` columns;
 - crds.py      what creating a CRD does; schemas.py structural pruning and defaulting; openapi.py what kubectl
                reads for `explain` and validation; strategic.py strategic merge patch; builtin_kinds.py
                Secret/ConfigMap rules; objects.py errors, merge/JSON patches and small object helpers;

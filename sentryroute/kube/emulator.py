@@ -41,16 +41,16 @@ import yaml
 from sentryroute.kube.objects import ApiError, api_version_of, meta_of
 from sentryroute.kube.openapi import group_version_document, group_version_path, root_document
 from sentryroute.kube.protobuf import ProtobufError, decode_object
-from sentryroute.kube.selectors import (
+from sentryroute.kube.store import NAMESPACES, ObjectStore, check_subresource, selects
+from sentryroute.kube.tables import as_table, wants_table
+from sentryroute.kube.watching import watch_events
+from sentryroute.selectors import (
     FieldSelector,
     LabelSelector,
     SelectorError,
     parse_field_selector,
     parse_label_selector,
 )
-from sentryroute.kube.store import NAMESPACES, ObjectStore, check_subresource, selects
-from sentryroute.kube.tables import as_table, wants_table
-from sentryroute.kube.watching import watch_events
 
 __all__ = ["RealisticEmulator"]
 

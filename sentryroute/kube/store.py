@@ -49,9 +49,9 @@ from sentryroute.kube.objects import (
     spec_view,
 )
 from sentryroute.kube.schemas import prune_and_default, unknown_fields
-from sentryroute.kube.selectors import FieldSelector, LabelSelector
 from sentryroute.kube.strategic import strategic_merge_patch
 from sentryroute.kube.validation import validation_errors
+from sentryroute.selectors import FieldSelector, LabelSelector
 
 __all__ = ["NAMESPACES", "ObjectKey", "ObjectStore", "WatchEvent", "check_subresource", "selects"]
 

@@ -196,6 +196,9 @@ class FakePipeline:
     def held_values(self) -> list[tuple[str, str, str]]:
         return []
 
+    def held_entries(self) -> list[tuple[str, str, str, str | None]]:
+        return []
+
 
 LOCAL = Address("127.0.0.1", 0)
 

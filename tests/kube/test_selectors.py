@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from sentryroute.kube.selectors import SelectorError, parse_field_selector, parse_label_selector
+from sentryroute.selectors import SelectorError, parse_field_selector, parse_label_selector
 from tests.kube.helpers import CoreApi
 
 LABELS = {"app": "shop", "tier": "web", "version": "3"}

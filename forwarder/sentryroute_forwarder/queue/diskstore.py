@@ -555,7 +555,7 @@ class DiskStore(QueueTotals[_Queue]):
                 if frame.kind == KIND_PROJECT:
                     key = QueueKey.for_project(frame.signal, frame.name)
                 else:
-                    key = QueueKey.for_hold(frame.signal, frame.name, frame.attribute, frame.value)
+                    key = QueueKey.for_hold(frame.signal, frame.name, frame.attribute, frame.value, frame.namespace)
                 record = Record(
                     seq=frame.seq,
                     signal=frame.signal,
@@ -565,6 +565,7 @@ class DiskStore(QueueTotals[_Queue]):
                     attribute=frame.attribute,
                     value=frame.value,
                     accepted_at=now_mono - max(0.0, now_wall - frame.accepted_wall),
+                    namespace=frame.namespace,
                 )
                 self._index(key, record, segment, frame.offset, frame.size)
                 self._max_seq = max(self._max_seq, frame.seq)
@@ -643,6 +644,7 @@ def _encode(key: QueueKey, record: Record, *, accepted_wall: float) -> tuple[byt
         attribute=record.attribute,
         value=record.value,
         payload=record.payload,
+        namespace=record.namespace,
     )
 
 

@@ -31,6 +31,7 @@ from sentryroute_forwarder.queue.exporter import Exporter
 from sentryroute_forwarder.queue.settings import PipelineSettings
 from sentryroute_forwarder.queue.states import QueueStates
 from sentryroute_forwarder.queue.store import MemoryStore, QueueKey, QueueStore, Record
+from sentryroute_forwarder.route.origin import ATTRIBUTE, Origin
 from sentryroute_forwarder.route.router import Router
 from sentryroute_forwarder.route.split import split_request
 from sentryroute_forwarder.route.wire import MalformedPayload
@@ -62,7 +63,11 @@ class QueuePipeline:
         *,
         session_factory: SessionFactory | None = None,
         store: QueueStore | None = None,
+        strict_namespaces: bool = False,
     ) -> None:
+        """`strict_namespaces`: `--namespace-from peer` — stored data is re-routed by the namespace it was
+        routed by when accepted, never by what its resources claim (SPEC §6.1)."""
+        self._strict = strict_namespaces
         self._settings = settings
         self._store: QueueStore = store if store is not None else _make_store(settings, metrics)
         self._metrics = metrics
@@ -177,7 +182,7 @@ class QueuePipeline:
     def apply_table(self, table: RoutesTable) -> None:
         """Re-resolve queued data: release held projects whose id, key or URLs changed, re-route what moved."""
         previous, self._exporter.table = self._exporter.table, table
-        self._router = Router(table)
+        self._router = Router(table, strict=self._strict)
         for project, endpoint in (previous.projects if previous is not None else {}).items():
             new = table.projects.get(project)
             if new is not None and new != endpoint:
@@ -217,16 +222,20 @@ class QueuePipeline:
     def held_values(self) -> list[tuple[str, str, str]]:
         """(attribute, value, reason) of held data: held values (`pending`, `unrouted`) and the values queued
         for projects Sentry refused (`project_id`, `unauthorized`, `forbidden`)."""
-        found: set[tuple[str, str, str]] = set()
+        return sorted({(attribute, value, reason) for attribute, value, reason, _ in self.held_entries()})
+
+    def held_entries(self) -> list[tuple[str, str, str, str | None]]:
+        """`held_values` with the namespace each was routed by (None: none or unknown), for the report."""
+        found: set[tuple[str, str, str, str | None]] = set()
         for key in self._store.queues():
             if key.hold is not None:
                 if key.attribute is not None and key.value is not None:
-                    found.add((key.attribute, key.value, key.hold))
+                    found.add((key.attribute, key.value, key.hold, key.namespace))
             elif (hold := self._states.holds.get(key.project or "")) is not None:
                 for record in self._store.records(key, payloads=False):
                     if record.attribute is not None and record.value is not None:
-                        found.add((record.attribute, record.value, hold.reason))
-        return sorted(found)
+                        found.add((record.attribute, record.value, hold.reason, record.namespace))
+        return sorted(found, key=lambda entry: (*entry[:3], entry[3] or ""))
 
     def stats(self) -> PipelineStats:
         now = time.monotonic()
@@ -256,7 +265,7 @@ class QueuePipeline:
         dropped: Counter[tuple[Signal, str]] = Counter()
         for record in originals:
             try:
-                result = split_request(record.signal, record.payload, router)
+                result = split_request(record.signal, record.payload, router, self._stored_origin(record))
             except MalformedPayload:  # cannot happen for data that was split once; never lose the count
                 dropped[record.signal, "malformed"] += record.items
                 continue
@@ -282,6 +291,13 @@ class QueuePipeline:
             self._bounds.trim(target, now)
             self._exporter.wake(target)
             self._accounting.refresh(target)
+
+    def _stored_origin(self, record: Record) -> Origin:
+        """Whose namespace stored data is re-routed by: in peer mode the one it was accepted with (its
+        resources' claims were already corrected to match it), else each resource's own claim."""
+        if not self._strict:
+            return ATTRIBUTE
+        return Origin(record.namespace)
 
     async def _sweep(self) -> None:
         """Age out stuck data even when no new data arrives; revive failed workers; refresh the held gauge."""

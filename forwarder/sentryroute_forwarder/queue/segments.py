@@ -4,13 +4,15 @@ A segment is a file `<number>.seg` of frames, each one record of one queue::
 
     magic "SRQ1" | u32 body length | u32 crc32(body) | u8 state | body
     body = u64 seq | f64 accepted (wall clock) | u32 items | u32 resources | u8 signal | u8 kind
-           | name | attribute | value  (each: u32 length, 0xFFFFFFFF for none, UTF-8) | payload
+           | name | attribute | value [| namespace]  (each: u32 length, 0xFFFFFFFF for none, UTF-8) | payload
 
 `state` sits outside the checksum so that acknowledging a record is one 1-byte `pwrite` in place: ``L``
 live, ``D`` delivered or dropped (any other byte is read as live: a duplicate is better than a loss). The
 magic lets a reader find the next frame after a corrupt one. Acceptance time is wall-clock so that hold
 deadlines (`--max-hold`) survive a restart; `kind` says whether `name` is a project (``org/slug``) or the
-reason of a held value (`pending`, `unrouted`).
+reason of a held value (`pending`, `unrouted`); its bit `KIND_HAS_NAMESPACE` says a namespace follows the
+value (the namespace the data was routed by with `--namespace-from peer`, SPEC §6.1; frames without it are
+those of attribute mode and of older forwarders).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ LIVE, DONE = b"L", b"D"
 _SIGNALS = (Signal.TRACES, Signal.LOGS)
 _SIGNAL_CODES = {signal: code for code, signal in enumerate(_SIGNALS)}
 KIND_PROJECT, KIND_HOLD = 0, 1
+KIND_HAS_NAMESPACE = 2  # a flag on `kind`
 #: Frames longer than this are corruption (a request body is at most a few tens of MiB).
 MAX_BODY = 1 << 30
 
@@ -57,6 +60,7 @@ class Frame:
     attribute: str | None
     value: str | None
     payload: memoryview
+    namespace: str | None = None
 
 
 @dataclass(slots=True)
@@ -68,9 +72,10 @@ class ScanResult:
 
 
 @functools.lru_cache(maxsize=4096)
-def _names(name: str, attribute: str | None, value: str | None) -> bytes:
-    """The encoded strings of a record (cached: a queue's records mostly share them)."""
-    return _text(name) + _text(attribute) + _text(value)
+def _names(name: str, attribute: str | None, value: str | None, namespace: str | None) -> bytes:
+    """The encoded strings of a record (cached: a queue's records mostly share them); the namespace only when
+    there is one (flagged in `kind`)."""
+    return _text(name) + _text(attribute) + _text(value) + (_text(namespace) if namespace is not None else b"")
 
 
 def _text(value: str | None) -> bytes:
@@ -92,10 +97,13 @@ def encode_frame(
     attribute: str | None,
     value: str | None,
     payload: bytes,
+    namespace: str | None = None,
 ) -> tuple[bytes, int]:
     """The frame's head (everything but the payload) and the frame's total size; write head then payload."""
+    if namespace is not None:
+        kind |= KIND_HAS_NAMESPACE
     meta = _META.pack(seq, accepted_wall, items, resources, _SIGNAL_CODES[signal], kind) + _names(
-        name, attribute, value
+        name, attribute, value, namespace
     )
     length = len(meta) + len(payload)
     crc = isal_zlib.crc32(payload, isal_zlib.crc32(meta))
@@ -118,10 +126,26 @@ def _decode(offset: int, size: int, body: memoryview) -> Frame:
     name, at = _read_text(body, at)
     attribute, at = _read_text(body, at)
     value, at = _read_text(body, at)
+    namespace = None
+    if kind & KIND_HAS_NAMESPACE:
+        namespace, at = _read_text(body, at)
+        kind &= ~KIND_HAS_NAMESPACE
     if name is None or signal >= len(_SIGNALS) or kind not in (KIND_PROJECT, KIND_HOLD):
         raise ValueError("bad record header")
     return Frame(
-        offset, size, seq, accepted, items, resources, _SIGNALS[signal], kind, name, attribute, value, body[at:]
+        offset,
+        size,
+        seq,
+        accepted,
+        items,
+        resources,
+        _SIGNALS[signal],
+        kind,
+        name,
+        attribute,
+        value,
+        body[at:],
+        namespace,
     )
 
 

@@ -33,14 +33,17 @@ class QueueKey:
     hold: str | None = None
     attribute: str | None = None  # held-value queues: the routing attribute and its value
     value: str | None = None
+    namespace: str | None = None  # held-value queues: the namespace it was held for (SPEC §6.1)
 
     @classmethod
     def for_project(cls, signal: Signal, project: str) -> QueueKey:
         return cls(signal, project=project)
 
     @classmethod
-    def for_hold(cls, signal: Signal, reason: str, attribute: str | None, value: str | None) -> QueueKey:
-        return cls(signal, hold=reason, attribute=attribute, value=value)
+    def for_hold(
+        cls, signal: Signal, reason: str, attribute: str | None, value: str | None, namespace: str | None = None
+    ) -> QueueKey:
+        return cls(signal, hold=reason, attribute=attribute, value=value, namespace=namespace)
 
     @classmethod
     def for_part(cls, part: RoutedPart) -> QueueKey:
@@ -48,13 +51,14 @@ class QueueKey:
         destination = part.destination
         if destination.kind == "project" and destination.project is not None:
             return cls.for_project(part.signal, destination.project)
-        return cls.for_hold(part.signal, destination.reason or "unrouted", part.attribute, part.value)
+        return cls.for_hold(part.signal, destination.reason or "unrouted", part.attribute, part.value, part.namespace)
 
     def owner(self) -> str:
         """Whose data this queue holds, for log lines; externally supplied values are escaped and cut short."""
         if self.project is not None:
             return f"project {self.project!r}"
-        return f"held {self.hold} value {quoted(self.attribute)}={quoted(self.value)}"
+        where = "" if self.namespace is None else f" of namespace {quoted(self.namespace)}"
+        return f"held {self.hold} value {quoted(self.attribute)}={quoted(self.value)}{where}"
 
     def describe(self) -> str:
         return f"{self.owner()} ({self.signal.value})"
@@ -72,6 +76,7 @@ class Record:
     attribute: str | None
     value: str | None
     accepted_at: float  # time.monotonic() when a receiver accepted it (kept through re-routing and restarts)
+    namespace: str | None = None  # the namespace it was routed by (SPEC §6.1), kept through re-routing
 
     @classmethod
     def from_part(cls, part: RoutedPart, *, seq: int, accepted_at: float) -> Record:
@@ -84,6 +89,7 @@ class Record:
             attribute=part.attribute,
             value=part.value,
             accepted_at=accepted_at,
+            namespace=part.namespace,
         )
 
 

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 from sentryroute_forwarder.receive.intake import Outcome
 
 __all__ = ["LoopBridge"]
+
+T = TypeVar("T")
 
 
 class _Call:
@@ -46,6 +48,11 @@ class LoopBridge:
             raise call.error
         assert call.outcome is not None
         return call.outcome
+
+    def wait(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run `coroutine` on the loop and block the caller until it is done (rare paths only: it costs a
+        `concurrent.futures.Future`)."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
     def _run(self, call: _Call, function: Callable[[Any], Outcome], argument: Any) -> None:
         try:

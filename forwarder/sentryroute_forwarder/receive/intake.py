@@ -13,7 +13,9 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 
 from sentryroute_forwarder.metrics import ForwarderMetrics
 from sentryroute_forwarder.model import Overloaded, Pipeline, RetryLater, Signal
+from sentryroute_forwarder.peers.resolver import PeerResolver, PodsNotListed
 from sentryroute_forwarder.receive.notices import DropNotices
+from sentryroute_forwarder.route.origin import ATTRIBUTE, Origin
 from sentryroute_forwarder.route.router import Router
 from sentryroute_forwarder.route.split import SplitResult, split_records
 from sentryroute_forwarder.route.validate import INVALID, validate_request
@@ -81,11 +83,20 @@ class Reservation:
 class Intake:
     """Routes requests with the router of the current table and offers the parts to the pipeline."""
 
-    def __init__(self, *, pipeline: Pipeline, metrics: ForwarderMetrics, notices: DropNotices | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        pipeline: Pipeline,
+        metrics: ForwarderMetrics,
+        notices: DropNotices | None = None,
+        peers: PeerResolver | None = None,
+    ) -> None:
+        """`peers`: with `--namespace-from peer`, resolves each request's peer address (SPEC §6.1)."""
         self._pipeline = pipeline
         self._metrics = metrics
         self._received_items = {signal: metrics.received_items.labels(signal.value) for signal in Signal}  # bound once
         self._notices = notices or DropNotices()
+        self._peers = peers
         self.router: Router | None = None  # replaced on every table change
         self._in_flight = 0  # bytes reserved by requests being received
 
@@ -109,8 +120,34 @@ class Intake:
         self._in_flight -= nbytes
         self._metrics.receiving_bytes.set(self._in_flight)
 
-    def accept(self, signal: Signal, body: bytes, *, reservation: Reservation | None = None) -> Outcome:
-        """Validate and route `body` (an Export*ServiceRequest); raises RetryLater (NotReady, Overloaded, ...)
+    @property
+    def peer_mode(self) -> bool:
+        """True with `--namespace-from peer`: receivers pass each request's peer address (SPEC §6.1)."""
+        return self._peers is not None
+
+    def origin_now(self, host: str | None) -> Origin | None:
+        """`origin_of` without waiting: None when the address must be waited for (call `origin_of`)."""
+        if self._peers is None:
+            return ATTRIBUTE
+        try:
+            return self._peers.origin_now(host)
+        except PodsNotListed:
+            raise RetryLater("pods not listed yet (--namespace-from peer)") from None
+
+    async def origin_of(self, host: str | None) -> Origin:
+        """Whose namespace a request from peer `host` is routed by; raises RetryLater before the first Pod
+        listing (`--namespace-from peer`)."""
+        if self._peers is None:
+            return ATTRIBUTE
+        try:
+            return await self._peers.origin_of(host)
+        except PodsNotListed:
+            raise RetryLater("pods not listed yet (--namespace-from peer)") from None
+
+    def accept(
+        self, signal: Signal, body: bytes, *, reservation: Reservation | None = None, origin: Origin = ATTRIBUTE
+    ) -> Outcome:
+        """Validate and route `body` (an Export*ServiceRequest) as sent by `origin`; raises RetryLater (NotReady, Overloaded, ...)
         or MalformedPayload. Nothing is counted for a refused request: the client sends it again.
 
         Resource records that fail validation are dropped (`reason="invalid"`) and named in the outcome; when
@@ -128,7 +165,9 @@ class Intake:
         validation = validate_request(signal, body, keys=router.keys)
         if validation.rejected and not validation.records:
             raise MalformedPayload(validation.describe_rejections())
-        result = split_records(signal, body, validation.records, router)
+        result = split_records(signal, body, validation.records, router, origin)
+        if result.rewrites:
+            self._metrics.namespace_rewrites.inc(result.rewrites)
         if validation.rejected:
             result.dropped[INVALID] = result.dropped.get(INVALID, 0) + validation.rejected_items
             result.items += validation.rejected_items

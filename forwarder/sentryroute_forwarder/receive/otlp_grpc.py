@@ -24,12 +24,14 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 
 from sentryroute_forwarder.config import ForwarderSettings
 from sentryroute_forwarder.metrics import ForwarderMetrics
+from sentryroute_forwarder.peers.address import grpc_peer_host
 from sentryroute_forwarder.receive.auth import BearerAuth
 from sentryroute_forwarder.receive.bridge import LoopBridge
 from sentryroute_forwarder.receive.intake import Intake, Outcome, RetryLater
 from sentryroute_forwarder.receive.services import SERVICES, OtlpService
 from sentryroute_forwarder.receive.status import build_status, retry_hint
 from sentryroute_forwarder.receive.tls import ReloadingTls
+from sentryroute_forwarder.route.origin import Origin
 from sentryroute_forwarder.route.wire import MalformedPayload
 
 __all__ = ["start_grpc_server"]
@@ -39,6 +41,10 @@ _EMPTY_RESPONSE = b""
 #: Threads that run handlers. Each waits while the event loop routes its request (and, with a disk queue,
 #: commits it), so more threads than cores let group commits batch; measured: see README's performance section.
 HANDLER_THREADS = 16
+
+
+class _PeerNotSeen(Exception):
+    """The request's peer address belongs to no pod the index knows yet: wait for the Pod watch first."""
 
 
 class _ExportHandler:
@@ -64,8 +70,14 @@ class _ExportHandler:
     def export(self, request: bytes, context: grpc.ServicerContext) -> bytes:
         if self._auth is not None and not self._auth.allows(_metadata(context, "authorization")):
             self._abort(context, grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
+        # --namespace-from peer: the peer address, read here in the server thread (SPEC §6.1).
+        host = grpc_peer_host(context.peer()) if self._intake.peer_mode else None
         try:
-            outcome = self._bridge.call(self._accept, request)
+            try:
+                outcome = self._bridge.call(self._accept, (request, host, None))
+            except _PeerNotSeen:  # a pod the watch has not delivered yet: wait for it (bounded), then route
+                origin = self._bridge.wait(self._intake.origin_of(host))
+                outcome = self._bridge.call(self._accept, (request, host, origin))
         except (MalformedPayload, DecodeError) as exc:
             name = self._service.request_type.DESCRIPTOR.name
             self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"request is not a valid {name}: {exc}")
@@ -76,10 +88,16 @@ class _ExportHandler:
             return _EMPTY_RESPONSE  # every Export*ServiceResponse of a full success is the empty message
         return self._service.response(outcome).SerializeToString()
 
-    def _accept(self, request: bytes) -> Outcome:
+    def _accept(self, call: tuple[bytes, str | None, Origin | None]) -> Outcome:
+        """On the event loop: route one request from peer `host`; `origin` when it was already waited for."""
+        request, host, origin = call
         if self._service.signal is None:
             return self._intake.reject_metrics(ExportMetricsServiceRequest.FromString(request))
-        return self._intake.accept(self._service.signal, request)
+        if origin is None:
+            origin = self._intake.origin_now(host)
+            if origin is None:
+                raise _PeerNotSeen
+        return self._intake.accept(self._service.signal, request, origin=origin)
 
     def _abort(
         self, context: grpc.ServicerContext, code: grpc.StatusCode, message: str, *, retry: float | None = None

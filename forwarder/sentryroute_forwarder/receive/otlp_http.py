@@ -26,12 +26,14 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from sentryroute.otlp_json import InvalidJson, parse_otlp_json, to_otlp_json
 from sentryroute_forwarder.config import ForwarderSettings
 from sentryroute_forwarder.metrics import ForwarderMetrics
+from sentryroute_forwarder.peers.address import http_peer_host
 from sentryroute_forwarder.receive.auth import BearerAuth
 from sentryroute_forwarder.receive.inflate import CorruptBody, InflatedTooLarge, UnsupportedEncoding, inflate
 from sentryroute_forwarder.receive.intake import Intake, Outcome, Overloaded, Reservation, RetryLater
 from sentryroute_forwarder.receive.offload import Offload
 from sentryroute_forwarder.receive.services import SERVICES, OtlpService
 from sentryroute_forwarder.receive.status import CODE_FOR_HTTP, build_status, retry_hint
+from sentryroute_forwarder.route.origin import Origin
 from sentryroute_forwarder.route.wire import MalformedPayload
 
 __all__ = ["build_http_app", "http_runner", "receiver_grace"]
@@ -130,7 +132,15 @@ class _OtlpHandler:
                 message = await self._maybe_offload(len(body), _decode, self._service.request_type, body, True)
                 body = message.SerializeToString()
                 reservation.grow(len(body))
-            return self._intake.accept(signal, body, reservation=reservation)
+            origin = await self._origin(request)  # --namespace-from peer: who sent it (else at once)
+            return self._intake.accept(signal, body, reservation=reservation, origin=origin)
+
+    async def _origin(self, request: web.Request) -> Origin:
+        """Who sent the request: its peer address, resolved in `--namespace-from peer` mode (SPEC §6.1)."""
+        transport = request.transport
+        return await self._intake.origin_of(
+            http_peer_host(transport.get_extra_info("peername")) if transport is not None else None
+        )
 
     async def _read_body(self, request: web.Request, reservation: Reservation) -> bytes:
         limit = self._limits.max_request_bytes

@@ -3,7 +3,10 @@
 Every `--report-interval` the values the queue holds for a reason the operator does not already know (not
 `pending`) are JSON-merge-patched into the report ConfigMap. The forwarder's RBAC is `get` and `patch` on that
 one ConfigMap, so it never creates it: the operator does, and removes the entries it has handled. Values are
-client-supplied, so they only ever go into JSON bodies, never into a URL, and log lines quote them.
+client-supplied, so they only ever go into JSON bodies, never into a URL, and log lines quote them. Each entry
+says the namespace the forwarder determined and how (`namespaceFrom`), so the operator scopes what it creates.
+The ConfigMap is bounded in keys and bytes; values longer than `MAX_REPORTED_VALUE` never get here (the router
+drops them).
 """
 
 from __future__ import annotations
@@ -17,21 +20,22 @@ from collections.abc import Callable
 from typing import Any
 
 from sentryroute.kubeapi import KubeApiError, KubeClient, configmap_path
-from sentryroute.routes import canonical_json, report_key
+from sentryroute.routes import MAX_REPORTED_ATTRIBUTE, MAX_REPORTED_VALUE, canonical_json, report_key
 from sentryroute_forwarder.config import ObjectRef
 from sentryroute_forwarder.log_throttle import LogThrottle
 from sentryroute_forwarder.logs import quoted
 
-__all__ = ["MAX_KEYS", "HeldValuesReporter"]
+__all__ = ["MAX_BYTES", "MAX_KEYS", "HeldValuesReporter"]
 
 log = logging.getLogger(__name__)
 
 #: Most data keys in the report ConfigMap (SPEC §4); new values wait while it is full.
 MAX_KEYS = 1000
-# The operator ignores (and removes) entries past these bounds: reporting them would only churn.
-_MAX_ATTRIBUTE, _MAX_VALUE = 256, 4096
+#: Most bytes of data (keys and values) in the report ConfigMap (SPEC §4); new values wait beyond it.
+MAX_BYTES = 256 * 1024
 
-HeldValues = Callable[[], list[tuple[str, str, str]]]
+#: (attribute, value, reason, namespace) of held data.
+HeldValues = Callable[[], list[tuple[str, str, str, str | None]]]
 
 
 class HeldValuesReporter:
@@ -44,6 +48,8 @@ class HeldValuesReporter:
         refresh: float = 60.0,
         log_interval: float = 60.0,
         max_keys: int = MAX_KEYS,
+        max_bytes: int = MAX_BYTES,
+        namespace_from: str = "attribute",
     ) -> None:
         """`refresh`: how often an unchanged entry's `lastSeen` is rewritten; `log_interval`: how often one
         kind of lasting problem is logged."""
@@ -52,6 +58,8 @@ class HeldValuesReporter:
         self._interval = interval
         self._refresh = refresh
         self._max_keys = max_keys
+        self._max_bytes = max_bytes
+        self._namespace_from = namespace_from
         self._path = configmap_path(ref.namespace, ref.name)
         self._written: dict[str, tuple[str, float]] = {}  # key → (reason, monotonic time) of our last write
         self._log_throttle = LogThrottle(interval=log_interval, capacity=16)
@@ -69,12 +77,8 @@ class HeldValuesReporter:
 
     async def report_once(self, client: KubeClient) -> None:
         """Patch in the held values that are new, changed reason, or were last written over `refresh` ago."""
-        held = [
-            (attribute, value, reason)
-            for attribute, value, reason in self._held_values()
-            if reason != "pending" and 0 < len(attribute) <= _MAX_ATTRIBUTE and len(value) <= _MAX_VALUE
-        ]
-        held_keys = {report_key(attribute, value) for attribute, value, _ in held}
+        held = [entry for entry in self._held_values() if entry[2] != "pending" and _reportable(entry[0], entry[1])]
+        held_keys = {report_key(attribute, value, namespace) for attribute, value, _, namespace in held}
         self._written = {key: written for key, written in self._written.items() if key in held_keys}
         if not held:
             return
@@ -83,27 +87,35 @@ class HeldValuesReporter:
         data: dict[str, Any] = raw_data if isinstance(raw_data, dict) else {}
         now = time.monotonic()
         count, waiting = len(data), []
+        size = sum(len(k) + len(str(v).encode()) for k, v in data.items())
         patch: dict[str, str] = {}
         reasons: dict[str, str] = {}
-        for attribute, value, reason in held:
-            key = report_key(attribute, value)
+        for attribute, value, reason, namespace in held:
+            key = report_key(attribute, value, namespace)
+            entry = {"attribute": attribute, "value": value, "reason": reason, "lastSeen": _rfc3339_now()}
+            entry["namespaceFrom"] = self._namespace_from
+            if namespace is not None:
+                entry["namespace"] = namespace
+            text = canonical_json(entry)
             if key not in data:
-                if count >= self._max_keys:
+                grown = size + len(key) + len(text.encode())
+                if count >= self._max_keys or grown > self._max_bytes:
                     waiting.append(value)
                     continue
-                count += 1
+                count, size = count + 1, grown
             elif _reason_of(data[key]) == reason and self._recently_written(key, reason, now):
                 continue  # unchanged: lastSeen is rewritten only every `refresh`
-            patch[key] = canonical_json(
-                {"attribute": attribute, "value": value, "reason": reason, "lastSeen": _rfc3339_now()}
-            )
+            patch[key] = text
             reasons[key] = reason
         if waiting:
             self._warn(
                 "full",
-                "report ConfigMap %s is full (%d keys): %d held values not reported yet, e.g. %s",
+                "report ConfigMap %s is full (%d keys) or at its byte bound (%d of %d bytes): "
+                "%d held values not reported yet, e.g. %s",
                 self._ref,
                 len(data),
+                size,
+                self._max_bytes,
                 len(waiting),
                 quoted(waiting[0]),
             )
@@ -118,6 +130,11 @@ class HeldValuesReporter:
     def _warn(self, kind: str, message: str, *args: object) -> None:
         if self._log_throttle.add(kind, 1, now=time.monotonic()):
             log.warning(message, *args)
+
+
+def _reportable(attribute: str, value: str) -> bool:
+    """Within the report channel's bounds (SPEC §4); the router already drops longer held values."""
+    return 0 < len(attribute) <= MAX_REPORTED_ATTRIBUTE and len(value) <= MAX_REPORTED_VALUE
 
 
 def _reason_of(entry: Any) -> str | None:

@@ -3,6 +3,10 @@
 The table is compiled once per revision into dictionaries keyed by attribute and value, so a decision
 costs a few dictionary lookups however many routes the table has; the first-match order of the table is
 kept by remembering each entry's position.
+
+The resource's namespace is decided by the caller (`split_request`, from the request's `Origin`); the router
+only applies the scope rule: a namespaced entry matches that namespace, and — unless `strict` (`peer` mode) —
+also a resource whose namespace is unknown.
 """
 
 from __future__ import annotations
@@ -10,14 +14,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sentryroute.routes import RoutesTable
+from sentryroute.routes import MAX_REPORTED_VALUE, NAMESPACE_ATTRIBUTE, RoutesTable
 from sentryroute_forwarder.model import Destination
 
 __all__ = ["NAMESPACE_ATTRIBUTE", "Decision", "Router"]
 
-#: The resource attribute that namespaced routes and fallbacks compare against.
-NAMESPACE_ATTRIBUTE = "k8s.namespace.name"
 _DEFAULT_ATTRIBUTE = "service.name"
+
+
+class _Claimed:
+    """Marker: take the namespace from the resource's own attribute."""
+
+
+CLAIMED = _Claimed()
+#: Listed values (refused, pending): attribute → value → (position, namespace) in table order.
+_Listing = dict[str, dict[str, list[tuple[int, str | None]]]]
 
 #: (destination, routing attribute, its string value or None)
 Decision = tuple[Destination, str | None, str | None]
@@ -38,10 +49,15 @@ class _Fallback:
 
 
 class Router:
-    """Decides the destination of one resource from its attributes; immutable, one per table revision."""
+    """Decides the destination of one resource from its attributes; immutable, one per table revision.
 
-    def __init__(self, table: RoutesTable) -> None:
+    `strict` (`--namespace-from peer`): a namespaced entry matches only its own namespace, never a resource
+    without one. Otherwise (`attribute`, the trusting mode) a resource with no namespace matches it too.
+    """
+
+    def __init__(self, table: RoutesTable, *, strict: bool = False) -> None:
         self.table = table
+        self.strict = strict
         # attribute → value → candidates in table order (several when routes differ by namespace)
         self._routes: dict[str, dict[str, list[_Candidate]]] = {}
         for position, route in enumerate(table.routes):
@@ -49,13 +65,16 @@ class Router:
             by_value.setdefault(route.value, []).append(
                 _Candidate(position, route.namespace, Destination("project", project=route.project))
             )
-        # attribute → value → position of its first entry
-        self._refused: dict[str, dict[str, int]] = {}
+        self._refused: _Listing = {}
         for position, refused in enumerate(table.refused):
-            self._refused.setdefault(refused.attribute, {}).setdefault(refused.value, position)
-        self._pending: dict[str, dict[str, int]] = {}
+            self._refused.setdefault(refused.attribute, {}).setdefault(refused.value, []).append(
+                (position, refused.namespace)
+            )
+        self._pending: _Listing = {}
         for position, pending in enumerate(table.pending):
-            self._pending.setdefault(pending.attribute, {}).setdefault(pending.value, position)
+            self._pending.setdefault(pending.attribute, {}).setdefault(pending.value, []).append(
+                (position, pending.namespace)
+            )
         self._fallbacks = [
             _Fallback(f.attribute, f.namespace, Destination("project", project=f.project)) for f in table.fallbacks
         ]
@@ -85,12 +104,16 @@ class Router:
             return table.routes[0].attribute
         return _DEFAULT_ATTRIBUTE
 
-    def decide(self, attributes: Mapping[str, object]) -> Decision:
-        """Routes in order (first match wins), then refused, pending, fallbacks, and the `unrouted` policy."""
-        namespace = attributes.get(NAMESPACE_ATTRIBUTE)
-        if not isinstance(namespace, str):
-            namespace = None
+    def decide(self, attributes: Mapping[str, object], namespace: str | _Claimed | None = CLAIMED) -> Decision:
+        """Routes in order (first match wins), then refused, pending, fallbacks, and the `unrouted` policy.
 
+        `namespace`: the resource's namespace as the caller determined it (None: none or unknown); by
+        default the resource's own `k8s.namespace.name` claim.
+        """
+        if isinstance(namespace, _Claimed):
+            claimed = attributes.get(NAMESPACE_ATTRIBUTE)
+            namespace = claimed if isinstance(claimed, str) else None
+        loose = namespace is None and not self.strict
         best: _Candidate | None = None
         best_attribute = best_value = None
         for attribute, by_value in self._routes.items():
@@ -100,16 +123,16 @@ class Router:
             for candidate in by_value.get(value, ()):
                 if best is not None and candidate.position >= best.position:
                     break
-                if candidate.namespace is None or namespace is None or candidate.namespace == namespace:
+                if candidate.namespace is None or candidate.namespace == namespace or loose:
                     best, best_attribute, best_value = candidate, attribute, value
                     break
         if best is not None:
             return best.destination, best_attribute, best_value
 
-        listed = self._first_listed(self._refused, attributes)
+        listed = self._first_listed(self._refused, attributes, namespace, loose)
         if listed is not None:
             return Destination("drop", reason="refused"), *listed
-        listed = self._first_listed(self._pending, attributes)
+        listed = self._first_listed(self._pending, attributes, namespace, loose)
         if listed is not None:
             return Destination("hold", reason="pending"), *listed
 
@@ -119,16 +142,27 @@ class Router:
                 return fallback.destination, fallback.attribute, value if isinstance(value, str) else None
 
         value = attributes.get(self._unrouted_attribute)
-        return self._unrouted, self._unrouted_attribute, value if isinstance(value, str) else None
+        if not isinstance(value, str):
+            return self._unrouted, self._unrouted_attribute, None
+        if self._unrouted.kind == "hold" and len(value) > MAX_REPORTED_VALUE:
+            # Never held nor reported (SPEC §4): a flood of long values must not reach the report channel.
+            return Destination("drop", reason="value_too_long"), self._unrouted_attribute, value
+        return self._unrouted, self._unrouted_attribute, value
 
     @staticmethod
-    def _first_listed(listing: dict[str, dict[str, int]], attributes: Mapping[str, object]) -> tuple[str, str] | None:
-        """(attribute, value) of the earliest entry of `listing` this resource carries."""
+    def _first_listed(
+        listing: _Listing, attributes: Mapping[str, object], namespace: str | None, loose: bool
+    ) -> tuple[str, str] | None:
+        """(attribute, value) of the earliest entry of `listing` this resource carries, in its namespace."""
         found: tuple[int, str, str] | None = None
         for attribute, by_value in listing.items():
             value = attributes.get(attribute)
-            if isinstance(value, str):
-                position = by_value.get(value)
-                if position is not None and (found is None or position < found[0]):
+            if not isinstance(value, str):
+                continue
+            for position, scope in by_value.get(value, ()):
+                if found is not None and position >= found[0]:
+                    break
+                if scope is None or scope == namespace or loose:
                     found = (position, attribute, value)
+                    break
         return None if found is None else (found[1], found[2])

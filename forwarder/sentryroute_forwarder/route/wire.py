@@ -19,7 +19,15 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.resource.v1 import resource_pb2
 
-__all__ = ["MalformedPayload", "ResourceRecord", "lite_items", "parse_records", "record_bounds", "records"]
+__all__ = [
+    "MalformedPayload",
+    "ResourceRecord",
+    "lite_items",
+    "parse_records",
+    "read_varint",
+    "record_bounds",
+    "records",
+]
 
 _RECORD_TAG = (1 << 3) | 2  # field 1, length-delimited: ResourceSpans / ResourceLogs
 _MAX_VARINT_BYTES = 10
@@ -74,7 +82,7 @@ def _build_lite_record_class() -> Any:
 _LiteRecord = _build_lite_record_class()
 
 
-def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
+def read_varint(buf: memoryview, pos: int) -> tuple[int, int]:
     """(value, next position) of the varint at `pos`."""
     end = len(buf)
     if pos >= end:
@@ -101,12 +109,12 @@ def record_bounds(buf: memoryview) -> list[tuple[int, int, int]]:
     pos, end = 0, len(buf)
     while pos < end:
         start = pos
-        tag, pos = _varint(buf, pos)
+        tag, pos = read_varint(buf, pos)
         wire_type = tag & 7
         if tag >> 3 == 0:
             raise MalformedPayload("field number 0")
         if wire_type == 2:
-            length, pos = _varint(buf, pos)
+            length, pos = read_varint(buf, pos)
             if length > end - pos:
                 raise MalformedPayload("length-delimited field runs past the end of the body")
             if tag == _RECORD_TAG:
@@ -115,7 +123,7 @@ def record_bounds(buf: memoryview) -> list[tuple[int, int, int]]:
         elif tag >> 3 == 1:
             raise MalformedPayload("field 1 must be length-delimited")
         elif wire_type == 0:
-            _, pos = _varint(buf, pos)
+            _, pos = read_varint(buf, pos)
         elif wire_type == 1:
             pos += 8
         elif wire_type == 5:

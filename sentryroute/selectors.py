@@ -1,4 +1,5 @@
-"""Label and field selectors, parsed and matched the way kube-apiserver does.
+"""Label and field selectors, parsed and matched the way kube-apiserver does (shared: the emulated API and
+the forwarder's `--trusted-relays` use the same parser).
 
 kmock ignores `?labelSelector=`; kopf and the `kubernetes` client rely on the server filtering lists and
 watches, so the emulator parses both selector languages here and answers 400 on a malformed one.
