@@ -50,6 +50,11 @@ class PeerIndex:
     def __len__(self) -> int:
         return len(self._pods)
 
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for an address to appear (see `wait_for`)."""
+        return sum(len(futures) for futures in self._waiters.values())
+
     def lookup(self, address: str) -> Lookup | None:
         """The answer for a peer address (any textual form), or None when no pod claims it."""
         found = self._answers.get(address)
