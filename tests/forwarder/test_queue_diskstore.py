@@ -56,6 +56,20 @@ def test_replay_restores_unacknowledged_records_in_order(tmp_path: Path) -> None
     assert again.last_seq() == 6
 
 
+def test_the_namespace_data_was_routed_by_survives_a_restart(tmp_path: Path) -> None:
+    """`--namespace-from peer` re-routes stored data by the namespace it was accepted with (SPEC §6.1)."""
+    held = QueueKey.for_hold(Signal.TRACES, "unrouted", "service.name", "svc", "shop")
+    store = store_at(tmp_path)
+    store.append(held, Record(1, Signal.TRACES, b"p", 1, 1, "service.name", "svc", accepted_at=1.0, namespace="shop"))
+    store.append(KEY, Record(2, Signal.TRACES, b"q", 1, 1, "service.name", "svc", accepted_at=1.0, namespace="bank"))
+    store.append(KEY, record(3))  # attribute mode: no namespace, the frame format of older forwarders
+    store.close()
+    again = store_at(tmp_path)
+    assert set(again.queues()) == {held, KEY}
+    assert [r.namespace for r in again.records(held)] == ["shop"]
+    assert [r.namespace for r in again.records(KEY)] == ["bank", None]
+
+
 def test_acceptance_time_survives_as_wall_clock(tmp_path: Path) -> None:
     import time
 
