@@ -147,8 +147,9 @@ class Intake:
     def accept(
         self, signal: Signal, body: bytes, *, reservation: Reservation | None = None, origin: Origin = ATTRIBUTE
     ) -> Outcome:
-        """Validate and route `body` (an Export*ServiceRequest) as sent by `origin`; raises RetryLater (NotReady, Overloaded, ...)
-        or MalformedPayload. Nothing is counted for a refused request: the client sends it again.
+        """Validate and route `body` (an Export*ServiceRequest) as sent by `origin`; raises RetryLater
+        (NotReady, Overloaded, ...) or MalformedPayload. Nothing is counted for a refused request: the client
+        sends it again.
 
         Resource records that fail validation are dropped (`reason="invalid"`) and named in the outcome; when
         no record is valid the whole request is malformed (400 / INVALID_ARGUMENT).
