@@ -125,14 +125,14 @@ def seed_operator_world(kube: KubeEmulator, manifests: tuple[Manifest, ...]) -> 
         "data": {"token": base64.b64encode(TOKEN.encode()).decode()},
     }
     kube.apply(secret, namespace=NAMESPACE)
-    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}})
+    # In the release namespace: the chart lets a connection serve only that one unless allowedNamespaces says more.
     route = {
         "apiVersion": "sentryroute.dev/v1alpha1",
         "kind": "SentryRoute",
-        "metadata": {"name": "shop", "namespace": "shop"},
+        "metadata": {"name": "shop", "namespace": NAMESPACE},
         "spec": {"mapping": {"orders-service": "orders"}},
     }
-    kube.apply(route, namespace="shop")
+    kube.apply(route, namespace=NAMESPACE)
 
 
 def on_loopback(manifest: Manifest, *names: str) -> dict[str, str]:
@@ -168,7 +168,7 @@ def test_operator_rbac_covers_what_the_operator_does(kube: KubeEmulator, tmp_pat
                 return any(r.get("value") == "orders-service" for r in table.get("routes", []))
 
             def reported() -> bool:
-                route = kube.get("sentryroute.dev/v1alpha1/sentryroutes", "shop", "shop") or {}
+                route = kube.get("sentryroute.dev/v1alpha1/sentryroutes", NAMESPACE, "shop") or {}
                 conditions = (route.get("status") or {}).get("conditions") or []
                 return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 

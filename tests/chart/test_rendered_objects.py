@@ -99,11 +99,39 @@ def test_forwarder_role_is_limited_to_the_report_configmap() -> None:
             "verbs": ["get", "patch"],
         }
     ]
-    assert not find(manifests, "ClusterRoleBinding", "-forwarder")
     assert pod_spec(workload(manifests, "forwarder"))["automountServiceAccountToken"] is True
     assert env_of(pod_spec(workload(manifests, "forwarder"))["containers"][0])["SENTRYROUTE_REPORT_CONFIGMAP"] == (
         f"{NAMESPACE}/sentryroute-requests"
     )
+
+
+def test_forwarder_takes_namespaces_from_the_peer_by_default_and_may_only_list_and_watch_pods() -> None:
+    manifests = render()
+    env = env_of(pod_spec(workload(manifests, "forwarder"))["containers"][0])
+    assert env["SENTRYROUTE_NAMESPACE_FROM"] == "peer" and "SENTRYROUTE_TRUSTED_RELAYS" not in env
+    cluster_role = one(manifests, "ClusterRole", "-forwarder")
+    assert cluster_role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]}]
+    binding = one(manifests, "ClusterRoleBinding", "-forwarder")
+    assert binding["roleRef"]["name"] == cluster_role["metadata"]["name"]
+    trusting = render(overrides=("forwarder.tenancy.namespaceFrom=attribute",))
+    assert not find(trusting, "ClusterRoleBinding", "-forwarder") and not find(trusting, "ClusterRole", "-forwarder")
+    relays = render(overrides=("forwarder.tenancy.trustedRelays=app.kubernetes.io/name=otel-agent",))
+    relay_env = env_of(pod_spec(workload(relays, "forwarder"))["containers"][0])
+    assert relay_env["SENTRYROUTE_TRUSTED_RELAYS"] == "app.kubernetes.io/name=otel-agent"
+    error = render_error(
+        overrides=("forwarder.tenancy.namespaceFrom=attribute", "forwarder.tenancy.trustedRelays=app=agent")
+    )
+    assert "trustedRelays needs forwarder.tenancy.namespaceFrom: peer" in error
+
+
+def test_operator_reads_only_the_token_secrets_it_names() -> None:
+    manifests = render(ci("existing-secret"))
+    rules = one(manifests, "Role", "-operator")["rules"]
+    secrets = [rule for rule in rules if "secrets" in rule["resources"]]
+    chart_secret = one(manifests, "Secret", "-sentry-tokens")["metadata"]["name"]
+    assert secrets == [
+        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["sentry-token", chart_secret], "verbs": ["get"]}
+    ]
 
 
 def test_routes_configmap_mode_watches_through_the_api() -> None:
@@ -125,7 +153,7 @@ def test_routes_configmap_mode_watches_through_the_api() -> None:
 
 
 def test_forwarder_without_api_use_gets_no_token_and_no_role() -> None:
-    manifests = render(overrides=("forwarder.report.enabled=false",))
+    manifests = render(overrides=("forwarder.report.enabled=false", "forwarder.tenancy.namespaceFrom=attribute"))
     assert not find(manifests, "Role", "-forwarder")
     assert pod_spec(workload(manifests, "forwarder"))["automountServiceAccountToken"] is False
 
@@ -156,7 +184,7 @@ def test_operator_rbac_is_least_privilege() -> None:
     namespaced = {r: set(rule["verbs"]) for rule in role["rules"] for r in rule["resources"]}
     assert namespaced == {
         "configmaps": {"get", "list", "watch", "create", "patch", "update"},
-        "secrets": {"get", "list", "watch"},
+        "secrets": {"get"},  # by resourceNames: test_operator_reads_only_the_token_secrets_it_names
     }
 
 
@@ -282,7 +310,7 @@ def test_connection_tokens_come_from_the_chart_secret_or_an_existing_one() -> No
     assert parsed[0]["tokenSecret"] == {"name": "sentry-token", "key": "auth-token"}
     assert parsed[1]["tokenSecret"] == {"name": secret["metadata"]["name"], "key": "self-hosted"}
     assert parsed[1]["allowedNamespaces"] == ["team-*", "platform"]
-    assert "allowedNamespaces" not in parsed[0], "an empty list would deny every namespace"
+    assert parsed[0]["allowedNamespaces"] == [NAMESPACE], "unscoped: the release namespace only (secure default)"
 
 
 def test_tls_and_receiver_token_are_mounted_secrets() -> None:

@@ -79,8 +79,21 @@ app.kubernetes.io/part-of: sentryroute
 {{- define "sentryroute.reportConfigMap" -}}sentryroute-requests{{- end }}
 
 {{/* Does the forwarder talk to the Kubernetes API at all? Only then does it get a token and a Role. */}}
+{{- /* The Secrets the operator reads Sentry tokens from (its RBAC names exactly these), as a JSON list. */}}
+{{- define "sentryroute.tokenSecretNames" -}}
+{{- $names := list }}
+{{- range .Values.sentry.connections }}
+{{- if .existingSecret }}
+{{- $names = append $names .existingSecret }}
+{{- else if .token }}
+{{- $names = append $names (printf "%s-sentry-tokens" (include "sentryroute.fullname" $)) }}
+{{- end }}
+{{- end }}
+{{- $names | uniq | toJson }}
+{{- end }}
+
 {{- define "sentryroute.forwarder.usesApi" -}}
-{{- if or .Values.forwarder.report.enabled (eq .Values.forwarder.routes.source "configmap") }}true{{- end }}
+{{- if or .Values.forwarder.report.enabled (eq .Values.forwarder.routes.source "configmap") (eq .Values.forwarder.tenancy.namespaceFrom "peer") }}true{{- end }}
 {{- end }}
 
 {{/*
