@@ -85,6 +85,7 @@ class _ApiFault(_Countdown):
     path_regex: re.Pattern[str] = re.compile(".*")
     status: int = 500
     reset_in: float = 1.0
+    answer_lost: bool = False  # the request is carried out, then its answer replaced by `status` (a proxy's 502)
 
 
 def _deadline(seconds: float | None) -> float | None:
@@ -175,11 +176,21 @@ class Faults:
                 _ApiFault(count=int(count), until=None, path_regex=re.compile(path_regex), reset_in=float(reset_in))
             )
 
-    def api_fail(self, path_regex: str, status: int = 500, count: int = 1) -> None:
-        """The next `count` Web API requests whose path matches `path_regex` get `status`."""
+    def api_fail(self, path_regex: str, status: int = 500, count: int = 1, answer_lost: bool = False) -> None:
+        """The next `count` Web API requests whose path matches `path_regex` get `status`.
+
+        `answer_lost`: the request is carried out first (a project really is created) and only its answer is
+        replaced — what a client sees when a proxy or load balancer times out after Sentry did the work.
+        """
         with self._lock:
             self._api_failures.append(
-                _ApiFault(count=int(count), until=None, path_regex=re.compile(path_regex), status=int(status))
+                _ApiFault(
+                    count=int(count),
+                    until=None,
+                    path_regex=re.compile(path_regex),
+                    status=int(status),
+                    answer_lost=bool(answer_lost),
+                )
             )
 
     def clear(self) -> None:
@@ -240,10 +251,11 @@ class Faults:
                     return fault.reset_in
         return None
 
-    def take_api_failure(self, path: str) -> int | None:
+    def take_api_failure(self, path: str) -> tuple[int, bool] | None:
+        """(status, answer_lost) of the injected failure for this request, if any."""
         now = time.monotonic()
         with self._lock:
             for fault in self._api_failures:
                 if fault.path_regex.search(path) and fault.take(now):
-                    return fault.status
+                    return fault.status, fault.answer_lost
         return None

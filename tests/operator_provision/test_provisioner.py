@@ -143,3 +143,30 @@ async def test_slug_over_an_old_instances_limit_is_rejected() -> None:
             result = await ensure_project(api, slug="s" * 60, team="backend", platform="other", create=True)
     assert (result.state, result.reason) == ("Failed", "Rejected")
     assert "slug" in result.message
+
+
+async def test_a_create_whose_answer_was_lost_is_recognised_as_ours(emu: SentryEmulator, api: SentryApi) -> None:
+    # Sentry creates the project, but a proxy answers 502: the retry gets 409 for the project our first try made.
+    emu.faults.api_fail(r"/teams/acme/backend/projects/$", status=502, count=1, answer_lost=True)
+    result = await ensure_project(api, slug="checkout", team="backend", platform="other", create=True)
+    assert (result.state, result.created) == ("Ready", True)
+    assert len(emu.state.projects("acme")) == 1
+
+
+async def test_a_create_with_every_answer_lost_is_ours_when_found_later(emu: SentryEmulator) -> None:
+    token = emu.state.add_token(scopes=ALL_SCOPES)
+    async with SentryApi(base_url=emu.url, org="acme", token=StaticToken(token), retries=1, retry_initial=0.01) as api:
+        emu.faults.api_fail(r"/teams/acme/backend/projects/$", status=504, count=2, answer_lost=True)
+        with pytest.raises(TransientError):
+            await ensure_project(api, slug="checkout", team="backend", platform="other", create=True)
+        assert emu.state.project("acme", "checkout") is not None  # created after all
+        again = await ensure_project(api, slug="checkout", team="backend", platform="other", create=True)
+        assert (again.state, again.created) == ("Ready", True)
+
+
+async def test_a_project_someone_else_made_is_still_adopted(emu: SentryEmulator, api: SentryApi) -> None:
+    emu.state.add_project("acme", "backend", "checkout")  # exists before we try: a 409 without a lost answer
+    known: dict = {}  # a stale listing: the create is attempted
+    emu.faults.api_fail(r"/projects/acme/checkout/$", status=404, count=1)
+    result = await ensure_project(api, slug="checkout", team="backend", platform="other", create=True, known=known)
+    assert (result.state, result.created) == ("Ready", False)

@@ -84,6 +84,7 @@ class SentryApi:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._gate = RateLimitGate()
         self._last_token: Secret | None = None  # only to scrub it from error details
+        self._lost_creates: dict[str, float] = {}  # slug → epoch time of a create whose answers were all lost
 
     def __repr__(self) -> str:
         return f"SentryApi(base_url={self.base_url!r}, org={self.org!r})"
@@ -133,16 +134,31 @@ class SentryApi:
         body = {"name": name[:50], "slug": slug, "platform": platform, "default_rules": False}
         path = api_path("teams", self.org, team, "projects")
         what = f"create project {slug} under team {team}"
-        response = await self._request("POST", path, body=body)
+        attempts: list[str] = []
+        sent_at = time.time()
+        try:
+            response = await self._request("POST", path, body=body, failed_attempts=attempts)
+        except TransientError:
+            if attempts:  # an attempt may have created it: a later adopt checks its creation time against this
+                self._lost_creates[slug] = sent_at
+            raise
         if response.status == 409:
             raise SlugConflict(
-                f"{what}: the slug is taken in org {self.org}", status=409, detail=self._detail(response)
+                f"{what}: the slug is taken in org {self.org}",
+                status=409,
+                detail=self._detail(response),
+                lost_answer=attempts[0] if attempts else None,
+                sent_at=sent_at,
             )
         data = self._ok_json(response, what=what, scope="project:write")
         try:
             return SentryProject.from_json(data)
         except MalformedItem as exc:
             raise SentryApiError(f"unexpected body after {what}: {exc}", status=response.status) from None
+
+    def lost_create(self, slug: str) -> float | None:
+        """When a create of `slug` was sent whose every attempt went unanswered (it may have succeeded); forgets it."""
+        return self._lost_creates.pop(slug, None)
 
     async def delete_project(self, slug: str) -> None:
         """Delete `slug` (Sentry schedules it; the slug stays reserved for a while). A 404 counts as done."""
@@ -197,8 +213,20 @@ class SentryApi:
             seen.add(cursor)
         raise SentryApiError(f"{what}: more than {MAX_PAGES} pages")
 
-    async def _request(self, method: str, path: str, *, body: Any = None, cursor: str | None = None) -> _Response:
-        """Send once, then handle 401 (one token refresh), 429 (gate) and 5xx/network (backoff) by resending."""
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        cursor: str | None = None,
+        failed_attempts: list[str] | None = None,
+    ) -> _Response:
+        """Send once, then handle 401 (one token refresh), 429 (gate) and 5xx/network (backoff) by resending.
+
+        `failed_attempts` collects the problem of every attempt whose outcome is unknown (5xx, network error):
+        such an attempt may have been carried out, which matters for a create that is then answered 409.
+        """
         query = "" if cursor is None else "?cursor=" + quote(cursor, safe=":")
         url = URL(self.base_url + path + query, encoded=True)
         rate_limit_deadline: float | None = None  # set by the first 429: the budget of this call
@@ -213,6 +241,8 @@ class SentryApi:
             except (TimeoutError, aiohttp.ClientError) as exc:
                 SENTRY_API_RESPONSES.labels(self.org, "none").inc()
                 problem = f"{type(exc).__name__}: {_clean(str(exc)) or 'no detail'}"
+                if failed_attempts is not None:
+                    failed_attempts.append(problem)
                 failures = await self._backoff_or_raise(failures, method=method, path=path, problem=problem)
                 continue
             SENTRY_API_RESPONSES.labels(self.org, str(response.status)).inc()
@@ -238,6 +268,8 @@ class SentryApi:
                 continue
             if response.status >= 500:
                 problem = f"HTTP {response.status}: {self._detail(response)}"
+                if failed_attempts is not None:
+                    failed_attempts.append(problem)
                 failures = await self._backoff_or_raise(failures, method=method, path=path, problem=problem)
                 continue
             return response

@@ -40,7 +40,24 @@ class RateLimited(TransientError):
 
 
 class SlugConflict(SentryApiError):
-    """409 on create: the slug is taken, by an active project or one pending deletion."""
+    """409 on create: the slug is taken, by an active project or one pending deletion.
+
+    `lost_answer`: an earlier attempt of the same create got no definite answer (5xx, network error), so it may
+    be the one that took the slug; `sent_at` (epoch seconds) is when the first attempt was sent.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        detail: str | None = None,
+        lost_answer: str | None = None,
+        sent_at: float | None = None,
+    ) -> None:
+        super().__init__(message, status=status, detail=detail)
+        self.lost_answer = lost_answer
+        self.sent_at = sent_at
 
 
 class NotFound(SentryApiError):

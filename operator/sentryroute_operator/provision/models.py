@@ -25,6 +25,7 @@ class SentryProject:
     platform: str | None = None
     teams: tuple[str, ...] = ()  # team slugs
     status: str = "active"
+    date_created: str = ""  # ISO 8601, as Sentry sends it
 
     @classmethod
     def from_json(cls, data: Any) -> SentryProject:
@@ -47,6 +48,7 @@ class SentryProject:
             platform=platform if isinstance(platform, str) else None,
             teams=teams,
             status=str(data.get("status") or "active"),
+            date_created=str(data.get("dateCreated") or ""),
         )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 from sentryroute.routes import ProjectEndpoint, is_valid_user_slug
@@ -123,6 +124,12 @@ async def ensure_project(
         if project is None:
             project = await api.find_project(slug)
         if project is not None:
+            sent_at = api.lost_create(slug)
+            if sent_at is not None and created_after(project, sent_at):
+                log.info(
+                    "Sentry project %s/%s (id %s) is the one our unanswered create made", api.org, slug, project.id
+                )
+                return await _with_endpoint_after_create(outcome, project)
             return await outcome.with_endpoint(project, created=False)
         if not create:
             return outcome.failed(Reason.NOT_FOUND, f"project {api.org}/{slug} does not exist and creation is off")
@@ -149,9 +156,18 @@ async def _create(api: SentryApi, outcome: _Outcome, *, team: str, platform: str
     slug = outcome.slug
     try:
         project = await api.create_project(team=team, slug=slug, name=project_name(slug), platform=platform)
-    except SlugConflict:
+    except SlugConflict as conflict:
         # Someone (another operator replica, a person, a retried POST) got there first: adopt if active.
         existing = await api.find_project(slug)
+        if existing is not None and _ours_after_lost_answer(existing, conflict):
+            log.info(
+                "Created Sentry project %s/%s (id %s): the first answer was lost (%s), the retry found it",
+                api.org,
+                slug,
+                existing.id,
+                conflict.lost_answer,
+            )
+            return await _with_endpoint_after_create(outcome, existing)
         if existing is None:
             return outcome.failed(
                 Reason.SLUG_RESERVED,
@@ -166,6 +182,10 @@ async def _create(api: SentryApi, outcome: _Outcome, *, team: str, platform: str
             return outcome.failed(Reason.REJECTED, str(exc))
         raise
     log.info("Created Sentry project %s/%s (id %s) under team %s", api.org, slug, project.id, team)
+    return await _with_endpoint_after_create(outcome, project)
+
+
+async def _with_endpoint_after_create(outcome: _Outcome, project: SentryProject) -> Provisioned:
     try:
         return await outcome.with_endpoint(project, created=True)
     except (TransientError, AuthError) as exc:
@@ -173,6 +193,28 @@ async def _create(api: SentryApi, outcome: _Outcome, *, team: str, platform: str
         return outcome.result(
             project, None, ProjectState.CREATING, created=True, reason=Reason.KEYS_UNAVAILABLE, message=str(exc)
         )
+
+
+#: Clock difference tolerated between this host and Sentry when comparing a project's `dateCreated`.
+CLOCK_SKEW = 300.0
+
+
+def _ours_after_lost_answer(project: SentryProject, conflict: SlugConflict) -> bool:
+    """Did our own create take the slug? An earlier attempt got no definite answer (a 5xx or a network error
+    after the request went out), the slug was free when we checked just before sending, and the project was
+    created after we sent the first attempt. Sentry has no idempotency key for creates; this is the evidence."""
+    if conflict.lost_answer is None or conflict.sent_at is None:
+        return False
+    return created_after(project, conflict.sent_at)
+
+
+def created_after(project: SentryProject, sent_at: float) -> bool:
+    """`project.dateCreated` is no earlier than `sent_at` (epoch seconds), give or take CLOCK_SKEW."""
+    try:
+        created = datetime.fromisoformat(project.date_created.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return False
+    return created >= sent_at - CLOCK_SKEW
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -45,9 +46,13 @@ def _rate_limit(
 
 async def _handle(ctx: Context, request: web.Request, handler: Handler) -> web.StreamResponse:
     """The handler's response, with `ApiError`s, injected failures and router errors as DRF-style JSON."""
-    status = ctx.faults.take_api_failure(request.path)
+    failure = ctx.faults.take_api_failure(request.path)
     try:
-        if status is not None:
+        if failure is not None:
+            status, answer_lost = failure
+            if answer_lost:
+                with contextlib.suppress(ApiError, web.HTTPException):
+                    await handler(request)  # done (or refused), but the client never learns it
             raise ApiError(status, "Internal Error" if status >= 500 else "Injected failure")
         return await handler(request)
     except ApiError as exc:
