@@ -234,3 +234,24 @@ def test_a_route_with_a_problem_renders_nothing_and_says_why() -> None:
     f.add(spec, problem=RouteProblem(ProblemReason.CONNECTION_NOT_ALLOWED, "not from shop"))
     out = f.render()
     assert out.table.routes == () and out.statuses[spec.key].condition.reason == "ConnectionNotAllowed"
+
+
+def test_healing_states_slug_reserved_is_held_pending_a_gone_adopted_project_stays_routed() -> None:
+    spec = route("shop", "r", "2026-01-01T00:00:00Z")
+    waiting, gone = Item(A, "waiting", "waiting"), Item(M, "orders", "orders")
+    reserved = failed(waiting, Reason.SLUG_RESERVED, "slug held by a project pending deletion")
+    adopted = ready(gone, "7")
+    lost = Provisioned("orders", "orders", "7", None, ProjectState.FAILED, False, Reason.PROJECT_GONE, "gone")
+    adopted.record(lost, now=0, warmup=0)
+    f = Fixture()
+    f.add(spec, (waiting, reserved), (gone, adopted))
+    out = f.render()
+    assert [p.value for p in out.table.pending] == ["waiting"]  # held by the forwarders while the create retries
+    assert routes(out.table) == [("orders", "shop", "acme/orders")]  # data held, then dropped when the hold expires
+    entries = {e.value: e for e in out.statuses[spec.key].entries}
+    assert (entries["orders"].state, entries["orders"].reason, entries["orders"].id) == (
+        ProjectState.FAILED,
+        Reason.PROJECT_GONE,
+        "7",
+    )
+    assert reserved.waiting_for_slug and not reserved.settled
