@@ -244,6 +244,9 @@ def test_forwarder_follows_route_updates_within_its_rbac(kube: KubeEmulator, tmp
         "SENTRYROUTE_OTLP_HTTP": f"127.0.0.1:{free_port()}",
         "SENTRYROUTE_ADMIN": f"127.0.0.1:{admin}",
     }
+    rendered_env = container_env(workload(manifests, "forwarder"), pod_name="unused")
+    if "SENTRYROUTE_QUEUE_DIR" in rendered_env:  # the replica's volume: a directory of this test instead
+        local["SENTRYROUTE_QUEUE_DIR"] = str(tmp_path / "queue")
     if source == "file":
         rendered = container_env(workload(manifests, "forwarder"), pod_name="unused")["SENTRYROUTE_ROUTES"]
         local["SENTRYROUTE_ROUTES"] = str(mount.directory / Path(rendered).name)  # /etc/sentryroute/routes.json
