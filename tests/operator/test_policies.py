@@ -125,12 +125,14 @@ def test_two_replicas_with_peering_only_one_writes(cluster: Cluster, sentry: Sen
     follower = start_operator(peering="sentryroute", priority=10)
     sentry.emu.state.add_project(ORG, TEAM, "payments")
     cluster.patch_route("shop", "shop", {"spec": {"mapping": {"payments": "payments"}}})
-    eventually(lambda: len(routed(cluster.table())) == 2, what="the update")
-    assert leader.writes >= 2 and follower.writes == 0
+    # The table is visible before the writer's counter moves: wait for both, then check who wrote.
+    eventually(lambda: len(routed(cluster.table())) == 2 and leader.writes >= 2, what="the leader's update")
+    assert follower.writes == 0
     assert follower.app.engine.indexes is None  # frozen by peering: its reconcile loop never started
 
     leader.stop()  # the follower takes over once the leader's peering entry is gone
     sentry.emu.state.add_project(ORG, TEAM, "refunds")
     cluster.patch_route("shop", "shop", {"spec": {"mapping": {"refunds": "refunds"}}})
-    eventually(lambda: len(routed(cluster.table())) == 3, timeout=60, what="the follower took over")
-    assert follower.writes >= 1
+    eventually(
+        lambda: len(routed(cluster.table())) == 3 and follower.writes >= 1, timeout=60, what="the follower took over"
+    )
