@@ -12,6 +12,7 @@ import itertools
 
 import grpc
 import pytest
+from google.protobuf.message import DecodeError
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
@@ -226,3 +227,23 @@ async def test_logs_with_a_bad_record_beside_good_ones(checkout, emulator, http)
     assert answer.partial_success.rejected_log_records == 2
     await wait_until(lambda: emulator.received.log_count(project_id) == 1, what="the good log record")
     assert emulator.received.invalid(project_id) == 0
+
+
+def test_a_record_at_the_depth_limit_is_judged_at_its_depth_in_a_batch():
+    """Found by `make fuzz`: parsed alone as the root, a record gets one more level than it has in a batch."""
+    good = traces_request(resource_spans("orders")).SerializeToString()
+    for levels in range(30, 60):
+        span = Span(trace_id=b"\x01" * 16, span_id=b"\x02" * 8).SerializeToString()
+        value = deep_value(levels).SerializeToString()
+        span += field(9, field(1, b"k") + field(2, value))
+        record_body = field(1, resource({"service.name": "checkout"}).SerializeToString()) + field(2, field(2, span))
+        try:
+            ExportTraceServiceRequest.FromString(field(1, record_body))
+        except DecodeError:
+            ResourceSpans.FromString(record_body)  # as the root it still parses: the boundary case
+            break
+    else:
+        pytest.fail("no nesting found that a request rejects")
+    validation = validate_request(Signal.TRACES, good + field(1, record_body) + good)
+    assert [r.index for r in validation.rejected] == [1]
+    assert len(validation.records) == 2

@@ -23,8 +23,6 @@ from typing import Any
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.logs.v1.logs_pb2 import ResourceLogs
-from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans
 
 from sentryroute_forwarder.model import Signal
 from sentryroute_forwarder.route.wire import ResourceRecord, lite_items, record_bounds
@@ -34,7 +32,6 @@ __all__ = ["INVALID", "Rejected", "Validation", "validate_request"]
 #: The dropped-items reason (and partial_success wording) of records that fail validation.
 INVALID = "invalid"
 _REQUEST: dict[Signal, Any] = {Signal.TRACES: ExportTraceServiceRequest, Signal.LOGS: ExportLogsServiceRequest}
-_RECORD: dict[Signal, Any] = {Signal.TRACES: ResourceSpans, Signal.LOGS: ResourceLogs}
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,13 +76,16 @@ def validate_request(signal: Signal, body: bytes | memoryview, *, keys: Collecti
         for (start, _, end), message in zip(bounds, parsed, strict=True):
             _add(result, signal, buf[start:end], message, keys)
         return result
-    record_type = _RECORD[signal]
+    # Each record alone, but parsed as a one-record request: at the depth it has in a batch (parsed as the
+    # root, a record would get one more level of nesting than Sentry allows it).
+    request_type = _REQUEST[signal]
     for index, (start, body_start, end) in enumerate(bounds):
         try:
-            message = record_type.FromString(buf[body_start:end])
+            alone = request_type.FromString(buf[start:end])
         except DecodeError as exc:
             result.rejected.append(Rejected(index, lite_items(buf[body_start:end]), _decode_reason(exc)))
             continue
+        message = alone.resource_spans[0] if signal is Signal.TRACES else alone.resource_logs[0]
         _add(result, signal, buf[start:end], message, keys)
     return result
 
