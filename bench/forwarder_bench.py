@@ -77,7 +77,8 @@ class Round:
     shape: str
     system: str
     items: int  # delivered at the sink
-    requests: int  # completed by the load generator
+    requests: int  # completed by the load generator with a success status
+    refused: int  # answered with an error status (pushback): not counted as delivered, reported
     upstream_requests: int
     upstream_gzipped: int
     seconds: float
@@ -106,6 +107,7 @@ class Round:
             f" ({self.derived['system_cores']:.2f} cores), p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms,"
             f" RSS {self.peak_rss_mb:.0f} MB, {self.upstream_requests} upstream requests"
             f" ({self.upstream_gzipped} gzipped), CPU 0 others {self.cpu0_others_cores:.2f}"
+            + (f", {self.refused} requests REFUSED (pushback)" if self.refused else "")
         )
 
 
@@ -308,6 +310,7 @@ class Bench:
                 system=system,
                 items=expected,
                 requests=result.requests,
+                refused=result.refused,
                 upstream_requests=self.sink.requests,
                 upstream_gzipped=self.sink.gzipped,
                 seconds=seconds,

@@ -21,7 +21,8 @@ __all__ = ["LoadResult", "missing_tools", "run_h2load", "run_wrk"]
 @dataclass(frozen=True, slots=True)
 class LoadResult:
     requests: int  # completed with a success status
-    errors: int  # connection errors, timeouts, error statuses
+    errors: int  # connection errors, timeouts (and for gRPC, failed streams)
+    refused: int = 0  # answered with an error status (429/503 pushback: the client would retry them)
     p50_ms: float
     p99_ms: float
 
@@ -84,10 +85,11 @@ async def run_wrk(
     command = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s", str(script)]
     await _run([*_pinned(cpu), *command, url])
     data = json.loads(report.read_text())
-    errors = sum(data[k] for k in ("connect", "read", "write", "status", "timeout"))
+    errors = sum(data[k] for k in ("connect", "read", "write", "timeout"))
     return LoadResult(
         requests=data["requests"] - data["status"],
         errors=errors,
+        refused=data["status"],
         p50_ms=data["p50_us"] / 1000,
         p99_ms=data["p99_us"] / 1000,
     )
