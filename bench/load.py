@@ -22,9 +22,9 @@ __all__ = ["LoadResult", "missing_tools", "run_h2load", "run_wrk"]
 class LoadResult:
     requests: int  # completed with a success status
     errors: int  # connection errors, timeouts (and for gRPC, failed streams)
-    refused: int = 0  # answered with an error status (429/503 pushback: the client would retry them)
     p50_ms: float
     p99_ms: float
+    refused: int = 0  # answered with an error status (429/503 pushback: the client would retry them)
 
 
 def missing_tools() -> list[str]:
