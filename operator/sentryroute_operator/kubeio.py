@@ -55,8 +55,11 @@ class KubeIO:
         """JSON-merge-patch `data` (a None value removes that key)."""
         await self.client.merge_patch(configmap_path(ref.namespace, ref.name), {"data": dict(data)})
 
-    async def patch_route_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        path = object_path(GROUP, VERSION, PLURAL, namespace, name, "status")
+    async def patch_route_status(
+        self, namespace: str, name: str, status: dict[str, Any], *, plural: str = PLURAL
+    ) -> None:
+        """`plural` clustersentryroutes (namespace "") for a ClusterSentryRoute."""
+        path = object_path(GROUP, VERSION, plural, namespace or None, name, "status")
         await self.client.merge_patch(path, {"status": status})
 
     async def read_secret_data(self, namespace: str, name: str) -> Mapping[str, Any] | None:

@@ -64,6 +64,7 @@ class Indexes:
     """kopf's live indexes, as handed to the daemon (typed like kopf hands them)."""
 
     routes: kopf.Index[RouteKey, RouteSpec]
+    cluster_routes: kopf.Index[RouteKey, RouteSpec]  # ClusterSentryRoutes, keyed ("", name)
     pods: kopf.Index[str, PodFacts]
     replicaset_parents: kopf.Index[tuple[str, str], OwnerRef]
     job_parents: kopf.Index[tuple[str, str], OwnerRef]
@@ -256,12 +257,14 @@ class Engine:
 
     def _specs(self) -> dict[RouteKey, RouteSpec]:
         assert self.indexes is not None
-        return {key: spec for key, store in self.indexes.routes.items() for spec in store}
+        both = [*self.indexes.routes.items(), *self.indexes.cluster_routes.items()]
+        return {key: spec for key, store in both for spec in store}
 
     def _spec(self, key: RouteKey) -> RouteSpec | None:
         if self.indexes is None:
             return None
-        return next(iter(self.indexes.routes.get(key, ())), None)
+        index = self.indexes.cluster_routes if key[0] == "" else self.indexes.routes
+        return next(iter(index.get(key, ())), None)
 
     def _plan(self, now: float) -> list[RoutePlan]:
         assert self.indexes is not None

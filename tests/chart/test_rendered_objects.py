@@ -169,6 +169,8 @@ def test_operator_rbac_is_least_privilege() -> None:
     assert granted == {
         ("sentryroute.dev", "sentryroutes"): {"get", "list", "watch", "patch"},
         ("sentryroute.dev", "sentryroutes/status"): {"get", "patch"},
+        ("sentryroute.dev", "clustersentryroutes"): {"get", "list", "watch", "patch"},
+        ("sentryroute.dev", "clustersentryroutes/status"): {"get", "patch"},
         ("", "pods"): {"get", "list", "watch"},
         ("apps", "replicasets"): {"get", "list", "watch"},
         ("batch", "jobs"): {"get", "list", "watch"},

@@ -152,6 +152,20 @@ class Cluster:
         }
         self.custom.create_namespaced_custom_object("sentryroute.dev", "v1alpha1", namespace, "sentryroutes", body)
 
+    def cluster_route(self, name: str, spec: dict[str, Any]) -> None:
+        body = {
+            "apiVersion": "sentryroute.dev/v1alpha1",
+            "kind": "ClusterSentryRoute",
+            "metadata": {"name": name},
+            "spec": spec,
+        }
+        self.custom.create_cluster_custom_object("sentryroute.dev", "v1alpha1", "clustersentryroutes", body)
+
+    def cluster_route_ready(self, name: str) -> dict[str, Any]:
+        obj = self.kube.get("sentryroute.dev/v1alpha1/clustersentryroutes", None, name) or {}
+        conds = (obj.get("status") or {}).get("conditions") or ()
+        return dict(next((c for c in conds if c.get("type") == "Ready"), {}))
+
     def patch_route(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         self.custom.patch_namespaced_custom_object(
             "sentryroute.dev", "v1alpha1", namespace, "sentryroutes", name, patch
@@ -268,6 +282,7 @@ def logs() -> Iterator[LogCapture]:
 def cluster() -> Iterator[Cluster]:
     with KubeEmulator(kubeconfig_path=os.environ["KUBECONFIG"]).running_in_thread() as kube:
         kube.apply_file(REPO / "deploy/crds/sentryroute.yaml")
+        kube.apply_file(REPO / "deploy/crds/clustersentryroute.yaml")
         kube.apply_file(REPO / "deploy/crds/kopf-peering.yaml")
         with kube.api_client() as api:
             c = Cluster(kube=kube, api=api)

@@ -46,3 +46,27 @@ def test_reported_values_identity_auto_create_refusals_and_cleanup(
         return dict(cm.get("data") or {})
 
     eventually(lambda: remaining() == {}, what="handled entries removed")
+
+
+def test_reports_of_peer_mode_forwarders_are_never_provisioned_operator_wide(
+    cluster: Cluster, sentry: Sentry, start_operator: Any
+) -> None:
+    """SPEC §4: a value reported from namespace X may not be adopted or created beyond X; until scoped
+    auto-create exists such reports are removed unprovisioned (no identity route into another's project)."""
+    sentry.emu.state.add_project(ORG, TEAM, "bank-ledger")  # another namespace's project
+    start_operator(auto_create=True, auto_create_team=TEAM)
+    eventually(lambda: cluster.kube.get("v1/configmaps", OPERATOR_NS, "sentryroute-requests"), what="pre-created")
+    eventually(lambda: cluster.table(), what="the first table")
+    for value in ("bank-ledger", "brand-new"):
+        entry = {"attribute": "service.name", "value": value, "reason": "unrouted", "lastSeen": "2026-11-25T00:00:00Z"}
+        entry |= {"namespace": "shop", "namespaceFrom": "peer"}
+        data = {report_key("service.name", value, "shop"): json.dumps(entry)}
+        cluster.core.patch_namespaced_config_map("sentryroute-requests", OPERATOR_NS, {"data": data})
+
+    def report_data() -> dict[str, str]:
+        configmap = cluster.kube.get("v1/configmaps", OPERATOR_NS, "sentryroute-requests") or {}
+        return dict(configmap.get("data") or {})
+
+    eventually(lambda: report_data() == {}, timeout=30, what="the peer reports removed as handled")
+    assert routed(cluster.current_table()) == {}
+    assert sentry.project("brand-new") is None and sentry.project(slug("brand-new")) is None

@@ -122,7 +122,7 @@ def plan_routes(snapshot: PlanInput) -> list[RoutePlan]:
 
 def plan_route(spec: RouteSpec, snapshot: PlanInput) -> RoutePlan:
     before = snapshot.sightings.get(spec.key, Sightings())
-    problem = connection_problem(spec, snapshot.connections)
+    problem = connection_problem(spec, snapshot.connections) or _unsupported(spec)
     if problem is not None:
         return RoutePlan(spec, (), problem, before)
     items = [Item(ItemKind.MAPPED, value, target) for value, target in sorted(spec.mapping.items())]
@@ -165,12 +165,24 @@ def connection_problem(spec: RouteSpec, connections: Mapping[str, Connection]) -
         return RouteProblem(
             ProblemReason.CONNECTION_NOT_FOUND, f"the operator has no Sentry connection named {spec.connection!r}"
         )
-    if not connection_allows(conn, spec.namespace):
+    if not spec.cluster and not connection_allows(conn, spec.namespace):  # cluster-level already (SPEC §2.1)
         return RouteProblem(
             ProblemReason.CONNECTION_NOT_ALLOWED,
             f"connection {spec.connection!r} may not be used from namespace {spec.namespace!r}",
         )
     return None
+
+
+def _unsupported(spec: RouteSpec) -> RouteProblem | None:
+    """A ClusterSentryRoute with a namespaceSelector: not rendered yet by this operator. Refused loudly rather
+    than rendered cluster-wide, which would cover more namespaces than its author chose."""
+    if spec.namespace_selector is None:
+        return None
+    return RouteProblem(
+        ProblemReason.INVALID_SPEC,
+        "namespaceSelector is not supported by this operator version yet: nothing is routed for this "
+        "ClusterSentryRoute (remove the selector for a cluster-wide route, or use SentryRoutes per namespace)",
+    )
 
 
 def _pods_in_scope(spec: RouteSpec, pods: Mapping[str, Sequence[PodFacts]]) -> list[PodFacts]:

@@ -23,6 +23,13 @@ class Report:
     attribute: str
     value: str
     reason: str
+    namespace: str | None = None  # the namespace the forwarder determined (SPEC §4)
+    namespace_from: str = "attribute"  # the forwarder's --namespace-from; older forwarders: attribute
+
+    @property
+    def scoped(self) -> bool:
+        """Sent by a forwarder in `peer` mode: its value may only be provisioned for its own namespace."""
+        return self.namespace_from == "peer"
 
 
 def parse_reports(data: Mapping[str, str] | None) -> tuple[list[Report], list[str]]:
@@ -38,16 +45,28 @@ def parse_reports(data: Mapping[str, str] | None) -> tuple[list[Report], list[st
             malformed.append(key)
             continue
         attribute, value, reason = entry.get("attribute"), entry.get("value"), entry.get("reason")
+        namespace = entry.get("namespace")
         if not (
             isinstance(attribute, str)
             and isinstance(value, str)
             and 0 < len(attribute) <= MAX_ATTRIBUTE
             and len(value) <= MAX_VALUE
-            and report_key(attribute, value) == key
+            and (namespace is None or (isinstance(namespace, str) and 0 < len(namespace) <= 63))
+            and report_key(attribute, value, namespace) == key
         ):
             malformed.append(key)
             continue
-        reports.append(Report(key=key, attribute=attribute, value=value, reason=str(reason or "")[:64]))
+        namespace_from = "peer" if entry.get("namespaceFrom") == "peer" else "attribute"
+        reports.append(
+            Report(
+                key=key,
+                attribute=attribute,
+                value=value,
+                reason=str(reason or "")[:64],
+                namespace=namespace,
+                namespace_from=namespace_from,
+            )
+        )
     return reports, malformed
 
 

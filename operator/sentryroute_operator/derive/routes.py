@@ -19,6 +19,8 @@ from .service_names import DeriveMode
 
 GROUP, VERSION, PLURAL, KIND = "sentryroute.dev", "v1alpha1", "sentryroutes", "SentryRoute"
 CRD_NAME = f"{PLURAL}.{GROUP}"
+#: The cluster-scoped kind (SPEC §2.1): the same spec; its RouteSpec has namespace "" (key ("", name)).
+CLUSTER_PLURAL, CLUSTER_KIND = "clustersentryroutes", "ClusterSentryRoute"
 RECREATE_ANNOTATION = "sentryroute.dev/recreate"
 DEFAULT_STALE_AFTER = 24 * 3600.0
 RouteKey = tuple[str, str]  # (namespace, name)
@@ -66,6 +68,8 @@ class RouteSpec:
     current_status: Mapping[str, Any] = field(default_factory=dict)
     problem: str | None = None  # a spec error the status reports (reason InvalidSpec)
     spec_digest: str = ""  # changes with the spec even where the API server keeps no `generation`
+    cluster: bool = False  # a ClusterSentryRoute (SPEC §2.1): cluster-wide entries, after every SentryRoute
+    namespace_selector: Mapping[str, Any] | None = None  # ClusterSentryRoute only
 
     @property
     def key(self) -> RouteKey:
@@ -77,9 +81,14 @@ class RouteSpec:
         return self.namespace or None
 
     @property
-    def order(self) -> tuple[str, str, str]:
-        """SPEC §3's rendering order: (creationTimestamp, namespace, name)."""
-        return (self.creation_timestamp, self.namespace, self.name)
+    def order(self) -> tuple[int, str, str, str]:
+        """SPEC §2.1/§3's rendering order: every SentryRoute by (creationTimestamp, namespace, name), then
+        every ClusterSentryRoute by (creationTimestamp, name)."""
+        return (1 if self.cluster else 0, self.creation_timestamp, self.namespace, self.name)
+
+    @property
+    def plural(self) -> str:
+        return CLUSTER_PLURAL if self.cluster else PLURAL
 
     def inputs(self) -> tuple[Any, ...]:
         """What a reconcile depends on; status writes change none of it, so they never re-trigger work."""
@@ -93,8 +102,10 @@ class RouteSpec:
         """A minimal body kopf can post Events for."""
         return {
             "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": KIND,
-            "metadata": {"namespace": self.namespace, "name": self.name, "uid": self.uid},
+            "kind": CLUSTER_KIND if self.cluster else KIND,
+            "metadata": {"namespace": self.namespace, "name": self.name, "uid": self.uid}
+            if not self.cluster
+            else {"name": self.name, "uid": self.uid},
         }
 
 
@@ -164,6 +175,8 @@ def parse_route(body: Mapping[str, Any], *, default_attribute: str) -> RouteSpec
     if fallback is not None and not is_valid_user_slug(str(fallback)):
         problems.append(f"fallbackProject {str(fallback)[:100]!r} is not a valid project slug")
         fallback = None
+    cluster = body.get("kind") == CLUSTER_KIND
+    selector = _mapping(spec.get("namespaceSelector")) if cluster and "namespaceSelector" in spec else None
     policy = spec.get("deletionPolicy") or "Retain"
     if policy not in ("Retain", "Delete"):
         problems.append(f"deletionPolicy must be Retain or Delete, not {str(policy)[:40]!r}")
@@ -186,4 +199,6 @@ def parse_route(body: Mapping[str, Any], *, default_attribute: str) -> RouteSpec
         current_status=dict(_mapping(body.get("status"))),
         problem="; ".join(problems) or None,
         spec_digest=hashlib.sha256(canonical_json(spec).encode()).hexdigest(),
+        cluster=cluster,
+        namespace_selector=selector,
     )

@@ -2,8 +2,9 @@
 
 A reported value whose raw text is an existing project's slug gets an identity route; otherwise, with
 `--auto-create`, a project `slug(value)` is created under `--auto-create-team` unless the policy refuses it
-(placeholder, deny pattern, hourly cap). Reported values are never namespaced: the report does not say
-which namespace sent them.
+(placeholder, deny pattern, hourly cap). Both are operator-wide, so only reports of forwarders in `attribute`
+mode (the trusting mode) are provisioned; reports of `peer`-mode forwarders, which name the sender's
+namespace, are removed unprovisioned until scoped auto-create exists (SPEC §4).
 """
 
 from __future__ import annotations
@@ -52,7 +53,10 @@ class ReportedValues:
         """Reported values of our attribute that no route covers yet (plus refusals worth re-checking)."""
         if not self.due:
             return []
-        values = {r.value for r in self.pending_reports if r.attribute == self.attribute}
+        # A report from a forwarder in peer mode names the namespace it came from; auto-create and identity
+        # routes here are operator-wide, which would let one namespace route into another's projects (SPEC §4),
+        # so those reports are not provisioned by this release (they are removed as handled).
+        values = {r.value for r in self.pending_reports if r.attribute == self.attribute and not r.scoped}
         values |= {v for v, reason in self.refused.items() if reason == "rate_limited"}
         fresh = {v for v in values - routed_values if v not in self.states or self.states[v].good is None}
         return sorted(fresh | (self.suspect & set(self.states)))
@@ -128,7 +132,8 @@ class ReportedValues:
             state = self.states.get(report.value)
             hopeless = report.value in self.checked and (state is None or state.good is None)
             if (
-                report.attribute != self.attribute
+                report.scoped  # peer mode: never provisioned operator-wide (see `candidates`)
+                or report.attribute != self.attribute
                 or report.value in routed_values
                 or report.value in self.refused
                 or (hopeless and (state is None or state.result is None or state.failed))

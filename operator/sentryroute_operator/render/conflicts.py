@@ -21,7 +21,9 @@ def find_conflicts(contributions: Iterable[RouteContribution]) -> dict[ConflictK
     conflicts: dict[ConflictKey, str] = {}
     for stage in ("mapped", "provisioned"):
         for contribution in ordered:
-            _, namespace, name = contribution.order
+            _, _, namespace, name = contribution.order
+            if not namespace:
+                continue  # a ClusterSentryRoute comes after every SentryRoute on purpose (SPEC §2.1)
             for routed in getattr(contribution, stage):
                 if routed.project is None:
                     continue
@@ -29,7 +31,7 @@ def find_conflicts(contributions: Iterable[RouteContribution]) -> dict[ConflictK
                     (contribution.attribute, routed.value), (contribution, routed.project)
                 )
                 if first.order != contribution.order and project != routed.project:
-                    _, first_namespace, first_name = first.order
+                    _, _, first_namespace, first_name = first.order
                     conflicts[(namespace, name, routed.value)] = (
                         f"{routed.value!r} is also routed by SentryRoute {first_namespace}/{first_name} to {project}, "
                         f"which comes first in the routes table; this route only takes effect for telemetry carrying "

@@ -175,9 +175,9 @@ def _value_route(
             return ValueRoute(item.value, pending=state.waiting_for_slug)
     spec = plan.spec
     slot: RouteSlot | FallbackSlot = (
-        FallbackSlot(spec.attribute, spec.namespace)
+        FallbackSlot(spec.attribute, spec.scope)
         if item.kind == ItemKind.FALLBACK
-        else RouteSlot(spec.attribute, item.value, spec.namespace)
+        else RouteSlot(spec.attribute, item.value, spec.scope)
     )
     previous = snapshot.previous.get(slot)
     if previous is not None:

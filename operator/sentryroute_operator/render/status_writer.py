@@ -53,7 +53,7 @@ class StatusWriter:
         if same_status(last, body):
             return
         try:
-            await self.kube.patch_route_status(spec.namespace, spec.name, body)
+            await self.kube.patch_route_status(spec.namespace, spec.name, body, plural=spec.plural)
         except KubeApiError as exc:  # the next cycle retries
             log.warning("Writing the status of SentryRoute %s/%s failed: %s", spec.namespace, spec.name, exc)
             return

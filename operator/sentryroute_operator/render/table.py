@@ -12,7 +12,8 @@ from typing import Literal
 
 from sentryroute.routes import AutoCreate, Fallback, Pending, ProjectEndpoint, Refused, Route, RoutesTable
 
-OrderKey = tuple[str, str, str]
+#: (0 SentryRoute / 1 ClusterSentryRoute, creationTimestamp, namespace, name): SPEC §2.1's order.
+OrderKey = tuple[int, str, str, str]
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class ValueRoute:
 
 @dataclass(frozen=True)
 class RouteContribution:
-    """What one SentryRoute adds to the table; `order` is its (creationTimestamp, namespace, name)."""
+    """What one SentryRoute adds to the table; `namespace` "" for a ClusterSentryRoute (cluster-wide entries)."""
 
     order: OrderKey
     namespace: str
@@ -78,12 +79,14 @@ def build_routes_table(
     for stage in ("mapped", "provisioned", "identity"):
         for contribution in ordered:
             for item in getattr(contribution, stage):
-                emit(contribution.attribute, contribution.namespace, item)
+                emit(contribution.attribute, contribution.namespace or None, item)
     for attribute, item in reported_identity:
         emit(attribute, None, item)
 
     fallbacks = [
-        Fallback(attribute=c.attribute, namespace=c.namespace, project=c.fallback) for c in ordered if c.fallback
+        Fallback(attribute=c.attribute, namespace=c.namespace or None, project=c.fallback)
+        for c in ordered
+        if c.fallback
     ]
     if cluster_fallback is not None:
         fallbacks.append(Fallback(attribute=cluster_fallback.attribute, project=cluster_fallback.project))

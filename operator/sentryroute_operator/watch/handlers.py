@@ -13,7 +13,7 @@ from typing import Any
 import kopf
 
 from ..derive import OwnerRef, PodFacts, controller_owner, pod_facts
-from ..derive.routes import CRD_NAME, GROUP, PLURAL, VERSION, RouteKey, RouteSpec, parse_route
+from ..derive.routes import CLUSTER_PLURAL, CRD_NAME, GROUP, PLURAL, VERSION, RouteKey, RouteSpec, parse_route
 from ..reconcile import Engine, Indexes
 from ..settings import FINALIZER, OperatorSettings
 from .report_watch import ReportWatcher
@@ -63,6 +63,10 @@ def register_handlers(registry: kopf.OperatorRegistry, engine: Engine, settings:
     def sentryroutes(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
         return {(namespace, name): parse_route(body, default_attribute=settings.default_attribute)}
 
+    @kopf.index(GROUP, VERSION, CLUSTER_PLURAL, id="clustersentryroutes", registry=registry)
+    def clustersentryroutes(body: kopf.Body, name: str, **_: Any) -> dict[Any, Any]:
+        return {("", name): parse_route(body, default_attribute=settings.default_attribute)}
+
     @kopf.index("v1", "pods", id="pods", registry=registry)
     def pods(body: kopf.Body, namespace: str | None, **_: Any) -> dict[Any, Any]:
         return {namespace or "": pod_facts(body)}
@@ -79,6 +83,7 @@ def register_handlers(registry: kopf.OperatorRegistry, engine: Engine, settings:
 
     # --- pokes: any change may change the table; the loop decides what actually changed ---
     @kopf.on.event(GROUP, VERSION, PLURAL, id="changed", registry=registry)
+    @kopf.on.event(GROUP, VERSION, CLUSTER_PLURAL, id="changed", registry=registry)
     @kopf.on.event("v1", "pods", id="changed", registry=registry)
     @kopf.on.event("apps", "v1", "replicasets", id="changed", registry=registry)
     @kopf.on.event("batch", "v1", "jobs", id="changed", registry=registry)
@@ -86,10 +91,12 @@ def register_handlers(registry: kopf.OperatorRegistry, engine: Engine, settings:
         engine.poke()
 
     @kopf.timer(GROUP, VERSION, PLURAL, id="reverify", interval=settings.reverify_interval, registry=registry)
+    @kopf.timer(GROUP, VERSION, CLUSTER_PLURAL, id="reverify", interval=settings.reverify_interval, registry=registry)
     def reverify(namespace: str | None, name: str, **_: Any) -> None:
         engine.request_reverify((namespace or "", name))
 
     @kopf.on.delete(GROUP, VERSION, PLURAL, id="delete_projects", when=deletes_projects, registry=registry)
+    @kopf.on.delete(GROUP, VERSION, CLUSTER_PLURAL, id="delete_projects", when=deletes_projects, registry=registry)
     async def delete_projects(body: kopf.Body, **_: Any) -> None:
         await engine.delete_created_projects(parse_route(body, default_attribute=settings.default_attribute))
 
@@ -110,13 +117,18 @@ def register_handlers(registry: kopf.OperatorRegistry, engine: Engine, settings:
         stopped: kopf.DaemonStopped,
         logger: logging.Logger | logging.LoggerAdapter[Any],
         sentryroutes: kopf.Index[RouteKey, RouteSpec],
+        clustersentryroutes: kopf.Index[RouteKey, RouteSpec],
         pods: kopf.Index[str, PodFacts],
         replicaset_parents: kopf.Index[tuple[str, str], OwnerRef],
         job_parents: kopf.Index[tuple[str, str], OwnerRef],
         **_: Any,
     ) -> None:
         indexes = Indexes(
-            routes=sentryroutes, pods=pods, replicaset_parents=replicaset_parents, job_parents=job_parents
+            routes=sentryroutes,
+            cluster_routes=clustersentryroutes,
+            pods=pods,
+            replicaset_parents=replicaset_parents,
+            job_parents=job_parents,
         )
         logger.info("Reconcile loop started")
         reports = ReportWatcher(engine.kube.client, settings.report_configmap, on_change=engine.update_reports)
