@@ -23,7 +23,7 @@ PROJECTS = {
 
 def contributions() -> list[RouteContribution]:
     newer = RouteContribution(
-        order=("2026-01-02T00:00:00Z", "b", "r"),
+        order=(0, "2026-01-02T00:00:00Z", "b", "r"),
         namespace="b",
         attribute="service.name",
         mapped=(ValueRoute("orders", "acme/x"),),
@@ -32,7 +32,7 @@ def contributions() -> list[RouteContribution]:
         fallback="acme/catch",
     )
     older = RouteContribution(
-        order=("2026-01-01T00:00:00Z", "a", "r"),
+        order=(0, "2026-01-01T00:00:00Z", "a", "r"),
         namespace="a",
         attribute="service.name",
         mapped=(ValueRoute("orders", "acme/orders"), ValueRoute("failed")),
@@ -111,16 +111,20 @@ def test_status_transition_time_kept_when_unchanged() -> None:
 
 
 def test_conflicts_go_to_the_entry_later_in_table_order() -> None:
-    def route(order: tuple[str, str, str], *, mapped: tuple[ValueRoute, ...] = (), auto: tuple[ValueRoute, ...] = ()):
+    def route(
+        order: tuple[int, str, str, str], *, mapped: tuple[ValueRoute, ...] = (), auto: tuple[ValueRoute, ...] = ()
+    ):
         return RouteContribution(
-            order=order, namespace=order[1], attribute="service.name", mapped=mapped, provisioned=auto
+            order=order, namespace=order[2], attribute="service.name", mapped=mapped, provisioned=auto
         )
 
-    old = route(("2026-01-01T00:00:00Z", "a", "old"), auto=(ValueRoute("x", "acme/a-x"), ValueRoute("y", "acme/y")))
+    old = route((0, "2026-01-01T00:00:00Z", "a", "old"), auto=(ValueRoute("x", "acme/a-x"), ValueRoute("y", "acme/y")))
     new = route(
-        ("2026-02-01T00:00:00Z", "b", "new"), mapped=(ValueRoute("x", "acme/b-x"),), auto=(ValueRoute("y", "acme/y"),)
+        (0, "2026-02-01T00:00:00Z", "b", "new"),
+        mapped=(ValueRoute("x", "acme/b-x"),),
+        auto=(ValueRoute("y", "acme/y"),),
     )
-    newer = route(("2026-03-01T00:00:00Z", "c", "newer"), auto=(ValueRoute("x", "acme/c-x"),))
+    newer = route((0, "2026-03-01T00:00:00Z", "c", "newer"), auto=(ValueRoute("x", "acme/c-x"),))
     conflicts = find_conflicts([newer, old, new])
     # The newer route's mapping comes first in the table, so the older route's auto entry is the shadowed one;
     # the same project twice is no conflict.
