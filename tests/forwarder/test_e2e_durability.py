@@ -275,11 +275,19 @@ async def test_queue_fsync_commits_requests_in_groups_and_survives_kill_9(
     process, (http_port, grpc_port, admin_port) = await start_forwarder(routes, *options)
     sender = Sender(http_port, grpc_port)
     try:
-        # 24 at once: 12 over gRPC, within its default --grpc-max-concurrent-requests (16)
-        answers = await asyncio.gather(*(sender.send(("orders-svc",)) for _ in range(24)))
-        assert all(answers), (sender.refusals, sender.errors)  # each answered after the fsync covering it
-        fsyncs = total(await scrape(admin_port), "sentryroute_queue_fsyncs_total")
-        assert 0 < fsyncs < 24  # concurrent requests shared fsyncs (group commit)
+        # Bursts of 24 at once (12 over gRPC, within --grpc-max-concurrent-requests) until one burst's requests
+        # share fsyncs (group commit). On a loaded machine a burst may arrive one request at a time, so the
+        # condition is waited for, burst by burst, not assumed of the first one.
+        shared, fsyncs = False, 0.0
+        for _ in range(10):
+            answers = await asyncio.gather(*(sender.send(("orders-svc",)) for _ in range(24)))
+            assert all(answers), (sender.refusals, sender.errors)  # each answered after the fsync covering it
+            before, fsyncs = fsyncs, total(await scrape(admin_port), "sentryroute_queue_fsyncs_total")
+            assert fsyncs > before  # every burst was synced
+            if fsyncs - before < 24:
+                shared = True
+                break
+        assert shared, "no burst of 24 concurrent requests shared an fsync"
     finally:
         process.process.kill()
         await process.finish()
@@ -287,7 +295,7 @@ async def test_queue_fsync_commits_requests_in_groups_and_survives_kill_9(
     again, _ = await start_forwarder(routes, *options)
     try:
         await wait_until(lambda: all_delivered(emulator, ids(services), sender), what="everything after kill -9")
-        assert replayed_items(again) == 240
+        assert replayed_items(again) == sender.accepted_items
     finally:
         again.process.send_signal(signal.SIGTERM)
         assert await again.finish() == 0
