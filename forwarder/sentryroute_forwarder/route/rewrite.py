@@ -11,7 +11,7 @@ from __future__ import annotations
 from opentelemetry.proto.resource.v1 import resource_pb2
 
 from sentryroute.routes import NAMESPACE_ATTRIBUTE
-from sentryroute_forwarder.route.wire import MalformedPayload, read_varint
+from sentryroute_forwarder.route.wire import MalformedPayload, read_varint, skip_scalar
 
 __all__ = ["set_namespace"]
 
@@ -50,14 +50,7 @@ def _split_resource(body: memoryview) -> tuple[bytes, list[bytes]]:
                 rest.append(body[start : pos + length])
             pos += length
             continue
-        if wire_type == 0:
-            _, pos = read_varint(body, pos)
-        elif wire_type == 1:
-            pos += 8
-        elif wire_type == 5:
-            pos += 4
-        else:
-            raise MalformedPayload(f"unsupported wire type {wire_type}")
+        pos = skip_scalar(body, pos, wire_type)
         rest.append(body[start:pos])
     if pos != end:
         raise MalformedPayload("fixed-size field runs past the end of the record")

@@ -25,7 +25,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from sentryroute_forwarder.model import Signal
-from sentryroute_forwarder.route.wire import ResourceRecord, lite_items, record_bounds
+from sentryroute_forwarder.route.wire import ResourceRecord, lite_items, record_bounds, resource_attributes
 
 __all__ = ["INVALID", "Rejected", "Validation", "validate_request"]
 
@@ -95,19 +95,7 @@ def _add(result: Validation, signal: Signal, data: memoryview, message: Any, key
         items = sum(len(scope.spans) for scope in message.scope_spans)
     else:
         items = sum(len(scope.log_records) for scope in message.scope_logs)
-    result.records.append(ResourceRecord(data=data, attributes=_attributes(message, keys), items=items))
-
-
-def _attributes(message: Any, keys: Collection[str] | None) -> dict[str, object]:
-    attributes: dict[str, object] = {}
-    for pair in message.resource.attributes:
-        key = pair.key
-        if (keys is not None and key not in keys) or key in attributes:
-            continue  # duplicate keys are invalid OTLP; the first one wins
-        value = pair.value
-        kind = value.WhichOneof("value")
-        attributes[key] = getattr(value, kind) if kind is not None else None
-    return attributes
+    result.records.append(ResourceRecord(data=data, attributes=resource_attributes(message, keys), items=items))
 
 
 def _decode_reason(exc: DecodeError) -> str:

@@ -122,17 +122,22 @@ def record_bounds(buf: memoryview) -> list[tuple[int, int, int]]:
             pos += length
         elif tag >> 3 == 1:
             raise MalformedPayload("field 1 must be length-delimited")
-        elif wire_type == 0:
-            _, pos = read_varint(buf, pos)
-        elif wire_type == 1:
-            pos += 8
-        elif wire_type == 5:
-            pos += 4
         else:
-            raise MalformedPayload(f"unsupported wire type {wire_type}")
+            pos = skip_scalar(buf, pos, wire_type)
     if pos != end:
         raise MalformedPayload("fixed-size field runs past the end of the body")
     return bounds
+
+
+def skip_scalar(buf: memoryview, pos: int, wire_type: int) -> int:
+    """The position after a varint or fixed-size field value that starts at `pos`."""
+    if wire_type == 0:
+        return read_varint(buf, pos)[1]
+    if wire_type == 1:
+        return pos + 8
+    if wire_type == 5:
+        return pos + 4
+    raise MalformedPayload(f"unsupported wire type {wire_type}")
 
 
 def records(payload: bytes | memoryview) -> list[memoryview]:
@@ -156,16 +161,21 @@ def parse_records(payload: bytes | memoryview, *, keys: Collection[str] | None =
         items = 0
         for scope in record.scopes:
             items += len(scope.items)
-        attributes: dict[str, object] = {}
-        for pair in record.resource.attributes:
-            key = pair.key
-            if (keys is not None and key not in keys) or key in attributes:
-                continue  # duplicate keys are invalid OTLP; the first one wins
-            value = pair.value
-            kind = value.WhichOneof("value")
-            attributes[key] = getattr(value, kind) if kind is not None else None
-        result.append(ResourceRecord(data=buf[start:end], attributes=attributes, items=items))
+        result.append(ResourceRecord(data=buf[start:end], attributes=resource_attributes(record, keys), items=items))
     return result
+
+
+def resource_attributes(record: Any, keys: Collection[str] | None) -> dict[str, object]:
+    """The resource attributes of a parsed record (lite or full message), only `keys` when given."""
+    attributes: dict[str, object] = {}
+    for pair in record.resource.attributes:
+        key = pair.key
+        if (keys is not None and key not in keys) or key in attributes:
+            continue  # duplicate keys are invalid OTLP; the first one wins
+        value = pair.value
+        kind = value.WhichOneof("value")
+        attributes[key] = getattr(value, kind) if kind is not None else None
+    return attributes
 
 
 def lite_items(record_body: bytes | memoryview) -> int:
