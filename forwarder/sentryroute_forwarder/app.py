@@ -26,7 +26,7 @@ from sentryroute_forwarder.receive.auth import BearerAuth
 from sentryroute_forwarder.receive.intake import Intake
 from sentryroute_forwarder.receive.offload import Offload
 from sentryroute_forwarder.receive.otlp_grpc import GrpcReceiver, start_grpc_server
-from sentryroute_forwarder.receive.otlp_http import build_http_app, http_runner, receiver_grace
+from sentryroute_forwarder.receive.otlp_http import build_http_server, http_runner, receiver_grace
 from sentryroute_forwarder.receive.tls import ReloadingTls
 from sentryroute_forwarder.route.router import Router
 from sentryroute_forwarder.table.file_watcher import RoutesFileWatcher
@@ -79,8 +79,8 @@ class Forwarder:
         self.http_port = self.grpc_port = self.admin_port = 0
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
-        self._runners: list[web.AppRunner] = []  # started, in reverse order of stopping
-        self._http_runner: web.AppRunner | None = None
+        self._runners: list[web.BaseRunner] = []  # started, in reverse order of stopping
+        self._http_runner: web.BaseRunner | None = None
         self._grpc_server: GrpcReceiver | None = None
         self._revision: str | None = None
         self._routes_file: RoutesFileWatcher | None = None
@@ -107,10 +107,10 @@ class Forwarder:
         tls = None
         if settings.tls_cert is not None and settings.tls_key is not None:
             tls = ReloadingTls(cert=settings.tls_cert, key=settings.tls_key, client_ca=settings.client_ca)
-        http_app = build_http_app(
+        http_server = build_http_server(
             intake=self.intake, settings=settings, metrics=self.metrics, auth=auth, offload=self.offload
         )
-        self._http_runner = http_runner(http_app, settings=settings, metrics=self.metrics)
+        self._http_runner = http_runner(http_server, settings=settings)
         self.http_port = await self._serve(
             self._http_runner, settings.otlp_http, ssl_context=tls.ssl_context() if tls else None
         )
@@ -229,7 +229,7 @@ class Forwarder:
         self.metrics.routes_loaded.set_to_current_time()
         self._revision = table.revision
 
-    async def _serve(self, runner: web.AppRunner, address: Address, *, ssl_context: ssl.SSLContext | None) -> int:
+    async def _serve(self, runner: web.BaseRunner, address: Address, *, ssl_context: ssl.SSLContext | None) -> int:
         """Start `runner` on `address`; returns the port bound (the one asked for, or a free one for 0)."""
         await runner.setup()
         self._runners.append(runner)

@@ -11,12 +11,15 @@ import asyncio
 import functools
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.http_parser import RawRequestMessage
+from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from google.protobuf.message import DecodeError, Message
@@ -33,10 +36,10 @@ from sentryroute_forwarder.receive.intake import Intake, Outcome, Overloaded, Re
 from sentryroute_forwarder.receive.offload import Offload
 from sentryroute_forwarder.receive.services import SERVICES, OtlpService
 from sentryroute_forwarder.receive.status import CODE_FOR_HTTP, build_status, retry_hint
-from sentryroute_forwarder.route.origin import Origin
+from sentryroute_forwarder.route.origin import ATTRIBUTE, Origin
 from sentryroute_forwarder.route.wire import MalformedPayload
 
-__all__ = ["build_http_app", "http_runner", "receiver_grace"]
+__all__ = ["build_http_server", "http_runner", "receiver_grace"]
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +92,7 @@ class _OtlpHandler:
         self._offload = offload
         self._in_progress = in_progress  # one counter shared by the handlers of all paths
 
-    async def handle(self, request: web.Request) -> web.Response:
+    async def handle(self, request: BaseRequest) -> web.Response:
         if self._auth is not None and not self._auth.allows(request.headers.get("Authorization")):
             raise _Reject(401, "missing or wrong bearer token", headers={"WWW-Authenticate": 'Bearer realm="otlp"'})
         media_type = request.content_type
@@ -110,7 +113,7 @@ class _OtlpHandler:
             self._in_progress[0] -= 1
         return _respond(request, 200, self._service.response(outcome))
 
-    async def _process(self, request: web.Request, *, is_json: bool) -> Outcome:
+    async def _process(self, request: BaseRequest, *, is_json: bool) -> Outcome:
         """Reserve, read, inflate, decode and route one body; raises RetryLater or MalformedPayload."""
         limit = self._limits.max_request_bytes
         declared = request.content_length
@@ -132,39 +135,45 @@ class _OtlpHandler:
                 message = await self._maybe_offload(len(body), _decode, self._service.request_type, body, True)
                 body = message.SerializeToString()
                 reservation.grow(len(body))
-            origin = await self._origin(request)  # --namespace-from peer: who sent it (else at once)
+            # --namespace-from peer: who sent it (SPEC §6.1); else the resource attribute says it
+            origin = await self._origin(request) if self._intake.peer_mode else ATTRIBUTE
             return self._intake.accept(signal, body, reservation=reservation, origin=origin)
 
-    async def _origin(self, request: web.Request) -> Origin:
+    async def _origin(self, request: BaseRequest) -> Origin:
         """Who sent the request: its peer address, resolved in `--namespace-from peer` mode (SPEC §6.1)."""
         transport = request.transport
         return await self._intake.origin_of(
             http_peer_host(transport.get_extra_info("peername")) if transport is not None else None
         )
 
-    async def _read_body(self, request: web.Request, reservation: Reservation) -> bytes:
+    async def _read_body(self, request: BaseRequest, reservation: Reservation) -> bytes:
+        """The body, joined once; the reservation grows with what arrives (chunked bodies declare no size)."""
         limit = self._limits.max_request_bytes
+        content = request.content
         try:
+            if content.is_eof():  # all of it has arrived already (most requests): no timer, no wait
+                return self._received(content.read_nowait(-1), reservation)
+            chunks, total = [], 0
             async with asyncio.timeout(self._limits.read_timeout):
-                if request.content_length is not None:
-                    return await request.read()
-                # Chunked: the reservation grows with what arrives, so it never holds more than was sent.
-                chunks, total = [], 0
-                async for chunk in request.content.iter_any():
+                async for chunk in content.iter_any():
                     total += len(chunk)
                     if total > limit:
                         raise _Reject(413, f"request body is larger than {limit} bytes")
                     reservation.grow(total)
                     chunks.append(chunk)
-                return b"".join(chunks)
+            return b"".join(chunks)
         except TimeoutError:
             raise _Reject(408, f"request body not received within {self._limits.read_timeout:g}s") from None
-        except web.HTTPRequestEntityTooLarge:
-            raise _Reject(413, f"request body is larger than {limit} bytes") from None
         except HttpProcessingError as exc:  # broken chunked encoding and the like
             raise _Reject(400, f"malformed HTTP body: {exc.message[:200]}") from None
         except ConnectionResetError:  # the client went away; nobody will read the answer
             raise _Reject(400, "connection lost while reading the body") from None
+
+    def _received(self, body: bytes, reservation: Reservation) -> bytes:
+        if len(body) > self._limits.max_request_bytes:
+            raise _Reject(413, f"request body is larger than {self._limits.max_request_bytes} bytes")
+        reservation.grow(len(body))
+        return body
 
     async def _inflate(self, raw: bytes, encoding: str) -> bytes:
         if not encoding or encoding.strip().lower() == "identity":
@@ -205,7 +214,7 @@ def _decode(message_type: type[M], body: bytes, is_json: bool) -> M:
 
 
 def _respond(
-    request: web.Request, status: int, message: Message, *, headers: dict[str, str] | None = None
+    request: BaseRequest, status: int, message: Message, *, headers: dict[str, str] | None = None
 ) -> web.Response:
     """`message` encoded like the request (JSON for JSON requests, else protobuf), never compressed."""
     if request.content_type == JSON:
@@ -213,7 +222,7 @@ def _respond(
     return web.Response(status=status, body=message.SerializeToString(), content_type=PROTOBUF, headers=headers)
 
 
-def _error_response(request: web.Request, status: int, message: str, headers: dict[str, str]) -> web.Response:
+def _error_response(request: BaseRequest, status: int, message: str, headers: dict[str, str]) -> web.Response:
     retry_after = float(headers["Retry-After"]) if "Retry-After" in headers else None
     body = build_status(CODE_FOR_HTTP.get(status, CODE_FOR_HTTP[400]), message, retry_after=retry_after)
     response = _respond(request, status, body, headers=headers)
@@ -222,34 +231,38 @@ def _error_response(request: web.Request, status: int, message: str, headers: di
     return response
 
 
-def _make_error_middleware(metrics: ForwarderMetrics) -> Callable[..., Awaitable[web.StreamResponse]]:
-    @web.middleware
-    async def errors_as_status(
-        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
+class _Dispatch:
+    """The server's one request handler: the path picks the OTLP service, and every refusal becomes a
+    google.rpc.Status. aiohttp's low-level server, without an Application, router or middlewares: they cost
+    about a tenth of an SDK-sized request (measured with py-spy)."""
+
+    def __init__(self, handlers: dict[str, _OtlpHandler], metrics: ForwarderMetrics) -> None:
+        self._handlers = handlers
+        self._metrics = metrics
+
+    async def __call__(self, request: BaseRequest) -> web.StreamResponse:
         try:
-            return await handler(request)
+            handler = self._handlers.get(request.path)
+            if handler is None:
+                raise _Reject(404, "Not Found")
+            if request.method != "POST":
+                raise _Reject(405, "Method Not Allowed", headers={"Allow": "POST"})
+            return await handler.handle(request)
         except _Reject as reject:
-            metrics.rejected_requests.labels(str(reject.status)).inc()
+            self._metrics.rejected_requests.labels(str(reject.status)).inc()
             return _error_response(request, reject.status, reject.message, reject.headers)
-        except web.HTTPException as exc:  # routing: 404 unknown path, 405 wrong method
-            if exc.status < 400:
-                raise
-            metrics.rejected_requests.labels(str(exc.status)).inc()
-            headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else {}
-            return _error_response(request, exc.status, exc.reason, headers)
-
-    return errors_as_status
 
 
-def build_http_app(
+def build_http_server(
     *,
     intake: Intake,
     settings: ForwarderSettings,
     metrics: ForwarderMetrics,
     auth: BearerAuth | None,
     offload: Offload,
-) -> web.Application:
+) -> web.Server:
+    """The OTLP/HTTP server: closes connections idle (or stuck in headers) too long, caps open connections,
+    inflates nothing by itself and answers every error with a google.rpc.Status."""
     limits = _Limits(
         settings.max_request_bytes,
         settings.read_timeout,
@@ -257,15 +270,40 @@ def build_http_app(
         settings.max_concurrent_requests,
         settings.max_json_bytes,
     )
-    # The body is read by the handlers (bounded and with a timeout), so aiohttp's own limit is only a backstop.
-    app = web.Application(client_max_size=settings.max_request_bytes, middlewares=[_make_error_middleware(metrics)])
-    in_progress = [0]
-    for service in SERVICES:
-        handler = _OtlpHandler(
+    in_progress = [0]  # one counter shared by the handlers of all paths
+    handlers = {
+        service.http_path: _OtlpHandler(
             service=service, intake=intake, auth=auth, limits=limits, offload=offload, in_progress=in_progress
         )
-        app.router.add_post(service.http_path, handler.handle)
-    return app
+        for service in SERVICES
+    }
+    # The body is read by the handlers (bounded and with a timeout); aiohttp's own limit is only a backstop.
+    request_factory = functools.partial(_make_request, client_max_size=settings.max_request_bytes)
+    server = _OtlpServer(
+        _Dispatch(handlers, metrics),
+        request_factory=request_factory,
+        access_log=None,
+        auto_decompress=False,
+        keepalive_timeout=settings.read_timeout,
+        # After an early answer (413, 408), unread body is drained this long so the client sees the answer.
+        lingering_time=min(2.0, settings.read_timeout),
+    )
+    server.metrics = metrics
+    server.max_connections = settings.max_connections
+    server.busy_answer = _busy_answer(settings.retry_after)
+    return server
+
+
+def _make_request(
+    message: RawRequestMessage,
+    payload: StreamReader,
+    protocol: RequestHandler,
+    writer: AbstractStreamWriter,
+    task: asyncio.Task[None],
+    *,
+    client_max_size: int,
+) -> BaseRequest:
+    return BaseRequest(message, payload, protocol, writer, task, protocol._loop, client_max_size=client_max_size)
 
 
 def receiver_grace(settings: ForwarderSettings) -> float:
@@ -337,40 +375,6 @@ def _busy_answer(retry_after: float) -> bytes:
     return head.encode("ascii") + body
 
 
-class _OtlpRunner(web.AppRunner):
-    def __init__(self, app: web.Application, *, metrics: ForwarderMetrics, settings: ForwarderSettings, **kwargs: Any):
-        super().__init__(app, **kwargs)
-        self._metrics = metrics
-        self._settings = settings
-
-    async def _make_server(self) -> web.Server:
-        base = await super()._make_server()
-        # Same arguments as aiohttp's own server (private attributes: aiohttp is pinned below 4).
-        server = _OtlpServer(
-            base.request_handler,
-            request_factory=base.request_factory,
-            handler_cancellation=base.handler_cancellation,
-            loop=base._loop,
-            **base._kwargs,
-        )
-        server.metrics = self._metrics
-        server.max_connections = self._settings.max_connections
-        server.busy_answer = _busy_answer(self._settings.retry_after)
-        return server
-
-
-def http_runner(app: web.Application, *, settings: ForwarderSettings, metrics: ForwarderMetrics) -> web.AppRunner:
-    """A runner that inflates nothing by itself, closes connections idle (or stuck in headers) too long, caps
-    open connections and answers every error with a google.rpc.Status."""
-    return _OtlpRunner(
-        app,
-        metrics=metrics,
-        settings=settings,
-        handle_signals=False,
-        access_log=None,
-        auto_decompress=False,
-        keepalive_timeout=settings.read_timeout,
-        # After an early answer (413, 408), unread body is drained this long so the client sees the answer.
-        lingering_time=min(2.0, settings.read_timeout),
-        shutdown_timeout=receiver_grace(settings),
-    )
+def http_runner(server: web.Server, *, settings: ForwarderSettings) -> web.ServerRunner:
+    """Runs `server`; at shutdown, requests in flight get `receiver_grace` to finish."""
+    return web.ServerRunner(server, handle_signals=False, shutdown_timeout=receiver_grace(settings))
