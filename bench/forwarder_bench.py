@@ -7,7 +7,9 @@ Shapes (`workloads.SHAPES`): OTLP/HTTP with wrk (a generated Lua script posting 
 OTLP/gRPC with h2load (a pre-framed body), traces and logs, 10 services x 50 items per request, SDK-sized
 1 x 50, 1 x 512, and 1,000 services in rotation. Systems: `sentryroute` (routes every resource to its own
 project, gzips upstream with ISA-L level 1), `rotel` (decode, re-batch, gzip, one upstream stream), and
-variants — sentryroute with extra flags (`--variant NAME=FLAGS`, e.g. a disk queue). Rounds are interleaved
+variants — sentryroute with extra flags (`--variant NAME=FLAGS`, e.g. a disk queue; a variant with
+`--namespace-from peer` runs against an emulated Kubernetes API holding the load generator's Pod, see
+peers.py, and starts loading only once the forwarder has every pod in its index). Rounds are interleaved
 (every shape and system once per round) and each starts a fresh process of the system under test, alone on
 CPU 0; the load generator and the counting sink run on CPU 1.
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shlex
@@ -38,6 +41,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from load import LoadResult, missing_tools, run_h2load, run_wrk
+from peers import BENCH_NAMESPACE, PodCluster, pod_cluster
 from sink import CountingSink
 from workloads import SHAPES, Shape, build_table
 
@@ -60,13 +64,24 @@ class Variant:
     def system(self) -> str:
         return f"sentryroute[{self.name}]"
 
+    @property
+    def peer(self) -> bool:
+        """`--namespace-from peer`: runs against the emulated cluster of peers.py, with namespaced routes."""
+        words = shlex.split(self.flags)
+        pairs = zip(words, [*words[1:], ""], strict=True)
+        return "--namespace-from=peer" in words or ("--namespace-from", "peer") in pairs
+
 
 #: Variants the other issues ask to be measured; `make bench` runs those whose flags the forwarder accepts.
 KNOWN_VARIANTS = (
     Variant("queue-dir", "--queue-dir {workdir}/queue", what="durable disk queue (target >= 2.5x rotel)"),
     Variant("queue-fsync", "--queue-dir {workdir}/queue --queue-fsync", what="disk queue, fsync (>= 2.5x rotel)"),
-    # `--namespace-from peer` needs a Pod watch with a pod at the load generator's address (127.0.0.1); measure
-    # it with `--variant 'peer=--namespace-from peer ...'` against an (emulated) API that has one.
+    Variant(
+        "peer",
+        "--namespace-from peer",
+        ("http-traces-10x50", "grpc-traces-10x50"),
+        what="tenancy: namespace from the peer address, --peer-pods in the index (within 5 % of sentryroute)",
+    ),
 )
 
 
@@ -165,6 +180,7 @@ class Ports:
     http: int
     grpc: int
     sink: int
+    admin: int
 
     def listener(self, shape: Shape) -> int:
         return self.grpc if shape.protocol == "grpc" else self.http
@@ -179,15 +195,16 @@ def system_command(system: str, *, shape: Shape, ports: Ports, workdir: Path, ar
             "--otlp-exporter-protocol", "http",
             "--pid-file", str(workdir / "rotel.pid"), "--log-file", str(workdir / "rotel.log"),
         ]  # fmt: skip
+    variant = args.variants_by_system.get(system)
+    namespace = BENCH_NAMESPACE if variant is not None and variant.peer else None
     routes = workdir / "routes.json"
-    routes.write_text(build_table(ports.sink, shape.routed_services).to_json())
+    routes.write_text(build_table(ports.sink, shape.routed_services, namespace=namespace).to_json())
     command = [
         sys.executable, "-m", "sentryroute", "forwarder", "--routes", str(routes),
         "--otlp-http", f"127.0.0.1:{ports.http}", "--otlp-grpc", f"127.0.0.1:{ports.grpc}",
-        "--admin", f"127.0.0.1:{free_port()}",
+        "--admin", f"127.0.0.1:{ports.admin}",
     ]  # fmt: skip
     command += shlex.split(args.forwarder_flags)
-    variant = args.variants_by_system.get(system)
     if variant is not None:
         command += shlex.split(variant.flags.replace("{workdir}", str(workdir)))
     return command
@@ -223,11 +240,19 @@ async def wait_listening(process: subprocess.Popen[bytes], ports: Sequence[int],
 
 
 class Bench:
-    def __init__(self, args: argparse.Namespace, sink: CountingSink, sink_port: int, workdir: Path) -> None:
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        sink: CountingSink,
+        sink_port: int,
+        workdir: Path,
+        cluster: PodCluster | None = None,
+    ) -> None:
         self.args = args
         self.sink = sink
         self.sink_port = sink_port
         self.workdir = workdir
+        self.cluster = cluster  # for the --namespace-from peer variants
         self.bodies: dict[str, list[Path]] = {}
         self.pin = (os.cpu_count() or 1) >= 2
 
@@ -283,15 +308,20 @@ class Bench:
 
     async def measure(self, shape: Shape, system: str) -> Round:
         rounddir = Path(tempfile.mkdtemp(prefix=f"{system.replace('[', '-').rstrip(']')}-", dir=self.workdir))
-        ports = Ports(http=free_port(), grpc=free_port(), sink=self.sink_port)
+        ports = Ports(http=free_port(), grpc=free_port(), sink=self.sink_port, admin=free_port())
         command = system_command(system, shape=shape, ports=ports, workdir=rounddir, args=self.args)
         if self.pin:
             command = ["taskset", "-c", "0", *command]
+        variant = self.args.variants_by_system.get(system)
+        cluster = self.cluster if variant is not None and variant.peer else None
         log = rounddir / "output.log"
         with log.open("wb") as output:
-            process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)  # noqa: ASYNC220
+            env = cluster.env if cluster is not None else None
+            process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env)  # noqa: ASYNC220
         try:
             await wait_listening(process, [ports.http, ports.grpc], log=log)
+            if cluster is not None:
+                await cluster.wait_seen(ports.admin)
             port = ports.listener(shape)
             self.sink.reset()
             warm = await self.load(shape, port, 1)
@@ -323,6 +353,8 @@ class Bench:
             )
             await self.sink.settle()
             self.check_no_duplicates(shape, system, expected)
+            if cluster is not None:
+                await cluster.check_attributed(ports.admin)
             if process.poll() is not None:
                 raise RuntimeError(f"{system} exited during the round:\n{log_tail(log)}")
             return measured
@@ -491,19 +523,23 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     started = time.monotonic()
     try:
         with tempfile.TemporaryDirectory(prefix="sentryroute-bench-") as tmp:
-            bench = Bench(args, sink, sink_port, Path(tmp))
-            done = 0
-            for number in range(1, args.rounds + 1):
-                for shape, system in plan:
-                    result = await bench.measure(shape, system)
-                    rounds.append(result)
-                    done += 1
-                    left = (time.monotonic() - started) / done * (args.rounds * len(plan) - done)
-                    print(
-                        f"[{done}/{args.rounds * len(plan)}, ~{left / 60:.1f} min left] round {number}"
-                        f" {shape.name:26} {system:28} {result.line()}",
-                        flush=True,
-                    )
+            async with contextlib.AsyncExitStack() as stack:
+                cluster = None
+                if any(v.peer for v in variants):
+                    cluster = await stack.enter_async_context(pod_cluster(args.peer_pods, Path(tmp)))
+                bench = Bench(args, sink, sink_port, Path(tmp), cluster)
+                done = 0
+                for number in range(1, args.rounds + 1):
+                    for shape, system in plan:
+                        result = await bench.measure(shape, system)
+                        rounds.append(result)
+                        done += 1
+                        left = (time.monotonic() - started) / done * (args.rounds * len(plan) - done)
+                        print(
+                            f"[{done}/{args.rounds * len(plan)}, ~{left / 60:.1f} min left] round {number}"
+                            f" {shape.name:26} {system:28} {result.line()}",
+                            flush=True,
+                        )
     finally:
         await sink_runner.cleanup()
     summary = summarize(rounds, shapes, variants)
@@ -538,6 +574,12 @@ def main() -> None:
         "--known-variants",
         action="store_true",
         help="also measure " + ", ".join(v.name for v in KNOWN_VARIANTS) + " (those whose flags exist)",
+    )
+    parser.add_argument(
+        "--peer-pods",
+        type=int,
+        default=5000,
+        help="pods besides the load generator's in the emulated cluster of --namespace-from peer variants",
     )
     parser.add_argument("--forwarder-flags", default="", help="extra flags for every sentryroute run")
     parser.add_argument("--rotel", type=Path, default=DEFAULT_ROTEL, help="rotel-agent binary")

@@ -144,14 +144,17 @@ def grpc_frame(message: bytes) -> bytes:
     return struct.pack(">BI", 0, len(message)) + message
 
 
-def build_table(sink_port: int, services: int) -> RoutesTable:
-    """A table routing `svc-0`..`svc-N` to one project each, exporting to the counting sink."""
+def build_table(sink_port: int, services: int, *, namespace: str | None = None) -> RoutesTable:
+    """A table routing `svc-0`..`svc-N` to one project each, exporting to the counting sink; the routes are
+    cluster-wide, or namespaced to `namespace` (a SentryRoute of that namespace, for `--namespace-from peer`)."""
     base = f"http://127.0.0.1:{sink_port}"
+    scope = {"namespace": namespace} if namespace else {}
     return RoutesTable.model_validate(
         {
             "version": 1,
             "routes": [
-                {"attribute": "service.name", "value": f"svc-{s}", "project": f"bench/p{s}"} for s in range(services)
+                {"attribute": "service.name", "value": f"svc-{s}", "project": f"bench/p{s}", **scope}
+                for s in range(services)
             ],
             "projects": {
                 f"bench/p{s}": {

@@ -1,4 +1,6 @@
-"""The benchmark stays runnable: a tiny round over wrk (HTTP) and h2load (gRPC) delivers every item to its sink."""
+"""The benchmark stays runnable: a tiny round over wrk (HTTP) and h2load (gRPC) delivers every item to its sink,
+also in a variant with `--namespace-from peer` (the emulated cluster of bench/peers.py, every request attributed
+to the load generator's pod)."""
 
 from __future__ import annotations
 
@@ -28,7 +30,9 @@ def test_bench_runs_and_delivers_everything(tmp_path: Path) -> None:
             "--shapes",
             "http-logs-10x50,grpc-traces-1x50",
             "--variant",
-            "flags=--batch-timeout 50ms@grpc-traces-1x50",
+            "peer=--namespace-from peer --batch-timeout 50ms@grpc-traces-1x50",
+            "--peer-pods",
+            "50",
             "--json",
             str(report),
             "--markdown",
@@ -43,10 +47,10 @@ def test_bench_runs_and_delivers_everything(tmp_path: Path) -> None:
     assert [(r["shape"], r["system"]) for r in rounds] == [
         ("http-logs-10x50", "sentryroute"),
         ("grpc-traces-1x50", "sentryroute"),
-        ("grpc-traces-1x50", "sentryroute[flags]"),
+        ("grpc-traces-1x50", "sentryroute[peer]"),
     ]
     for r in rounds:  # every item the load generator got an answer for arrived at the sink
         assert r["requests"] > 0 and r["items"] == r["requests"] * (500 if r["shape"] == "http-logs-10x50" else 50)
         assert r["derived"]["cpu_us_per_item"] > 0
     assert "| HTTP logs, 10 services x 50 records |" in table.read_text()
-    assert "sentryroute[flags] on gRPC, 1 service x 50 spans" in table.read_text()
+    assert "sentryroute[peer] on gRPC, 1 service x 50 spans" in table.read_text()
