@@ -72,6 +72,10 @@ def test_rendered_objects_match_the_kubernetes_schema(values_file: Path, version
         ("forwarder.routes.source=api", "forwarder/routes/source"),
         ("forwarder.shutdownTimeout=20", "forwarder/shutdownTimeout"),
         ("operator.replicas=2", "operator/replicas"),
+        ("forwarder.limits.maxConnection=10", "additional properties 'maxConnection' not allowed"),
+        ("forwarder.limits.decodeWorkers=0", "forwarder/limits/decodeWorkers"),
+        ("forwarder.limits.maxConnectionAge=600", "forwarder/limits/maxConnectionAge"),
+        ("forwarder.limits.maxJsonBytes=4 MiB", "forwarder/limits/maxJsonBytes"),
     ],
 )
 def test_schema_rejects_typos_and_bad_values(override: str, complaint: str) -> None:

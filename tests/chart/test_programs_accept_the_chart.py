@@ -69,3 +69,57 @@ def test_operator_loads_the_rendered_connections(values_file: Path, tmp_path: Pa
         assert connection.token_secret is not None and connection.token_file is None
         if connection.token_secret in secrets:  # the chart's Secret holds exactly the key the operator reads
             assert connection.token_secret_key in one(manifests, "Secret", connection.token_secret)["data"]
+
+
+#: `forwarder.limits.<value>` → the forwarder setting it becomes (issue 10's receiver limits).
+LIMITS = {
+    "maxRequestBytes": "max_request_bytes",
+    "maxJsonBytes": "max_json_bytes",
+    "readTimeout": "read_timeout",
+    "maxConnections": "max_connections",
+    "maxConcurrentRequests": "max_concurrent_requests",
+    "grpcMaxConcurrentRequests": "grpc_max_concurrent_requests",
+    "maxConnectionAge": "max_connection_age",
+    "decodeWorkers": "decode_workers",
+}
+
+
+def forwarder_settings(manifests: tuple[Manifest, ...], monkeypatch: pytest.MonkeyPatch) -> Any:
+    manifest = workload(manifests, "forwarder")
+    args = parse("forwarder", manifest, container_env(manifest, pod_name="sr-sentryroute-forwarder-0"), monkeypatch)
+    return forwarder_config.ForwarderSettings.from_args(args)
+
+
+def test_receiver_limits_default_to_the_forwarders_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = forwarder_settings(render(), monkeypatch)
+    own = forwarder_config.ForwarderSettings.model_validate({})
+    assert {field: getattr(settings, field) for field in LIMITS.values()} == {
+        field: getattr(own, field) for field in LIMITS.values()
+    }
+
+
+def test_receiver_limits_reach_the_forwarder(monkeypatch: pytest.MonkeyPatch) -> None:
+    values = {
+        "maxRequestBytes": "8MiB",
+        "maxJsonBytes": "1MiB",
+        "readTimeout": "45s",
+        "maxConnections": "20000",
+        "maxConcurrentRequests": "512",
+        "grpcMaxConcurrentRequests": "256",
+        "maxConnectionAge": "2m",
+        "decodeWorkers": "4",
+    }
+    assert values.keys() == LIMITS.keys()
+    settings = forwarder_settings(
+        render(overrides=tuple(f"forwarder.limits.{k}={v}" for k, v in values.items())), monkeypatch
+    )
+    assert {field: getattr(settings, field) for field in LIMITS.values()} == {
+        "max_request_bytes": 8 * 1024 * 1024,
+        "max_json_bytes": 1024 * 1024,
+        "read_timeout": 45.0,
+        "max_connections": 20000,
+        "max_concurrent_requests": 512,
+        "grpc_max_concurrent_requests": 256,
+        "max_connection_age": 120.0,
+        "decode_workers": 4,
+    }
