@@ -53,7 +53,11 @@ class ReportSettings(SettingsGroup):
 
     title = "report to the operator"
 
-    report_configmap: ConfigMapRef | None = option(None, "report held values to this ConfigMap (NS/NAME, SPEC §4)")
+    report_configmap: ConfigMapRef | None = option(
+        None,
+        "ConfigMap (NS/NAME, the operator's sentryroute-requests) where the forwarder reports the values it holds "
+        "(no route yet, or a project Sentry refused), so the operator can provision or repair them",
+    )
     report_interval: Seconds = option("5s", "how often held values are reported to --report-configmap")
 
 

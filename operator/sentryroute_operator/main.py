@@ -13,7 +13,11 @@ log = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_option(
-        parser, "--connections", help="YAML file listing the Sentry connections (docs/SPEC.md §5)", metavar="FILE"
+        parser,
+        "--connections",
+        help="YAML file {connections: [...]}, each {name, url, orgSlug, tokenSecret or tokenFile, allowedNamespaces} "
+        "(without it: one connection 'default' from SENTRY_URL, SENTRY_ORG_SLUG and SENTRY_AUTH_TOKEN[_FILE])",
+        metavar="FILE",
     )
     add_option(
         parser,

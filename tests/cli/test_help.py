@@ -23,6 +23,13 @@ def test_top_level_help_cites_no_spec_section() -> None:
 
 
 @pytest.mark.parametrize("command", ["operator", "forwarder", "emulator", "kube", "demo"])
+def test_sub_command_help_stands_alone(command: str) -> None:
+    """Users read `--help` in a container image, where the repository's documents are not: it cites none."""
+    text = _sub_parser(command).format_help()
+    assert not re.search(r"SPEC|§|docs/|\.md\b", text), re.findall(r".*(?:SPEC|§|docs/|\.md\b).*", text)
+
+
+@pytest.mark.parametrize("command", ["operator", "forwarder", "emulator", "kube", "demo"])
 def test_no_raw_destination_placeholders(command: str) -> None:
     """`--routes-configmap ROUTES_CONFIGMAP` says nothing; `--routes-configmap NS/NAME` says what to write."""
     parser = _sub_parser(command)

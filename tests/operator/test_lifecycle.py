@@ -38,8 +38,9 @@ def test_pods_added_removed_relabelled_follow_with_stale_after(
 
     cluster.delete_pod("shop", "b")
     gone_at = time.monotonic()
-    time.sleep(0.5)
-    assert ("beta", "shop") in routed(cluster.table())  # still routed: staleAfter has not passed
+    # The operator noticed (lastSeen is written with the table that still routes beta): staleAfter has not passed.
+    eventually(lambda: cluster.entries("shop", "shop")["beta"].get("lastSeen"), what="beta's lastSeen")
+    assert ("beta", "shop") in routed(cluster.table())
     eventually(expect("alpha", "gamma"), what="beta gone after staleAfter")
     assert time.monotonic() - gone_at >= 1.9
 
@@ -141,6 +142,7 @@ def test_stale_after_counts_from_the_last_pod_across_a_restart(
         "sentryroute.dev", "v1alpha1", "shop", "sentryroutes", "shop", {"status": status}
     )
     start_operator()
-    # The restarted operator counts from the persisted time: alpha is stale now, not an hour from now.
+    # The restarted operator counts from the persisted time: alpha is stale now, not an hour from now. It writes
+    # the table first and the route's status after it, so each is waited for on its own.
     eventually(lambda: set(routed(cluster.table())) == {("beta", "shop")}, what="alpha stale after the restart")
-    assert set(cluster.entries("shop", "shop")) == {"beta"}
+    eventually(lambda: set(cluster.entries("shop", "shop")) == {"beta"}, what="alpha gone from the status")
