@@ -35,6 +35,18 @@ class KubeIO:
         cm = await self.client.get_or_none(configmap_path(ref.namespace, ref.name))
         return None if cm is None else dict(cm.get("data") or {})
 
+    async def read_configmap_annotation(self, ref: ObjectRef, name: str) -> str | None:
+        """One annotation of the ConfigMap (None when it or the ConfigMap does not exist)."""
+        cm = await self.client.get_or_none(configmap_path(ref.namespace, ref.name))
+        annotations = ((cm or {}).get("metadata") or {}).get("annotations") or {}
+        value = annotations.get(name)
+        return value if isinstance(value, str) else None
+
+    async def patch_configmap_annotation(self, ref: ObjectRef, name: str, value: str) -> None:
+        await self.client.merge_patch(
+            configmap_path(ref.namespace, ref.name), {"metadata": {"annotations": {name: value}}}
+        )
+
     async def create_configmap(self, ref: ObjectRef, data: dict[str, str]) -> bool:
         """Create it; False when it already exists."""
         body = {

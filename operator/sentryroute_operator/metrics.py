@@ -8,6 +8,10 @@ ROUTES_TABLE_BYTES = Gauge("sentryroute_routes_table_bytes", "Size of the last r
 ROUTES_TABLE_NEAR_LIMIT = Gauge(
     "sentryroute_routes_table_near_limit", "1 when the routes table is at 80% or more of the ConfigMap limit"
 )
+ROUTES_TABLE_DROPPED_ENTRIES = Gauge(
+    "sentryroute_routes_table_dropped_entries",
+    "Entries (routes, pending, refused) left out of the last routes table to keep it under the ConfigMap limit",
+)
 ROUTES_TABLE_WRITES = Counter("sentryroute_routes_table_writes_total", "Routes table writes to the ConfigMap")
 PROJECTS_CREATED = Counter("sentryroute_projects_created_total", "Sentry projects created by the operator")
 PROVISIONING_FAILURES = Counter(

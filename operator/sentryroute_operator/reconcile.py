@@ -28,19 +28,20 @@ from sentryroute.routes import RoutesTable
 
 from .connections import DEFAULT_CONNECTION, Connection, token_source
 from .derive import OwnerRef, PodFacts
-from .derive.plan import ItemKind, PlanInput, ProblemReason, RoutePlan, RouteProblem, plan_routes
+from .derive.plan import ItemKind, PlanInput, ProblemReason, RoutePlan, RouteProblem, owned_slugs, plan_routes
 from .derive.reports import ReportIntake
 from .derive.routes import RouteKey, RouteSpec
 from .kubeio import KubeApiError, KubeIO
-from .provision import SentryApi, SentryApiError, TransientError, ensure_project
+from .provision import SentryApi, SentryApiError, TransientError, ensure_project, provenance
 from .provision.announce import EventReason, EventType, post_event
 from .provision.autocreate import AutoCreatePolicy
 from .provision.catalog import ConnectionRuntime
-from .provision.reported import ReportedValues
+from .provision.reported import ReportedValues, ValueKey
 from .provision.route_task import provision_route
 from .provision.scheduler import Scheduler, TaskKey, TaskKind
 from .provision.state import RouteMemory, ValueState
 from .render.configmap import RoutesConfigMap
+from .render.confirm import confirm_written
 from .render.renderer import ConnectionView, PreviousTable, RenderInput, render
 from .render.status_writer import StatusWriter
 from .settings import OperatorSettings
@@ -114,6 +115,8 @@ class Engine:
             policy=AutoCreatePolicy(deny=settings.auto_create_deny, per_hour=settings.auto_create_rate),
         )
         self._reported_checked_at = 0.0
+        self._owned: Mapping[str | None, frozenset[str]] = {}  # namespace (None: cluster-wide) → slugs its routes map
+        self._provenance_written: str | None = None  # the reported-values annotation as last read or written
         self._catalog_retry_at = 0.0
         self._healed_at: dict[tuple[str, str], float] = {}
         self._configmap_verified_at = 0.0
@@ -215,6 +218,7 @@ class Engine:
         """The daemon body: cycle until kopf stops the daemon (shutdown, or paused by a peer)."""
         self.indexes = indexes
         self.previous = PreviousTable.of(await self.routes_configmap.read())
+        await self._restore_provenance()
 
         async def wake_on_stop() -> None:
             await stopped.wait()
@@ -291,6 +295,7 @@ class Engine:
         for plan in plans:
             memory = self.memories[plan.key]
             memory.sightings, memory.current = plan.sightings, plan.items
+        self._owned = owned_slugs(plans, connection=DEFAULT_CONNECTION)
         return plans
 
     # --- 2. provision ----------------------------------------------------------------------------------
@@ -351,13 +356,33 @@ class Engine:
         if now - self._reported_checked_at >= self.settings.reverify_interval:
             self.reported.due = True  # re-check refusals (the hourly cap frees up) and unanswered values
             self._reported_checked_at = now
-        values = self.reported.candidates(self._routed_values())
+        values = self.reported.candidates(self._routed_keys())
         if values:
-            self._start(key, self.reported.provision(default, values, warmup=self.settings.new_project_warmup))
+            provision = self.reported.provision(
+                default, values, warmup=self.settings.new_project_warmup, owned=self._owned_by
+            )
+            self._start(key, provision)
 
-    def _routed_values(self) -> set[str]:
+    def _owned_by(self, namespace: str) -> frozenset[str]:
+        """Project slugs the routes of `namespace` (and cluster-wide routes) map on the default connection."""
+        return self._owned.get(namespace, frozenset()) | self._owned.get(None, frozenset())
+
+    def _routed_keys(self) -> set[ValueKey]:
+        """Reported keys the written table already routes: an operator-wide key by any route of its value, a
+        namespaced one by a route of its namespace or a cluster-wide route."""
         attribute = self.settings.default_attribute
-        return {r.value for r in (self.table.routes if self.table else ()) if r.attribute == attribute}
+        table_routes = [r for r in (self.table.routes if self.table else ()) if r.attribute == attribute]
+        by_value: dict[str, set[str | None]] = {}
+        for route in table_routes:
+            by_value.setdefault(route.value, set()).add(route.namespace)
+        reported = self.reported
+        keys = {k for k in map(reported.key_of, reported.pending_reports) if k is not None}
+        keys |= set(reported.states) | set(reported.refused)
+        return {
+            (namespace, value)
+            for namespace, value in keys
+            if value in by_value and (namespace is None or namespace in by_value[value] or None in by_value[value])
+        }
 
     async def _provision_cluster_fallback(self, conn: ConnectionRuntime) -> None:
         state = self._cluster_fallback
@@ -403,21 +428,48 @@ class Engine:
         if verify:
             self._configmap_verified_at = now
         try:
-            result = await self.routes_configmap.write(rendered.table, verify=verify)
+            result = await self.routes_configmap.write(rendered.table, verify=verify, previous=self.table)
         except KubeApiError as exc:  # keep provisioning; write on a later cycle
             log.warning("Writing the routes table failed, retrying: %s", exc)
             self._render_held = True
             return
         self.size_problem = result.size.describe() if result.size.near_limit else None
-        if not result.size.too_large:
-            self.table = rendered.table
-            self.previous = PreviousTable.of(rendered.table)
-        await self.status_writer.write(plans, rendered.statuses, size_problem=self.size_problem)
+        if result.table is not None and not result.size.too_large:
+            self.table = result.table
+            self.previous = PreviousTable.of(result.table)
+        # Ready only for what the ConfigMap now holds (SPEC §3), not for what was rendered.
+        statuses = confirm_written(plans, rendered.statuses, result.table, truncated=result.fitted.truncated)
+        await self.status_writer.write(plans, statuses, size_problem=self.size_problem)
+        await self._persist_provenance()
         await self._remove_handled_reports()
+
+    async def _restore_provenance(self) -> None:
+        """Read back which reported values had projects, and which sentryroute created (SPEC §4)."""
+        try:
+            text = await self.kube.read_configmap_annotation(self.settings.routes_configmap, provenance.ANNOTATION)
+        except KubeApiError as exc:
+            log.warning("Reading the reported values remembered in the routes ConfigMap failed: %s", exc)
+            return
+        entries = provenance.decode(text)
+        self.reported.restore(entries)
+        self._provenance_written = text
+        if entries:
+            log.info("Restored %d reported values (and which projects sentryroute created for them)", len(entries))
+
+    async def _persist_provenance(self) -> None:
+        text = provenance.encode(self.reported.remembered())
+        if text == self._provenance_written or (self._provenance_written is None and text == "[]"):
+            return
+        try:
+            await self.kube.patch_configmap_annotation(self.settings.routes_configmap, provenance.ANNOTATION, text)
+        except KubeApiError as exc:  # the ConfigMap may not exist yet: the next cycle tries again
+            log.warning("Remembering reported values in the routes ConfigMap failed: %s", exc)
+            return
+        self._provenance_written = text
 
     async def _remove_handled_reports(self) -> None:
         """Delete report entries we are done with, so forwarders can report new values (1000-key cap)."""
-        keys = self.intake.removable(self.reported.handled_keys(self._routed_values()))
+        keys = self.intake.removable(self.reported.handled_keys(self._routed_keys()))
         if not keys:
             return
         try:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from prometheus_client import REGISTRY
 
 from .conftest import ORG, TEAM, Cluster, LogCapture, Sentry, eventually, routed
 
@@ -94,26 +95,44 @@ def test_fallbacks_and_identity_routes(cluster: Cluster, sentry: Sentry, start_o
     assert table.unrouted == "drop" and not table.pending
 
 
-def test_size_guard_keeps_the_previous_table(
-    cluster: Cluster, sentry: Sentry, start_operator: Any, logs: LogCapture
+def test_a_table_over_the_size_limit_is_still_written_without_its_least_important_entries(
+    cluster: Cluster, sentry: Sentry, start_operator: Any
 ) -> None:
+    """SPEC §3: routing never freezes. The table is written with the last-ranked entries left out, says so
+    (`truncated`, a metric, `TableTruncated`), and a route whose values were left out is not Ready."""
     cluster.pod("shop", "p0", labels={"service.name": "svc-0"})
-    cluster.route("shop", "shop", {"autoProvision": {"enabled": True, "team": TEAM}})
+    cluster.route("shop", "shop", {"autoProvision": {"enabled": True, "team": TEAM, "staleAfter": "1s"}})
     start_operator(routes_size_limit=1200)
     eventually(lambda: set(routed(cluster.table())) == {("svc-0", "shop")}, what="first table")
+    eventually(lambda: cluster.ready("shop", "shop").get("status") == "True", what="Ready while it fits")
     for i in range(1, 6):
         cluster.pod("shop", f"p{i}", labels={"service.name": f"svc-{i}"})
-    eventually(lambda: any("Not writing the routes table" in line for line in logs.lines), what="the size guard")
-    kept = cluster.current_table()  # the last table that fitted stays in place; the full one is never written
-    assert kept is not None and len(kept.to_json().encode()) <= 1200
-    assert ("svc-0", "shop") in routed(kept) and len(routed(kept)) < 6
+    cut = eventually(lambda: (t := cluster.table()) is not None and t.truncated is not None and t, what="truncated")
+    assert len(cut.to_json().encode()) <= 1200 and cut.truncated.droppedEntries > 0
+    assert ("svc-0", "shop") in routed(cut) and len(routed(cut)) < 6  # table order: the first values stay
+    assert REGISTRY.get_sample_value("sentryroute_routes_table_dropped_entries") == cut.truncated.droppedEntries
 
-    def size_condition() -> dict[str, Any]:
+    def condition(kind: str) -> dict[str, Any]:
         conds = cluster.status("shop", "shop").get("conditions") or []
-        return next((c for c in conds if c["type"] == "RoutesTableNearLimit"), {})
+        return next((c for c in conds if c["type"] == kind), {})
 
-    cond = eventually(size_condition, what="the size condition")
-    assert cond["status"] == "True" and "limit" in cond["message"]
+    eventually(lambda: condition("TableTruncated").get("status") == "True", what="the TableTruncated condition")
+    ready = eventually(lambda: (c := condition("Ready")).get("reason") == "TableTruncated" and c, what="not Ready")
+    assert ready["status"] == "False" and "size limit" in ready["message"]
+    assert condition("RoutesTableNearLimit")["status"] == "True"
+
+    # A new route's mapping ranks before auto-provisioned values: it is written, and Ready, at once.
+    sentry.emu.state.add_project(ORG, TEAM, "pay")
+    cluster.route("pay", "pay", {"mapping": {"pay-svc": "pay"}})
+    eventually(lambda: ("pay-svc", "pay") in routed(cluster.table()), what="the new route written")
+    eventually(lambda: cluster.ready("pay", "pay").get("status") == "True", what="the new route Ready")
+
+    # The pods go away; once their values are stale the table fits again and the route is Ready again.
+    for i in range(1, 6):
+        cluster.delete_pod("shop", f"p{i}")
+    eventually(lambda: (t := cluster.table()) is not None and t.truncated is None, what="whole again")
+    eventually(lambda: cluster.ready("shop", "shop").get("status") == "True", what="Ready again")
+    assert condition("TableTruncated") == {}
 
 
 def test_two_replicas_with_peering_only_one_writes(cluster: Cluster, sentry: Sentry, start_operator: Any) -> None:

@@ -188,12 +188,26 @@ def test_refused_and_reported_values_with_auto_create() -> None:
     warming.record(
         Provisioned("w", "w", "4", endpoint("4"), ProjectState.READY, True, Reason.CREATED, ""), now=NOW, warmup=10
     )
-    refused = [Refused(attribute="service.name", value="unknown_service", reason="placeholder")]
-    out = Fixture().render(reported={"Made": made, "w": warming}, auto_create=True, refused=refused)
-    assert routes(out.table) == [("Made", None, "acme/made")]
-    assert [p.value for p in out.table.pending] == ["w"]
+    scoped = ValueState(slug="shop-orders")
+    scoped.record(
+        Provisioned("orders", "shop-orders", "5", endpoint("5"), ProjectState.READY, True, Reason.CREATED, ""),
+        now=0,
+        warmup=0,
+    )
+    refused = [
+        Refused(attribute="service.name", value="unknown_service", reason="placeholder"),
+        Refused(attribute="service.name", value="bank-ledger", reason="taken", namespace="shop"),
+    ]
+    reported = {(None, "Made"): made, (None, "w"): warming, ("shop", "orders"): scoped}
+    out = Fixture().render(reported=reported, auto_create=True, refused=refused)
+    # A value reported from a namespace (a peer-mode forwarder, SPEC §4) is routed for that namespace only.
+    assert routes(out.table) == [("Made", None, "acme/made"), ("orders", "shop", "acme/shop-orders")]
+    assert [(p.value, p.namespace) for p in out.table.pending] == [("w", None)]
     assert out.table.unrouted == "hold" and out.table.autoCreate is not None and out.table.refused == tuple(refused)
     assert Fixture().render(refused=refused).table.refused == ()  # only with auto-create
+    # After a restart: a restored value with no answer yet keeps its entry of the table written before.
+    restored = Fixture().render(reported={("shop", "orders"): ValueState(slug="shop-orders")}, previous=out.table)
+    assert routes(restored.table) == [("orders", "shop", "acme/shop-orders")]
 
 
 def test_fallbacks_previous_kept_failed_dropped_and_route_problem() -> None:

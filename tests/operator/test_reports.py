@@ -7,14 +7,31 @@ from typing import Any
 
 from sentryroute.routes import report_key, slug
 
-from .conftest import OPERATOR_NS, ORG, TEAM, Cluster, Sentry, eventually, routed
+from .conftest import OPERATOR_NS, ORG, TEAM, Cluster, Sentry, TableRecorder, eventually, routed
+from .test_sentry_faults import hard_delete
 
 
-def report(cluster: Cluster, value: str, *, reason: str = "unrouted", key: str | None = None) -> None:
-    """What a forwarder does: JSON-merge-patch one entry into the report ConfigMap."""
+def report(
+    cluster: Cluster,
+    value: str,
+    *,
+    reason: str = "unrouted",
+    key: str | None = None,
+    peer: bool = False,
+    namespace: str | None = None,
+) -> None:
+    """What a forwarder does: JSON-merge-patch one entry into the report ConfigMap (`peer`: a forwarder in
+    `--namespace-from peer` mode, naming the namespace it determined, none for an unknown peer)."""
     entry = {"attribute": "service.name", "value": value, "reason": reason, "lastSeen": "2026-11-25T00:00:00Z"}
-    data = {key or report_key("service.name", value): json.dumps(entry)}
+    if peer:
+        entry |= {"namespaceFrom": "peer"} | ({"namespace": namespace} if namespace else {})
+    data = {key or report_key("service.name", value, namespace): json.dumps(entry)}
     cluster.core.patch_namespaced_config_map("sentryroute-requests", OPERATOR_NS, {"data": data})
+
+
+def report_data(cluster: Cluster) -> dict[str, str]:
+    configmap = cluster.kube.get("v1/configmaps", OPERATOR_NS, "sentryroute-requests") or {}
+    return dict(configmap.get("data") or {})
 
 
 def test_reported_values_identity_auto_create_refusals_and_cleanup(
@@ -41,32 +58,63 @@ def test_reported_values_identity_auto_create_refusals_and_cleanup(
     assert sentry.project(slug("New Thing")).teams == [TEAM]
     assert sentry.project("third") is None and sentry.project("internal-tool") is None
 
-    def remaining() -> dict[str, str]:
-        cm = cluster.kube.get("v1/configmaps", OPERATOR_NS, "sentryroute-requests") or {}
-        return dict(cm.get("data") or {})
-
-    eventually(lambda: remaining() == {}, what="handled entries removed")
+    eventually(lambda: report_data(cluster) == {}, what="handled entries removed")
 
 
-def test_reports_of_peer_mode_forwarders_are_never_provisioned_operator_wide(
+def test_peer_reports_are_provisioned_for_their_namespace_only_and_survive_a_restart(
     cluster: Cluster, sentry: Sentry, start_operator: Any
 ) -> None:
-    """SPEC §4: a value reported from namespace X may not be adopted or created beyond X; until scoped
-    auto-create exists such reports are removed unprovisioned (no identity route into another's project)."""
-    sentry.emu.state.add_project(ORG, TEAM, "bank-ledger")  # another namespace's project
-    start_operator(auto_create=True, auto_create_team=TEAM)
-    eventually(lambda: cluster.kube.get("v1/configmaps", OPERATOR_NS, "sentryroute-requests"), what="pre-created")
-    eventually(lambda: cluster.table(), what="the first table")
-    for value in ("bank-ledger", "brand-new"):
-        entry = {"attribute": "service.name", "value": value, "reason": "unrouted", "lastSeen": "2026-11-25T00:00:00Z"}
-        entry |= {"namespace": "shop", "namespaceFrom": "peer"}
-        data = {report_key("service.name", value, "shop"): json.dumps(entry)}
-        cluster.core.patch_namespaced_config_map("sentryroute-requests", OPERATOR_NS, {"data": data})
+    """SPEC §4: a value reported from namespace X is created or adopted only for X, and never routes X's data
+    into a project no route of X maps and sentryroute did not create for X — also after an operator restart."""
+    for project in ("bank-ledger", "shop-orders", "shop-squat"):
+        sentry.emu.state.add_project(ORG, TEAM, project)
+    cluster.route("bank", "bank", {"mapping": {"ledger": "bank-ledger"}})
+    cluster.route("shop", "shop", {"mapping": {"orders": "shop-orders"}})
+    operator = start_operator(auto_create=True, auto_create_team=TEAM, reverify_interval=300.0)
+    eventually(lambda: len(routed(cluster.table())) == 2, what="the two mapped routes")
 
-    def report_data() -> dict[str, str]:
-        configmap = cluster.kube.get("v1/configmaps", OPERATOR_NS, "sentryroute-requests") or {}
-        return dict(configmap.get("data") or {})
+    report(cluster, "bank-ledger", peer=True, namespace="shop")  # bank's project: never shop's
+    report(cluster, "shop-orders", peer=True, namespace="shop")  # a project shop's route maps: identity route
+    report(cluster, "brand-new", peer=True, namespace="shop")
+    report(cluster, "brand-new", peer=True, namespace="bank")  # the same value from bank: bank's own project
+    report(cluster, "squat", peer=True, namespace="shop")  # shop-squat exists, but is not shop's: refused
+    report(cluster, "orphan", peer=True)  # an unknown peer has no namespace: never provisioned
 
-    eventually(lambda: report_data() == {}, timeout=30, what="the peer reports removed as handled")
-    assert routed(cluster.current_table()) == {}
-    assert sentry.project("brand-new") is None and sentry.project(slug("brand-new")) is None
+    expected = {
+        ("ledger", "bank"): f"{ORG}/bank-ledger",
+        ("orders", "shop"): f"{ORG}/shop-orders",
+        ("bank-ledger", "shop"): f"{ORG}/shop-bank-ledger",
+        ("shop-orders", "shop"): f"{ORG}/shop-orders",
+        ("brand-new", "shop"): f"{ORG}/shop-brand-new",
+        ("brand-new", "bank"): f"{ORG}/bank-brand-new",
+    }
+    eventually(lambda: routed(cluster.table()) == expected, timeout=30, what="reported values routed per namespace")
+    assert {(r.value, r.namespace, r.reason) for r in cluster.current_table().refused} == {("squat", "shop", "taken")}
+    assert sentry.project("orphan") is None and sentry.project(slug("orphan")) is None
+    eventually(lambda: report_data(cluster) == {}, what="every report handled and removed")
+
+    # A restart: the new operator knows which projects were created for which namespace, and keeps routing
+    # them in every table it writes (no gap while it re-checks them).
+    operator.stop()
+    recorder = TableRecorder(cluster)
+    try:
+        start_operator(auto_create=True, auto_create_team=TEAM, reverify_interval=300.0)
+        hard_delete(sentry, "shop-brand-new")
+        report(cluster, "brand-new", reason="project_id", peer=True, namespace="shop")
+        eventually(lambda: sentry.project("shop-brand-new") is not None, what="re-created: it was made for shop")
+        hard_delete(sentry, "shop-orders")  # adopted, not created for shop: never re-created
+        report(cluster, "shop-orders", reason="project_id", peer=True, namespace="shop")
+        eventually(lambda: report_data(cluster) == {}, what="the heal reports handled")
+        eventually(
+            lambda: (
+                routed(cluster.table())[("brand-new", "shop")] == f"{ORG}/shop-brand-new"
+                and cluster.current_table().projects[f"{ORG}/shop-brand-new"].id == sentry.project("shop-brand-new").id
+            ),
+            what="the table routes the re-created project",
+        )
+    finally:
+        recorder.stop()
+    assert sentry.project("shop-orders") is None
+    # Routed, or held while the re-created project warms up: never unrouted.
+    covered = [set(routed(t)) | {(p.value, p.namespace) for p in t.pending} for t in recorder.tables]
+    assert covered and all(set(expected) <= c for c in covered)

@@ -159,6 +159,20 @@ def plan_route(spec: RouteSpec, snapshot: PlanInput) -> RoutePlan:
     return RoutePlan(spec, tuple(items), None, sightings)
 
 
+def owned_slugs(plans: Sequence[RoutePlan], *, connection: str) -> dict[str | None, frozenset[str]]:
+    """Namespace → the project slugs its routes map on `connection` (mapped, auto-provisioned, fallback);
+    key None: those of cluster-wide routes, which cover every namespace. A value reported from namespace X may
+    be identity-routed only into these (or a project created for X, SPEC §4); identity items themselves do
+    not count — they are not the route author's choice."""
+    owned: dict[str | None, set[str]] = {}
+    for plan in plans:
+        if plan.spec.connection != connection:
+            continue
+        slugs = owned.setdefault(plan.spec.scope, set())
+        slugs.update(item.slug for item in plan.items if item.kind != ItemKind.IDENTITY)
+    return {scope: frozenset(slugs) for scope, slugs in owned.items()}
+
+
 def connection_problem(spec: RouteSpec, connections: Mapping[str, Connection]) -> RouteProblem | None:
     conn = connections.get(spec.connection)
     if conn is None:

@@ -1,7 +1,8 @@
 """Writing the routes table into its ConfigMap: created by the operator, written only on a new revision.
 
-The size guard lives here because it decides whether a write happens at all: a table over the limit is
-never sent (the API server would reject it and the forwarder must keep its last good table anyway).
+The size guard lives here because it decides what is written: a table over the limit is fitted first
+(`fit.fit_table` leaves its least important entries out), so routing never freezes (SPEC §3). Only a table
+whose always-kept part (fallbacks and their projects) alone exceeds the limit is not written.
 """
 
 from __future__ import annotations
@@ -12,8 +13,15 @@ from dataclasses import dataclass
 from sentryroute.routes import RoutesTable, RoutesTableError, parse_routes_table
 
 from ..kubeio import KubeApiError, KubeIO
-from ..metrics import ROUTES_TABLE_BYTES, ROUTES_TABLE_NEAR_LIMIT, ROUTES_TABLE_WRITES, publish_routes_revision
+from ..metrics import (
+    ROUTES_TABLE_BYTES,
+    ROUTES_TABLE_DROPPED_ENTRIES,
+    ROUTES_TABLE_NEAR_LIMIT,
+    ROUTES_TABLE_WRITES,
+    publish_routes_revision,
+)
 from ..settings import ObjectRef
+from .fit import Fitted, fit_table
 from .size import SizeCheck, check_size
 
 log = logging.getLogger(__name__)
@@ -23,8 +31,12 @@ DATA_KEY = "routes.json"
 
 @dataclass(frozen=True)
 class WriteResult:
+    """`table`: what the ConfigMap holds now (None when nothing could be written); `fitted`: what was left out."""
+
     written: bool
     size: SizeCheck
+    table: RoutesTable | None
+    fitted: Fitted
 
 
 class RoutesConfigMap:
@@ -50,17 +62,29 @@ class RoutesConfigMap:
         self.written_revision = table.revision
         return table
 
-    async def write(self, table: RoutesTable, *, verify: bool = False) -> WriteResult:
-        """Write `table` unless its revision is already there. `verify` re-reads the ConfigMap first
-        (noticing a deleted or hand-edited ConfigMap) instead of trusting the remembered revision."""
+    async def write(
+        self, table: RoutesTable, *, verify: bool = False, previous: RoutesTable | None = None
+    ) -> WriteResult:
+        """Write `table` (fitted under the size limit) unless its revision is already there. `verify` re-reads
+        the ConfigMap first (noticing a deleted or hand-edited ConfigMap) instead of trusting the remembered
+        revision. `previous` is what the ConfigMap held before, reported as its content when nothing fits."""
+        fitted = fit_table(table, limit=self.size_limit)
+        ROUTES_TABLE_DROPPED_ENTRIES.set(fitted.dropped)
+        if fitted.truncated and fitted.table.revision != self.written_revision:
+            log.error("Routes table over the size limit: %s", fitted.describe())
+        table = fitted.table
         payload = table.to_json()
         size = check_size(payload, limit=self.size_limit)
         ROUTES_TABLE_BYTES.set(size.size)
         ROUTES_TABLE_NEAR_LIMIT.set(1 if size.near_limit else 0)
         if size.too_large:
-            log.error("Not writing the routes table: %s; the previous table stays in place", size.describe())
-            return WriteResult(written=False, size=size)
-        if size.near_limit:
+            log.error(
+                "Not writing the routes table: %s even without any route, pending or refused entry (its "
+                "fallbacks alone); the previous table stays in place",
+                size.describe(),
+            )
+            return WriteResult(written=False, size=size, table=previous, fitted=fitted)
+        if size.near_limit and not fitted.truncated:
             log.warning("%s", size.describe())
         if verify:
             data = await self.kube.read_configmap(self.ref)
@@ -68,7 +92,7 @@ class RoutesConfigMap:
             self.written_revision = _revision_of(current)
         if self.written_revision == table.revision:
             publish_routes_revision(table.revision)
-            return WriteResult(written=False, size=size)
+            return WriteResult(written=False, size=size, table=table, fitted=fitted)
         try:
             await self.kube.patch_configmap_data(self.ref, {DATA_KEY: payload})
         except KubeApiError as exc:
@@ -80,7 +104,7 @@ class RoutesConfigMap:
         self.writes += 1
         ROUTES_TABLE_WRITES.inc()
         log.info("Wrote routes table %s (%d routes) to %s", table.revision[:19], len(table.routes), self.ref)
-        return WriteResult(written=True, size=size)
+        return WriteResult(written=True, size=size, table=table, fitted=fitted)
 
 
 def _revision_of(payload: str | None) -> str | None:

@@ -95,17 +95,20 @@ class RenderInput:
     now: float
     default_attribute: str = "service.name"
     cluster_fallback: ValueState | None = None  # the operator-wide fallback (default connection)
-    reported: Mapping[str, ValueState] = field(default_factory=dict)  # reported values (SPEC §4), by value
+    # reported values (SPEC §4) by (namespace, value); namespace None: operator-wide (attribute-mode reports)
+    reported: Mapping[tuple[str | None, str], ValueState] = field(default_factory=dict)
     auto_create: bool = False
     refused: Sequence[Refused] = ()
 
 
 @dataclass(frozen=True)
 class RouteStatus:
-    """A route's `status.projects[]` entries and its Ready condition."""
+    """A route's `status.projects[]` entries, its Ready condition, and — when the table written had to leave
+    some of its entries out (SPEC §3) — the `TableTruncated` message."""
 
     entries: tuple[ProjectStatus, ...]
     condition: Condition
+    truncated: str | None = None
 
 
 @dataclass(frozen=True)
@@ -141,12 +144,12 @@ def render(snapshot: RenderInput) -> Rendered:
         )
     default = snapshot.connections.get(DEFAULT_CONNECTION)
     attribute = snapshot.default_attribute
-    reported = _reported_routes(snapshot.reported, default, snapshot.now, projects)
+    reported = _reported_routes(snapshot, default, projects)
     table = build_routes_table(
         contributions=contributions,
         projects=projects,
         cluster_fallback=_cluster_fallback(snapshot, default, projects),
-        reported_identity=[(attribute, r) for r in reported],
+        reported_identity=reported,
         unrouted="hold" if snapshot.auto_create else "drop",
         auto_create_attribute=attribute if snapshot.auto_create else None,
         refused=snapshot.refused if snapshot.auto_create else (),
@@ -205,18 +208,24 @@ def _cluster_fallback(
 
 
 def _reported_routes(
-    states: Mapping[str, ValueState], conn: ConnectionView | None, now: float, projects: dict[str, ProjectEndpoint]
-) -> list[ValueRoute]:
+    snapshot: RenderInput, conn: ConnectionView | None, projects: dict[str, ProjectEndpoint]
+) -> list[tuple[str, str | None, ValueRoute]]:
+    """(attribute, namespace, route) of each reported value: namespaced for a value reported from a namespace
+    (SPEC §4). A value restored after a restart and not re-checked yet keeps its previous table entry."""
     if conn is None:
         return []
-    out: list[ValueRoute] = []
-    for value, state in sorted(states.items()):
-        if state.warming(now) or state.state == ProjectState.CREATING:
-            out.append(ValueRoute(value, pending=True))
+    attribute = snapshot.default_attribute
+    out: list[tuple[str, str | None, ValueRoute]] = []
+    for (namespace, value), state in sorted(snapshot.reported.items(), key=lambda kv: (kv[0][0] or "", kv[0][1])):
+        if state.warming(snapshot.now) or state.state == ProjectState.CREATING:
+            out.append((attribute, namespace, ValueRoute(value, pending=True)))
         elif state.good is not None:
             key = conn.project_key(state.slug)
             projects[key] = state.good
-            out.append(ValueRoute(value, project=key))
+            out.append((attribute, namespace, ValueRoute(value, project=key)))
+        elif state.result is None and (previous := snapshot.previous.get(RouteSlot(attribute, value, namespace))):
+            projects[previous.project] = previous.endpoint
+            out.append((attribute, namespace, ValueRoute(value, project=previous.project)))
     return out
 
 

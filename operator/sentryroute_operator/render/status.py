@@ -87,16 +87,21 @@ def status_body(
     condition: Condition,
     previous_conditions: Sequence[Mapping[str, Any]] = (),
     table_size_problem: str | None = None,
+    truncated: str | None = None,
 ) -> dict[str, Any]:
     """The `status` to write; `lastTransitionTime` moves only when a condition's status flips.
 
     `table_size_problem` adds `RoutesTableNearLimit=True` (SPEC §3: raised at 80 % of the ConfigMap limit) on
-    every route, because every route's routes are at stake when the shared table stops being written.
+    every route, because every route's routes are at stake when the shared table nears the limit.
+    `truncated` adds `TableTruncated=True` on a route some of whose entries the written table left out.
     """
     conditions = [_condition("Ready", condition, generation, previous_conditions)]
     if table_size_problem is not None:
         near = Condition("True", "TableNearSizeLimit", table_size_problem)
         conditions.append(_condition("RoutesTableNearLimit", near, generation, previous_conditions))
+    if truncated is not None:
+        cut = Condition("True", "TableTruncated", truncated)
+        conditions.append(_condition("TableTruncated", cut, generation, previous_conditions))
     return {
         "observedGeneration": generation,
         "conditions": conditions,

@@ -47,6 +47,7 @@ class StatusWriter:
             condition=status.condition,
             previous_conditions=spec.status_conditions,
             table_size_problem=size_problem,
+            truncated=status.truncated,
         )
         written = self._written.get(plan.key)
         last = written[1] if written is not None and written[0] == spec.uid else spec.current_status

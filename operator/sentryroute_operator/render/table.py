@@ -49,7 +49,7 @@ def build_routes_table(
     contributions: Iterable[RouteContribution],
     projects: Mapping[str, ProjectEndpoint],
     cluster_fallback: ClusterFallback | None = None,
-    reported_identity: Sequence[tuple[str, ValueRoute]] = (),
+    reported_identity: Sequence[tuple[str, str | None, ValueRoute]] = (),
     unrouted: Literal["drop", "hold"] = "drop",
     auto_create_attribute: str | None = None,
     refused: Sequence[Refused] = (),
@@ -58,13 +58,15 @@ def build_routes_table(
 
     Contributions are sorted by their order key here, so callers cannot get the order wrong. A route whose
     (attribute, value, namespace) was already emitted is shadowed by the earlier one and is left out.
-    `reported_identity` are identity routes for values reported through §4 (attribute, route; no namespace).
+    `reported_identity` are the routes of values reported through §4: (attribute, namespace, route); namespace
+    None for an operator-wide value, else the namespace it was reported from (SPEC §4). Pending entries are
+    scoped like routes: namespaced for a SentryRoute's or a namespace's reported value, cluster-wide otherwise.
     """
     ordered = sorted(contributions, key=lambda c: c.order)
     routes: list[Route] = []
     pending: list[Pending] = []
     seen_routes: set[tuple[str, str, str | None]] = set()
-    seen_pending: set[tuple[str, str]] = set()
+    seen_pending: set[tuple[str, str, str | None]] = set()
 
     def emit(attribute: str, namespace: str | None, item: ValueRoute) -> None:
         if item.project is not None:
@@ -72,16 +74,16 @@ def build_routes_table(
             if key not in seen_routes:
                 seen_routes.add(key)
                 routes.append(Route(attribute=attribute, value=item.value, namespace=namespace, project=item.project))
-        elif item.pending and (attribute, item.value) not in seen_pending:
-            seen_pending.add((attribute, item.value))
-            pending.append(Pending(attribute=attribute, value=item.value))
+        elif item.pending and (attribute, item.value, namespace) not in seen_pending:
+            seen_pending.add((attribute, item.value, namespace))
+            pending.append(Pending(attribute=attribute, value=item.value, namespace=namespace))
 
     for stage in ("mapped", "provisioned", "identity"):
         for contribution in ordered:
             for item in getattr(contribution, stage):
                 emit(contribution.attribute, contribution.namespace or None, item)
-    for attribute, item in reported_identity:
-        emit(attribute, None, item)
+    for attribute, namespace, item in reported_identity:
+        emit(attribute, namespace, item)
 
     fallbacks = [
         Fallback(attribute=c.attribute, namespace=c.namespace or None, project=c.fallback)

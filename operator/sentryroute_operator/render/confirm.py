@@ -1,0 +1,69 @@
+"""Ready tells the truth: a route is Ready only when its values are in the table the operator wrote (SPEC §3).
+
+The renderer decides statuses from provisioning answers; the table actually in the ConfigMap may hold less
+(entries left out to stay under the size limit, or no new table at all when even its fallbacks do not fit).
+This pass compares each Ready value with that table and turns the route's Ready condition False when one is
+missing, with reason `TableTruncated` (left out on purpose, SPEC §3) or `NotInTable`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+from sentryroute.routes import RoutesTable
+
+from ..derive.plan import RoutePlan
+from ..derive.routes import RouteKey
+from ..provision.provisioner import ProjectState
+from .renderer import RouteStatus
+from .status import Condition
+
+_MESSAGE_LIMIT = 1024
+
+
+def confirm_written(
+    plans: Sequence[RoutePlan],
+    statuses: Mapping[RouteKey, RouteStatus],
+    written: RoutesTable | None,
+    *,
+    truncated: bool,
+) -> dict[RouteKey, RouteStatus]:
+    """`statuses`, with Ready=False for every route that has a Ready value missing from `written`."""
+    present: dict[tuple[str, str], set[str | None]] = {}
+    for route in written.routes if written is not None else ():
+        present.setdefault((route.attribute, route.value), set()).add(route.namespace)
+    out = dict(statuses)
+    for plan in plans:
+        status = statuses.get(plan.key)
+        if status is None:
+            continue
+        spec = plan.spec
+        missing = [
+            entry.value
+            for entry in status.entries
+            if entry.state == ProjectState.READY and not _routed(present.get((spec.attribute, entry.value)), spec.scope)
+        ]
+        if not missing:
+            continue
+        if truncated:
+            reason = "TableTruncated"
+            why = "left out of the routes table to keep it under the ConfigMap size limit"
+        else:
+            reason = "NotInTable"
+            why = "not in the routes table the operator wrote"
+        names = ", ".join(repr(v[:100]) for v in missing[:5]) + (" …" if len(missing) > 5 else "")
+        message = f"{len(missing)} ready value(s) {why}: {names}"[:_MESSAGE_LIMIT]
+        condition = status.condition
+        if condition.status == "True" or condition.reason in ("Provisioning", "Provisioned"):
+            condition = Condition("False", reason, message)
+        out[plan.key] = dataclasses.replace(status, condition=condition, truncated=message if truncated else None)
+    return out
+
+
+def _routed(namespaces: set[str | None] | None, scope: str | None) -> bool:
+    """A namespaced route's value must be in the table for its namespace (or cluster-wide, shadowing it); a
+    cluster route's entries may be per covered namespace."""
+    if not namespaces:
+        return False
+    return scope is None or scope in namespaces or None in namespaces
