@@ -55,7 +55,7 @@ class Bounds:
         if self._store.footprint() + nbytes <= self.bound:
             return True
         # A disk queue's footprint includes delivered records not reclaimed yet: reclaim before refusing.
-        self._store.maintain()
+        self._store.maintain(urgent=True)
         return self._store.footprint() + nbytes <= self.bound
 
     def stuck_room(self, keys: Iterable[tuple[QueueKey, int]], now: float) -> float | None:

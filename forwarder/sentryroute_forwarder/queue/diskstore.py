@@ -3,10 +3,13 @@
 - **Accepting** writes every record of a request with one `pwritev` into the page cache before the client is
   answered, so data survives a killed process (kill -9, OOM kill). With `--queue-fsync` the answer also waits
   for an `fsync` that every request written meanwhile shares (group commit), for node crashes.
-- **Acknowledging** (delivered or dropped) flips the record's state byte in place (one 1-byte `pwrite`,
-  batched at the end of the event-loop step, so a re-routed record is written again before its old copy is
-  marked done). A segment with no live record left is deleted; one less than half live is compacted (its live
-  records copied forward, the file deleted) by `maintain()`.
+- **Acknowledging** (delivered or dropped) appends the records' seqs to the segment's ack file: one write per
+  segment at the end of the event-loop step (so a re-routed record is written again before its old copy is
+  marked done), however many records it covers. A segment with no live record left is released: kept as the
+  spare that the next segment reuses (overwriting pages the kernel already has costs far less than new ones;
+  frames carry their segment's number, so the previous life's are never replayed), or deleted. A segment less
+  than half live is compacted (its live records copied forward) by `maintain()` once it has stopped taking
+  writes for a whole `maintain()` period: records that are being delivered anyway are not copied.
 - **Memory** holds the index and, up to `memory_bytes` (`--max-bytes`), the payloads; beyond that a record's
   payload stays on disk only and is read back when it is sent.
 - **Replay** (`open()`) rebuilds every queue from the live records, oldest first; a torn last frame (a write
@@ -33,12 +36,13 @@ from pathlib import Path
 
 from sentryroute_forwarder.metrics import ForwarderMetrics
 from sentryroute_forwarder.queue.segments import (
-    DONE,
     KIND_HOLD,
     KIND_PROJECT,
-    STATE_OFFSET,
+    ack_name,
+    encode_acks,
     encode_frame,
     iter_segment_numbers,
+    read_acks,
     scan,
     segment_name,
 )
@@ -51,6 +55,7 @@ log = logging.getLogger(__name__)
 _Chunks = list[bytes]  # (an alias: inside DiskStore, `bytes` is a method)
 _IOV_MAX = 512  # buffers per pwritev call (Linux allows 1024)
 _COMPACT_BYTES = 16 * 1024 * 1024  # copied forward per maintain() call at most, to keep the loop responsive
+SPARE = "spare"  # the released segment file kept for reuse (not a `*.seg` name: never replayed)
 
 
 class QueueDirError(OSError):
@@ -69,6 +74,11 @@ class _Segment:
     size: int = 0
     entries: dict[int, _Entry] = field(default_factory=dict)  # live records by seq
     live_bytes: int = 0
+    reusable: bool = False  # written by this process (epoch frames only): may become the spare
+    length: int = 0  # of the file: more than `size` while a reused file still holds its previous life's tail
+    ack_fd: int = -1
+    ack_size: int = 0
+    compact_from: int = 0  # the first maintain() tick that may compact it (a period after it stopped taking writes)
 
     @property
     def is_open(self) -> bool:
@@ -128,7 +138,7 @@ class DiskStore(QueueTotals[_Queue]):
         self._active: _Segment | None = None
         self._next_segment = 1
         self._max_seq = 0
-        self._doomed: list[tuple[_Segment, int]] = []  # (segment, frame offset) to mark done
+        self._doomed: list[tuple[_Segment, int]] = []  # (segment, seq) to list as acknowledged
         self._flush_scheduled = False
         self._lock_fd = -1
         self._write_error: str | None = None
@@ -137,6 +147,8 @@ class DiskStore(QueueTotals[_Queue]):
         self._waiters: list[asyncio.Future[None]] = []
         self._syncer: asyncio.Task[None] | None = None
         self._retired: list[int] = []  # fds of deleted segments, closed when no fsync can be using them
+        self._spare: tuple[int, int] | None = None  # (fd, file length) of the file the next segment reuses
+        self._tick = 0  # maintain() calls
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -165,6 +177,10 @@ class DiskStore(QueueTotals[_Queue]):
             if segment.is_open:
                 os.close(segment.fd)
                 segment.fd = -1
+            if segment.ack_fd >= 0:
+                os.close(segment.ack_fd)
+                segment.ack_fd = -1
+        self._drop_spare()
         self._close_retired()
         if self._lock_fd >= 0:
             os.close(self._lock_fd)
@@ -199,7 +215,7 @@ class DiskStore(QueueTotals[_Queue]):
         placed: list[tuple[QueueKey, Record, int, int]] = []
         offset = segment.size
         for key, record in batch:
-            head, size = _encode(key, record, accepted_wall=record.accepted_at + skew)
+            head, size = _encode(key, record, segment.number, accepted_wall=record.accepted_at + skew)
             buffers += (head, record.payload)
             placed.append((key, record, offset, size))
             offset += size
@@ -286,19 +302,21 @@ class DiskStore(QueueTotals[_Queue]):
             self._syncer = loop.create_task(self._sync_loop(), name="sentryroute-queue-fsync")
         return waiter
 
-    def maintain(self) -> None:
-        """Periodic: mark acknowledgements, compact sparse segments, retry a failed directory."""
+    def maintain(self, *, urgent: bool = False) -> None:
+        """Periodic: list acknowledgements, compact sparse segments, retry a failed directory. `urgent` (room is
+        needed now): compact sparse segments however recently they stopped taking writes."""
         self._flush_acks()
+        self._tick += 1
         active = self._active
         if active is not None and active.size and not active.entries:
             self._active = None  # everything in it was delivered: its space comes back now
-            self._delete(active)
+            self._release(active)
         elif active is not None and active.size >= self._segment_bytes // 4 and active.live_bytes * 2 < active.size:
-            self._retire_active()  # mostly delivered: a new segment takes the writes, this one gets compacted
+            self._retire_active(now=True)  # mostly delivered: a new segment takes the writes, this one gets compacted
         if self._write_error is not None and self._active is None:
             with contextlib.suppress(QueueWriteError):
                 self._open_active()
-        self._compact()
+        self._compact(urgent=urgent)
         if self._syncer is None or self._syncer.done():
             self._close_retired()
         self._publish_disk()
@@ -319,22 +337,39 @@ class DiskStore(QueueTotals[_Queue]):
     def _open_active(self) -> None:
         number = self._next_segment
         path = self.directory / segment_name(number)
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
-        except OSError as exc:
-            self._failed(exc, f"cannot create {path.name}")
-            raise QueueWriteError(self._write_error) from None
+        length = 0
+        if self._spare is not None:
+            try:
+                os.rename(self.directory / SPARE, path)
+            except OSError:
+                self._drop_spare()  # a new file, then
+            else:
+                (fd, length), self._spare = self._spare, None
+        if not length:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
+            except OSError as exc:
+                self._failed(exc, f"cannot create {path.name}")
+                raise QueueWriteError(self._write_error) from None
         self._next_segment += 1
-        segment = _Segment(number, path, fd)
+        segment = _Segment(number, path, fd, reusable=True, length=length)
         self._segments[number] = segment
         self._active = segment
         self._dir_unsynced = True
 
-    def _retire_active(self) -> None:
-        """The active segment is full: a new one is opened; this one is deleted once nothing in it is live."""
+    def _retire_active(self, *, now: bool = False) -> None:
+        """The active segment is full: a new one is opened; this one is released once nothing in it is live."""
         active, self._active = self._active, None
-        if active is not None and not active.entries:
-            self._delete(active)
+        if active is None:
+            return
+        # Retired by maintain() (`now`): the next call is a period later; else the one after next is.
+        active.compact_from = self._tick + (1 if now else 2)
+        if not active.entries:
+            self._release(active)
+        elif active.length > active.size:  # a reused file: what is left of its previous life goes now
+            with contextlib.suppress(OSError):
+                os.ftruncate(active.fd, active.size)
+                active.length = active.size
 
     def _write(self, segment: _Segment, buffers: _Chunks, total: int) -> None:
         start = segment.size
@@ -348,11 +383,13 @@ class DiskStore(QueueTotals[_Queue]):
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.ftruncate(segment.fd, start)  # no half-written frame stays behind
+                segment.length = start
             self._failed(exc, f"cannot write to {segment.path.name}")
             if exc.errno != errno.ENOSPC and exc.errno != errno.EDQUOT:
                 self._active = None  # the file may be unusable: a new one is tried on the next request
             raise QueueWriteError(self._write_error) from None
         segment.size += total
+        segment.length = max(segment.length, segment.size)
         self._disk += total
         self._unsynced.add(segment)
         if self._write_error is not None:
@@ -399,7 +436,7 @@ class DiskStore(QueueTotals[_Queue]):
         segment = entry.segment
         if segment.entries.pop(record.seq, None) is not None:
             segment.live_bytes -= entry.size
-            self._doomed.append((segment, entry.offset))
+            self._doomed.append((segment, record.seq))
             self._schedule_flush()
 
     def _forget_if_empty(self, key: QueueKey, queue: _Queue) -> None:
@@ -418,24 +455,59 @@ class DiskStore(QueueTotals[_Queue]):
         loop.call_soon(self._flush_acks)
 
     def _flush_acks(self) -> None:
-        """Mark acknowledged records done on disk; delete segments left with nothing live."""
+        """List acknowledged records in their segments' ack files; release segments left with nothing live."""
         self._flush_scheduled = False
         doomed, self._doomed = self._doomed, []
-        emptied: dict[int, _Segment] = {}
-        for segment, offset in doomed:
-            if not segment.is_open:
-                continue
+        per_segment: dict[_Segment, list[int]] = {}
+        for segment, seq in doomed:
+            if segment.is_open:
+                per_segment.setdefault(segment, []).append(seq)
+        emptied = False
+        for segment, seqs in per_segment.items():
             if not segment.entries and segment is not self._active:
-                emptied[segment.number] = segment  # deleted whole: no need to mark its records
+                self._release(segment)  # released whole: no need to list its records
+                emptied = True
                 continue
-            try:
-                os.pwrite(segment.fd, DONE, offset + STATE_OFFSET)
-            except OSError as exc:  # the record is replayed and sent again after a restart: a duplicate
-                self._failed(exc, f"cannot mark a record done in {segment.path.name}")
-        for segment in emptied.values():
-            self._delete(segment)
+            self._write_acks(segment, seqs)
         if emptied:
             self._publish_disk()
+
+    def _write_acks(self, segment: _Segment, seqs: list[int]) -> None:
+        block = encode_acks(seqs)
+        try:
+            if segment.ack_fd < 0:
+                # A replayed segment's ack file is appended to (past its valid part); a new segment's is new.
+                fresh = os.O_TRUNC if segment.reusable else 0
+                path = self.directory / ack_name(segment.number)
+                segment.ack_fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | fresh, 0o640)
+            os.pwrite(segment.ack_fd, block, segment.ack_size)
+        except OSError as exc:  # the records are replayed and sent again after a restart: duplicates
+            self._failed(exc, f"cannot list delivered records in {ack_name(segment.number)}")
+            return
+        segment.ack_size += len(block)
+
+    def _release(self, segment: _Segment) -> None:
+        """A segment with nothing live: becomes the spare (when it may be reused and there is none) or goes."""
+        if not (segment.reusable and self._spare is None and segment.is_open and self._write_error is None):
+            self._delete(segment)
+            return
+        try:
+            os.rename(segment.path, self.directory / SPARE)
+        except OSError:
+            self._delete(segment)
+            return
+        self._spare = (segment.fd, segment.length)
+        segment.fd = -1
+        self._forget_segment(segment)
+
+    def _drop_spare(self) -> None:
+        if self._spare is None:
+            return
+        fd, _ = self._spare
+        self._spare = None
+        with contextlib.suppress(OSError):
+            os.unlink(self.directory / SPARE)
+        self._retired.append(fd)
 
     def _delete(self, segment: _Segment) -> None:
         try:
@@ -445,11 +517,20 @@ class DiskStore(QueueTotals[_Queue]):
         except OSError as exc:
             self._failed(exc, f"cannot delete {segment.path.name}")
             return
+        self._retired.append(segment.fd)
+        segment.fd = -1
+        self._forget_segment(segment)
+
+    def _forget_segment(self, segment: _Segment) -> None:
+        """After its file was deleted or renamed: its ack file goes, and it no longer counts."""
+        if segment.ack_fd >= 0:
+            self._retired.append(segment.ack_fd)
+            segment.ack_fd = -1
+        with contextlib.suppress(OSError):
+            os.unlink(self.directory / ack_name(segment.number))
         self._segments.pop(segment.number, None)
         self._unsynced.discard(segment)
         self._disk -= segment.size
-        self._retired.append(segment.fd)
-        segment.fd = -1
 
     def _close_retired(self) -> None:
         retired, self._retired = self._retired, []
@@ -457,15 +538,17 @@ class DiskStore(QueueTotals[_Queue]):
             with contextlib.suppress(OSError):
                 os.close(fd)
 
-    def _compact(self) -> None:
+    def _compact(self, *, urgent: bool) -> None:
         """Copy the live records of mostly-dead segments forward, then delete those segments."""
         budget = _COMPACT_BYTES
         for segment in list(self._segments.values()):
             if segment is self._active or not segment.is_open:
                 continue
             if not segment.entries:
-                self._delete(segment)
+                self._release(segment)
                 continue
+            if segment.compact_from > self._tick and not urgent:
+                continue  # stopped taking writes within the last period: what is live in it is likely being sent
             if segment.live_bytes * 2 >= segment.size or segment.live_bytes > budget:
                 continue
             entries = sorted(segment.entries.values(), key=lambda e: e.offset)
@@ -474,7 +557,7 @@ class DiskStore(QueueTotals[_Queue]):
             except QueueWriteError:
                 return
             budget -= segment.live_bytes
-            self._delete(segment)
+            self._release(segment)
 
     def _copy_forward(self, entries: list[_Entry]) -> None:
         target = self._writable_segment()
@@ -484,7 +567,7 @@ class DiskStore(QueueTotals[_Queue]):
         moves: list[tuple[_Entry, int, int]] = []
         for entry in entries:
             record = self._load(entry)
-            head, size = _encode(entry.key, record, accepted_wall=record.accepted_at + skew)
+            head, size = _encode(entry.key, record, target.number, accepted_wall=record.accepted_at + skew)
             buffers += (head, record.payload)
             moves.append((entry, offset, size))
             offset += size
@@ -523,8 +606,15 @@ class DiskStore(QueueTotals[_Queue]):
         self._lock_fd = fd
 
     def _replay(self) -> ReplayReport:
-        numbers = iter_segment_numbers(iter(os.listdir(self.directory)))
+        names = os.listdir(self.directory)
+        numbers = iter_segment_numbers(iter(names))
         self._next_segment = (numbers[-1] + 1) if numbers else 1
+        present = set(numbers)
+        for name in names:  # the spare and the ack files of released segments (a crash came in between)
+            stem, _, ext = name.partition(".")
+            if name == SPARE or (ext == "ack" and stem.isdigit() and int(stem) not in present):
+                with contextlib.suppress(OSError):
+                    os.unlink(self.directory / name)
         now_wall, now_mono = time.time(), time.monotonic()
         seen: set[int] = set()
         items = records = corrupt = torn = 0
@@ -535,10 +625,14 @@ class DiskStore(QueueTotals[_Queue]):
             except OSError:
                 fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # read-only directory: replay anyway
             data = _read_all(fd)
-            result = scan(data)
-            segment = _Segment(number, path, fd, size=len(data))
+            acked, ack_size = self._read_acks(number)
+            result = scan(data, number, acked)
+            segment = _Segment(number, path, fd, size=len(data), length=len(data), ack_size=ack_size)
+            self._max_seq = max(self._max_seq, result.max_seq)
             self._segments[number] = segment
-            if result.torn_at is not None:
+            if result.stale_at is not None:
+                segment.size = result.stale_at  # the rest is a reused file's previous life: not queue data
+            elif result.torn_at is not None:
                 cut = len(data) - result.torn_at
                 if position == len(numbers) - 1:
                     torn += cut
@@ -601,6 +695,14 @@ class DiskStore(QueueTotals[_Queue]):
             )
         return report
 
+    def _read_acks(self, number: int) -> tuple[set[int], int]:
+        """The records segment `number` lists as acknowledged, and the length of its ack file's valid part."""
+        try:
+            with open(self.directory / ack_name(number), "rb") as file:
+                return read_acks(file.read())
+        except FileNotFoundError:
+            return set(), 0
+
     def _publish_disk(self) -> None:
         if self._metrics is not None:
             self._metrics.queue_disk_bytes.set(self._disk)
@@ -628,12 +730,13 @@ class DiskStore(QueueTotals[_Queue]):
                     waiter.set_result(None)
 
 
-def _encode(key: QueueKey, record: Record, *, accepted_wall: float) -> tuple[bytes, int]:
+def _encode(key: QueueKey, record: Record, epoch: int, *, accepted_wall: float) -> tuple[bytes, int]:
     if key.project is not None:
         kind, name = KIND_PROJECT, key.project
     else:
         kind, name = KIND_HOLD, key.hold or "unrouted"
     return encode_frame(
+        epoch=epoch,
         seq=record.seq,
         accepted_wall=accepted_wall,
         items=record.items,

@@ -127,8 +127,9 @@ class QueueStore(Protocol):
         """Done once everything appended so far is as durable as configured (None: already is)."""
         ...
 
-    def maintain(self) -> None:
-        """Periodic housekeeping (compaction, retrying a failed disk)."""
+    def maintain(self, *, urgent: bool = False) -> None:
+        """Periodic housekeeping (compaction, retrying a failed disk); `urgent`: room is needed now, reclaim
+        whatever can be reclaimed."""
         ...
 
     def peek(self, key: QueueKey, *, max_items: int, max_bytes: int) -> list[Record]:
@@ -251,7 +252,7 @@ class MemoryStore(QueueTotals[_Queue]):
     def committed(self) -> None:
         return None
 
-    def maintain(self) -> None:
+    def maintain(self, *, urgent: bool = False) -> None:
         pass
 
     def append_all(self, records: Iterable[tuple[QueueKey, Record]]) -> None:
