@@ -56,7 +56,7 @@ bench: $(VENV)/.dev-installed
 reliability: $(VENV)/.dev-installed
 	bash scripts/install-bench-tools.sh
 	bash scripts/install-rotel.sh
-	$(BIN)/python bench/reliability.py
+	$(BIN)/python bench/reliability.py --rounds $(BENCH_ROUNDS) --seconds $(BENCH_SECONDS)
 
 ## fuzz: the receivers' hypothesis fuzzing, long (the suite runs a small derandomized set)
 fuzz: $(VENV)/.dev-installed

@@ -9,9 +9,11 @@ injects a fault (kill -9, SIGTERM, Sentry refusing connections or answering too 
 queue volume, bytes destroyed on disk) and counts, per the emulator: items sent, answered 2xx, delivered,
 lost (answered 2xx, never delivered), duplicated (extra copies), the forwarder's peak RSS and the recovery
 time (from the fault's end or the restart until the last accepted item arrived). Throughput comes from
-`bench/forwarder_bench.py` on the reference workload (HTTP, 10 services x 50 spans): memory mode, --queue-dir,
---queue-dir --queue-fsync and rotel, interleaved (run it through /work/coord/cpu-exclusive on a shared host).
-The tables replace what is between the `reliability:durability` markers of docs/reliability.md.
+`bench/forwarder_bench.py` on the reference workload (HTTP, 10 services x 50 spans) with exactly the flags of
+`make bench` (`--known-variants`: memory mode, --queue-dir, --queue-dir --queue-fsync, and rotel, interleaved),
+measured first, on a quiet page cache (the scenarios write hundreds of MB whose write-back would otherwise
+run beside the measured rounds). Run it on an otherwise idle machine. The tables replace what is between the
+`reliability:durability` markers of docs/reliability.md.
 """
 
 # ruff: noqa: RUF001 (the Markdown table uses the multiplication sign on purpose)
@@ -294,17 +296,16 @@ async def scenarios(names: set[str] | None) -> list[Outcome]:
     return outcomes
 
 
-def throughput(rounds: int) -> dict[str, dict[str, dict[str, float]]]:
-    """Per system, the bench's medians/ranges on the reference workload."""
+def throughput(rounds: int, seconds: float) -> dict[str, dict[str, dict[str, float]]]:
+    """Per system, the bench's medians/ranges on the reference workload, run as `make bench` runs it."""
+    os.sync()  # dirty pages of earlier runs are written back now, not beside the measured rounds
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "bench.json"
         subprocess.run(
             [
                 sys.executable, str(ROOT / "bench" / "forwarder_bench.py"), "--system", "both",
-                "--rounds", str(rounds), "--shapes", "http-traces-10x50",
-                "--variant", "queue-dir=--queue-dir {workdir}/queue",
-                "--variant", "queue-fsync=--queue-dir {workdir}/queue --queue-fsync",
-                "--json", str(out),
+                "--rounds", str(rounds), "--seconds", str(seconds), "--shapes", "http-traces-10x50",
+                "--known-variants", "--json", str(out),
             ],
             check=True,
         )  # fmt: skip
@@ -332,6 +333,7 @@ def render(outcomes: list[Outcome], systems: dict[str, dict[str, dict[str, float
         )
     if systems:
         rotel = systems.get("rotel", {}).get("items_per_second", {}).get("median", 0.0)
+        memory = systems.get("sentryroute", {}).get("items_per_second", {}).get("median", 0.0)
         names = {
             "sentryroute": "memory queue",
             "sentryroute[queue-dir]": "`--queue-dir`",
@@ -343,16 +345,17 @@ def render(outcomes: list[Outcome], systems: dict[str, dict[str, dict[str, float
             "Throughput on `make bench`'s reference workload (OTLP/HTTP, 10 services × 50 spans per request, 16"
             " connections, the system under test alone on one core; medians of interleaved rounds [range]):",
             "",
-            "| system | spans/s | vs rotel | CPU µs/span | p99 latency | peak RSS |",
-            "| --- | --- | --- | --- | --- | --- |",
+            "| system | spans/s | vs rotel | vs memory queue | CPU µs/span | p99 latency | peak RSS |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
         ]
         for system, label in names.items():
             stats = systems.get(system)
             if stats is None:
                 continue
             ratio = stats["items_per_second"]["median"] / rotel if rotel else 0.0
+            versus_memory = stats["items_per_second"]["median"] / memory if memory else 0.0
             lines.append(
-                f"| {label} | {_spread(stats['items_per_second'], 1000)} k | {ratio:.2f}×"
+                f"| {label} | {_spread(stats['items_per_second'], 1000)} k | {ratio:.2f}× | {versus_memory:.2f}×"
                 f" | {_spread(stats['cpu_us_per_item'], fmt='{:.2f}')} | {stats['p99_ms']['median']:.0f} ms"
                 f" | {stats['peak_rss_mb']['max']:.0f} MB |"
             )
@@ -370,11 +373,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenarios", type=lambda t: set(t.split(",")), help="comma-separated subset")
     parser.add_argument("--no-throughput", action="store_true", help="skip the throughput rounds")
-    parser.add_argument("--rounds", type=int, default=3, help="throughput rounds")
+    parser.add_argument("--rounds", type=int, default=3, help="throughput rounds (as make bench)")
+    parser.add_argument("--seconds", type=float, default=3.0, help="seconds of load per round (as make bench)")
     parser.add_argument("--no-write", action="store_true", help="print the tables, leave docs/reliability.md alone")
     args = parser.parse_args()
+    systems = None if args.no_throughput else throughput(args.rounds, args.seconds)
     outcomes = asyncio.run(scenarios(args.scenarios))
-    systems = None if args.no_throughput else throughput(args.rounds)
     text = render(outcomes, systems, time.strftime("%Y-%m-%d", time.gmtime()))
     print(text)
     if not args.no_write:

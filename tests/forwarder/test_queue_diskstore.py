@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import struct
 import subprocess
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import pytest
 from sentryroute_forwarder.metrics import ForwarderMetrics
 from sentryroute_forwarder.model import Signal
 from sentryroute_forwarder.queue.diskstore import DiskStore, QueueDirError, QueueWriteError
-from sentryroute_forwarder.queue.segments import segment_name
+from sentryroute_forwarder.queue.segments import ack_name, segment_name
 from sentryroute_forwarder.queue.store import QueueKey, Record
 
 KEY = QueueKey.for_project(Signal.TRACES, "acme/a")
@@ -119,8 +121,11 @@ def test_a_stuck_record_does_not_pin_the_segment_being_written(tmp_path: Path) -
         store.ack(HELD, [seq])
     before = store.footprint()
     store.maintain()  # the mostly-delivered segment stops taking writes...
-    store.maintain()  # ...and is compacted: the stuck record moves, the dead bytes go
-    assert store.footprint() < before // 10
+    store.maintain()  # ...and is compacted: the stuck record moves, the dead bytes go...
+    assert sum(path.stat().st_size for path in segments(tmp_path)) < before // 10
+    assert (tmp_path / "spare").exists()  # ...into the spare file the next segment reuses (still counted)...
+    store.maintain(urgent=True)  # ...which goes when room is needed
+    assert store.footprint() < before // 10 and not (tmp_path / "spare").exists()
     store.close()
     assert seqs(store_at(tmp_path)) == [1]
 
@@ -156,6 +161,73 @@ def test_a_corrupt_record_is_skipped_counted_and_the_rest_replayed(tmp_path: Pat
     assert seqs(again) == [1, 2, 4, 5]
     assert report.corrupt_bytes > 0
     assert metrics.registry.get_sample_value("sentryroute_queue_corrupt_bytes_total") == report.corrupt_bytes
+
+
+def test_a_reused_segment_file_never_replays_its_previous_life(tmp_path: Path) -> None:
+    """Released segment files are reused (renamed, overwritten from the start); their old frames stay behind the
+    new ones on disk and must never come back, whether they were acknowledged or not when released."""
+    store = store_at(tmp_path, segment_bytes=2000)
+    store.append_all([(KEY, record(seq, size=400)) for seq in range(1, 6)])  # ~2.3 KB: one full segment
+    store.append(KEY, record(6))  # the full segment is retired: a second one takes this record
+    first, _ = segments(tmp_path)
+    inode = first.stat().st_ino
+    store.ack(KEY, range(1, 6))  # the first segment has nothing live: kept as the spare
+    assert not first.exists() and (tmp_path / "spare").stat().st_ino == inode
+    store.ack(KEY, [6])
+    store.maintain()  # the second one too: deleted, there is a spare already
+    store.append(KEY, record(7, size=50))  # the next segment reuses the spare's file
+    (reused,) = segments(tmp_path)
+    assert reused.stat().st_ino == inode and reused.stat().st_size > 1500  # records 1-5 still on disk behind 7
+    store.close()
+    again = store_at(tmp_path)
+    assert seqs(again) == [7]
+    assert again.last_seq() == 7
+    again.append(KEY, record(8))
+    again.close()
+    assert seqs(store_at(tmp_path)) == [7, 8]
+
+
+def test_acknowledgements_survive_in_the_ack_file_and_a_torn_one_only_duplicates(tmp_path: Path) -> None:
+    store = store_at(tmp_path)
+    store.append_all([(KEY, record(seq)) for seq in range(1, 6)])
+    store.ack(KEY, [1, 2])
+    store.ack(KEY, [4])
+    store.close()
+    (segment,) = segments(tmp_path)
+    acks = tmp_path / ack_name(int(segment.stem))
+    assert seqs(store_at_released(tmp_path)) == [3, 5]
+    os.truncate(acks, acks.stat().st_size - 3)  # the second block was cut short by a crash
+    assert seqs(store_at_released(tmp_path)) == [3, 4, 5]  # 4 is sent again: a duplicate, never a loss
+    again = store_at(tmp_path)
+    again.ack(KEY, [5])  # appended after the valid part of the replayed segment's ack file
+    again.close()
+    assert seqs(store_at(tmp_path)) == [3, 4]
+
+
+def store_at_released(path: Path) -> DiskStore:
+    store = store_at(path)
+    store.close()
+    return store
+
+
+def legacy_frame(seq: int, payload: bytes, *, state: bytes = b"L") -> bytes:
+    """A frame as forwarders before segment reuse wrote it (magic SRQ1, no epoch, acknowledged in place)."""
+    text = b"".join(struct.pack("<I", len(t)) + t for t in (b"acme/a", b"service.name", b"a"))
+    body = struct.pack("<QdIIBB", seq, 1.0e9, 2, 1, 0, 0) + text + payload
+    return struct.pack("<4sIIB", b"SRQ1", len(body), zlib.crc32(body), state[0]) + body
+
+
+def test_segments_of_older_forwarders_are_replayed(tmp_path: Path) -> None:
+    (tmp_path / segment_name(3)).write_bytes(
+        legacy_frame(1, b"one") + legacy_frame(2, b"two", state=b"D") + legacy_frame(3, b"three")
+    )
+    store = store_at(tmp_path)
+    assert [r.payload for r in store.records(KEY)] == [b"one", b"three"]
+    store.ack(KEY, [1])
+    store.append(KEY, record(4))  # numbered above what is on disk, in a new segment
+    store.close()
+    assert seqs(store_at(tmp_path)) == [3, 4]
+    assert segment_name(4) in {p.name for p in segments(tmp_path)}
 
 
 def test_a_split_record_is_replaced_on_disk(tmp_path: Path) -> None:

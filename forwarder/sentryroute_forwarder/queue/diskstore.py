@@ -196,7 +196,7 @@ class DiskStore(QueueTotals[_Queue]):
         return self._write_error
 
     def footprint(self) -> int:
-        """Bytes the queue directory uses (what `--max-disk-bytes` bounds)."""
+        """Bytes the queue directory uses (what `--max-disk-bytes` bounds), the spare file included."""
         return self._disk
 
     # -- QueueStore --------------------------------------------------------------------------------------
@@ -307,6 +307,8 @@ class DiskStore(QueueTotals[_Queue]):
         needed now): compact sparse segments however recently they stopped taking writes."""
         self._flush_acks()
         self._tick += 1
+        if urgent:
+            self._drop_spare()  # room is needed: the spare's space comes back
         active = self._active
         if active is not None and active.size and not active.entries:
             self._active = None  # everything in it was delivered: its space comes back now
@@ -369,6 +371,7 @@ class DiskStore(QueueTotals[_Queue]):
         elif active.length > active.size:  # a reused file: what is left of its previous life goes now
             with contextlib.suppress(OSError):
                 os.ftruncate(active.fd, active.size)
+                self._disk -= active.length - active.size
                 active.length = active.size
 
     def _write(self, segment: _Segment, buffers: _Chunks, total: int) -> None:
@@ -383,14 +386,16 @@ class DiskStore(QueueTotals[_Queue]):
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.ftruncate(segment.fd, start)  # no half-written frame stays behind
+                self._disk -= max(0, segment.length - start)
                 segment.length = start
             self._failed(exc, f"cannot write to {segment.path.name}")
             if exc.errno != errno.ENOSPC and exc.errno != errno.EDQUOT:
                 self._active = None  # the file may be unusable: a new one is tried on the next request
             raise QueueWriteError(self._write_error) from None
+        grown = max(0, segment.size + total - segment.length)  # a reused file grows only past its old length
         segment.size += total
-        segment.length = max(segment.length, segment.size)
-        self._disk += total
+        segment.length += grown
+        self._disk += grown
         self._unsynced.add(segment)
         if self._write_error is not None:
             log.info("queue directory %s is writable again", self.directory)
@@ -503,8 +508,9 @@ class DiskStore(QueueTotals[_Queue]):
     def _drop_spare(self) -> None:
         if self._spare is None:
             return
-        fd, _ = self._spare
+        fd, length = self._spare
         self._spare = None
+        self._disk -= length
         with contextlib.suppress(OSError):
             os.unlink(self.directory / SPARE)
         self._retired.append(fd)
@@ -519,10 +525,11 @@ class DiskStore(QueueTotals[_Queue]):
             return
         self._retired.append(segment.fd)
         segment.fd = -1
+        self._disk -= segment.length
         self._forget_segment(segment)
 
     def _forget_segment(self, segment: _Segment) -> None:
-        """After its file was deleted or renamed: its ack file goes, and it no longer counts."""
+        """After its file was deleted or became the spare: its ack file goes."""
         if segment.ack_fd >= 0:
             self._retired.append(segment.ack_fd)
             segment.ack_fd = -1
@@ -530,7 +537,6 @@ class DiskStore(QueueTotals[_Queue]):
             os.unlink(self.directory / ack_name(segment.number))
         self._segments.pop(segment.number, None)
         self._unsynced.discard(segment)
-        self._disk -= segment.size
 
     def _close_retired(self) -> None:
         retired, self._retired = self._retired, []
@@ -638,7 +644,7 @@ class DiskStore(QueueTotals[_Queue]):
                     torn += cut
                     with contextlib.suppress(OSError):
                         os.ftruncate(fd, result.torn_at)
-                        segment.size = result.torn_at
+                        segment.size = segment.length = result.torn_at
                 else:
                     corrupt += cut
             corrupt += result.corrupt_bytes
@@ -665,7 +671,7 @@ class DiskStore(QueueTotals[_Queue]):
                 self._max_seq = max(self._max_seq, frame.seq)
                 items += frame.items
                 records += 1
-            self._disk += segment.size
+            self._disk += segment.length
         for segment in list(self._segments.values()):
             if not segment.entries:
                 self._delete(segment)
