@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import shlex
@@ -40,6 +41,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import aiohttp
 from load import LoadResult, missing_tools, run_h2load, run_wrk
 from peers import BENCH_NAMESPACE, PodCluster, pod_cluster
 from sink import CountingSink
@@ -127,6 +129,19 @@ class Round:
 
 
 # -- processes ------------------------------------------------------------------------------------------
+
+
+async def grpc_refusals(admin_port: int) -> int:
+    """gRPC requests sentryroute answered RESOURCE_EXHAUSTED or UNAVAILABLE so far (its /metrics)."""
+    async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{admin_port}/metrics") as resp:
+        text = await resp.text()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("sentryroute_rejected_requests_total{") and (
+            'code="RESOURCE_EXHAUSTED"' in line or 'code="UNAVAILABLE"' in line
+        ):
+            total += float(line.rsplit(" ", 1)[1])
+    return int(total)
 
 
 def free_port() -> int:
@@ -286,6 +301,18 @@ class Bench:
             cpu=cpu,
         )
 
+    async def load_counting_refusals(self, shape: Shape, system: str, ports: Ports, seconds: float) -> LoadResult:
+        """`load`, with gRPC refusals taken out of the completed requests: h2load sees HTTP/2 status 200 for a
+        RESOURCE_EXHAUSTED or UNAVAILABLE answer (the gRPC status is in the trailers), so sentryroute's own
+        count of them is read from its /metrics (rotel does not refuse)."""
+        counted = shape.protocol == "grpc" and system != "rotel"
+        before = await grpc_refusals(ports.admin) if counted else 0
+        result = await self.load(shape, ports.listener(shape), seconds)
+        if not counted:
+            return result
+        refused = await grpc_refusals(ports.admin) - before
+        return dataclasses.replace(result, requests=result.requests - refused, refused=result.refused + refused)
+
     async def deliver(self, shape: Shape, system: str, result: LoadResult, *, phase: str) -> None:
         """Wait for every item of the completed requests at the sink; fail loudly on loss, errors, duplicates."""
         if result.errors:
@@ -322,14 +349,13 @@ class Bench:
             await wait_listening(process, [ports.http, ports.grpc], log=log)
             if cluster is not None:
                 await cluster.wait_seen(ports.admin)
-            port = ports.listener(shape)
             self.sink.reset()
-            warm = await self.load(shape, port, 1)
+            warm = await self.load_counting_refusals(shape, system, ports, 1)
             await self.deliver(shape, system, warm, phase="warm-up")
             await self.sink.settle()  # requests in flight when the warm-up load stopped
             self.sink.reset()
             before = (time.perf_counter(), cpu_seconds(process.pid), time.process_time(), cpu0_busy_seconds())
-            result = await self.load(shape, port, self.args.seconds)
+            result = await self.load_counting_refusals(shape, system, ports, self.args.seconds)
             await self.deliver(shape, system, result, phase="measured")
             after = (self.sink.reached_at, cpu_seconds(process.pid), time.process_time(), cpu0_busy_seconds())
             expected = result.requests * shape.items_per_request

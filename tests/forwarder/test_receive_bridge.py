@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 
 import pytest
@@ -63,3 +64,18 @@ async def test_a_failed_commit_is_raised_in_the_calling_thread():
 
     with pytest.raises(OSError, match="No space left"):
         await call_from_thread(bridge, lambda _: Outcome(commit=commit()), b"")
+
+
+async def test_calls_from_many_threads_at_once_all_come_back_with_their_own_answers():
+    """Calls that arrive while the loop is already scheduled ride along with one wake-up: none is lost."""
+    bridge = LoopBridge(asyncio.get_running_loop())
+    start = threading.Barrier(16)
+
+    def caller(n: int) -> list[int]:
+        start.wait()
+        return [bridge.call(lambda arg: Outcome(rejected=arg), n * 1000 + i).rejected for i in range(200)]
+
+    loop = asyncio.get_running_loop()
+    with concurrent.futures.ThreadPoolExecutor(16) as threads:  # all 16 at once (to_thread's pool may be smaller)
+        answers = await asyncio.gather(*(loop.run_in_executor(threads, caller, n) for n in range(16)))
+    assert answers == [[n * 1000 + i for i in range(200)] for n in range(16)]
