@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Any
 
 from sentryroute_forwarder.export.sender import Verdict
@@ -32,14 +33,17 @@ class QueueAccounting:
             self._metrics.dropped_items.labels(signal.value, reason).inc(items)
 
     def refresh(self, key: QueueKey) -> None:
-        """After a queue changed: its project's `queued_items` and the global `queued_bytes` (cheap: per request)."""
+        """After a queue changed: make sure its project has a `queued_items` series (one dict lookup per request;
+        the value is read from the store when scraped, like `queued_bytes`)."""
         project = key.project
-        if project is not None:
-            child = self._queued_items.get(project)
-            if child is None:
-                child = self._queued_items[project] = self._metrics.queued_items.labels(project)
-                self.projects.add(project)
-            child.set(sum(self._store.items(QueueKey.for_project(s, project)) for s in Signal))
+        if project is not None and project not in self._queued_items:
+            child = self._queued_items[project] = self._metrics.queued_items.labels(project)
+            child.set_function(functools.partial(self._project_items, project))
+            self.projects.add(project)
+
+    def _project_items(self, project: str) -> int:
+        items = self._store.items
+        return sum(items(QueueKey.for_project(signal, project)) for signal in Signal)
 
     def note_project(self, project: str) -> None:
         """`project` got per-project metric labels (an export, a rate limit)."""

@@ -9,10 +9,11 @@ acknowledgement remove the wrong records.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
 from sentryroute_forwarder.logs import quoted
@@ -34,10 +35,20 @@ class QueueKey:
     attribute: str | None = None  # held-value queues: the routing attribute and its value
     value: str | None = None
     namespace: str | None = None  # held-value queues: the namespace it was held for (SPEC §6.1)
+    # Keys are looked up in several dicts per part on the hot path: the hash of six fields is computed once.
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        fields = (self.signal, self.project, self.hold, self.attribute, self.value, self.namespace)
+        object.__setattr__(self, "_hash", hash(fields))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @classmethod
     def for_project(cls, signal: Signal, project: str) -> QueueKey:
-        return cls(signal, project=project)
+        """The (shared) key of a project's queue: one object per project and signal, so lookups hit by identity."""
+        return _project_key(signal, project)
 
     @classmethod
     def for_hold(
@@ -62,6 +73,11 @@ class QueueKey:
 
     def describe(self) -> str:
         return f"{self.owner()} ({self.signal.value})"
+
+
+@functools.lru_cache(maxsize=4096)  # bounded: projects come and go with the table
+def _project_key(signal: Signal, project: str) -> QueueKey:
+    return QueueKey(signal, project=project)
 
 
 @dataclass(frozen=True, slots=True)
