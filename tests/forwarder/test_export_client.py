@@ -42,6 +42,17 @@ async def test_post_sends_gzipped_protobuf_with_the_key(upstream: Upstream, clie
     assert upstream.seen[0].peer == upstream.seen[1].peer  # keep-alive: one connection for both
 
 
+async def test_a_batch_is_posted_as_pieces_without_being_joined(upstream: Upstream, client: ExportClient) -> None:
+    """The exporter hands over a batch's records as pieces: upstream gets one gzip member of their concatenation,
+    for small batches (compressed on the loop) and big ones (compressed on a worker thread)."""
+    small = [b"\x0a\x02\x0a\x00" * 10, b"", b"\x0a\x00"]
+    big = [bytes([n]) * 70_000 for n in range(5)]  # past THREAD_COMPRESS_BYTES
+    for pieces in (small, big):
+        answer = await client.post(upstream.url, public_key=KEY, body=pieces)
+        assert answer.status == 202
+        assert gzip.decompress(upstream.seen[-1].body) == b"".join(pieces)
+
+
 async def test_transport_errors_carry_no_secret(client: ExportClient, upstream: Upstream) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -9,16 +9,16 @@ docs/performance-facts.md); big bodies are compressed in a worker thread — ISA
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
 import aiohttp
-from isal import igzip
+from isal import igzip, isal_zlib
 
 from sentryroute_forwarder.export.settings import ExportSettings
 
-__all__ = ["ExportClient", "SessionFactory", "TransportError", "UpstreamAnswer", "user_agent"]
+__all__ = ["Body", "ExportClient", "SessionFactory", "TransportError", "UpstreamAnswer", "user_agent"]
 
 #: Bodies at least this big are compressed off the event loop. Measured (2 vCPU, level 1): inline 40 µs for
 #: 64 KiB, 105 µs for 256 KiB, 260 µs for 720 KiB; a thread hop adds ~110-150 µs of latency but frees the loop.
@@ -27,6 +27,9 @@ THREAD_COMPRESS_BYTES = 256 * 1024
 MAX_ANSWER_BODY = 4096
 
 SessionFactory = Callable[[], aiohttp.ClientSession]
+#: An upstream request body: bytes, or pieces (a batch's records) that concatenate to it.
+Body = bytes | Sequence[bytes]
+_GZIP_WBITS = 16 + 15  # deflate in a gzip wrapper, 32 KiB window (what igzip.compress writes)
 
 
 def user_agent() -> str:
@@ -71,14 +74,21 @@ class ExportClient:
             await self._session.close()
             self._session = None
 
-    async def compress(self, body: bytes) -> bytes:
+    async def compress(self, body: Body) -> bytes:
+        """gzip of `body` (or of its pieces, concatenated: they are compressed one after another, so a batch of
+        queued records is never copied into one big buffer first)."""
         level = self._settings.gzip_level
-        if len(body) >= THREAD_COMPRESS_BYTES:
-            return await asyncio.to_thread(igzip.compress, body, level)
-        return igzip.compress(body, level)
+        if isinstance(body, bytes):
+            if len(body) >= THREAD_COMPRESS_BYTES:
+                return await asyncio.to_thread(igzip.compress, body, level)
+            return igzip.compress(body, level)
+        if sum(len(piece) for piece in body) >= THREAD_COMPRESS_BYTES:
+            return await asyncio.to_thread(_gzip_pieces, body, level)
+        return _gzip_pieces(body, level)
 
-    async def post(self, url: str, *, public_key: str, body: bytes) -> UpstreamAnswer:
-        """POST one OTLP protobuf body; raises TransportError when no HTTP answer arrives."""
+    async def post(self, url: str, *, public_key: str, body: Body) -> UpstreamAnswer:
+        """POST one OTLP protobuf body (bytes, or pieces that concatenate to it); raises TransportError when no
+        HTTP answer arrives."""
         if self._session is None:
             raise RuntimeError("ExportClient.start() was not awaited")
         compressed = await self.compress(body)
@@ -97,6 +107,14 @@ class ExportClient:
         except aiohttp.ClientError as exc:
             # aiohttp's messages name the host and the OS error, never request headers.
             raise TransportError(f"{type(exc).__name__}: {exc}") from None
+
+
+def _gzip_pieces(pieces: Sequence[bytes], level: int) -> bytes:
+    """One gzip member of the pieces' concatenation: `igzip.compress(b"".join(pieces))` without the join."""
+    compressor = isal_zlib.compressobj(level, isal_zlib.DEFLATED, _GZIP_WBITS)
+    out = [compressor.compress(piece) for piece in pieces]
+    out.append(compressor.flush())
+    return b"".join(out)
 
 
 async def _read_start(response: aiohttp.ClientResponse) -> bytes:

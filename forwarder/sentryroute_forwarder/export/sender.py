@@ -10,7 +10,7 @@ import enum
 import re
 from dataclasses import dataclass
 
-from sentryroute_forwarder.export.client import ExportClient, TransportError, UpstreamAnswer
+from sentryroute_forwarder.export.client import Body, ExportClient, TransportError, UpstreamAnswer
 from sentryroute_forwarder.export.ratelimit import QuotaLimit, limits_from_response
 from sentryroute_forwarder.model import Signal
 
@@ -81,7 +81,7 @@ class Sender:
         self._client = client
         self._default_rate_limit = default_rate_limit
 
-    async def send(self, *, url: str, public_key: str, body: bytes, signal: Signal) -> Outcome:
+    async def send(self, *, url: str, public_key: str, body: Body, signal: Signal) -> Outcome:
         try:
             answer = await self._client.post(url, public_key=public_key, body=body)
         except TransportError as exc:

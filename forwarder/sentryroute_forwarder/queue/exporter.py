@@ -161,7 +161,7 @@ class Exporter:
         key = lane.key
         project = key.project or ""
         url = endpoint.tracesUrl if key.signal is Signal.TRACES else endpoint.logsUrl
-        body = b"".join(record.payload for record in batch)
+        body = [record.payload for record in batch]  # compressed piece by piece: never joined into one buffer
         started = time.monotonic()
         lane.sending = len(batch)
         try:
