@@ -98,12 +98,17 @@ class _Model(BaseModel):
 
 
 class Route(_Model):
-    """A value routed to a project; `namespace` None: cluster-wide, else only that namespace's telemetry (§3)."""
+    """A value routed to a project; `namespace` None: cluster-wide, else only that namespace's telemetry (§3).
+
+    `exact` (an entry of a ClusterSentryRoute's namespaceSelector): only telemetry whose namespace is known to
+    be `namespace`, also in `attribute` mode, where other namespaced routes also match telemetry of no namespace.
+    """
 
     attribute: str = Field(min_length=1, max_length=256)
     value: str = Field(max_length=4096)
     namespace: str | None = Field(default=None, max_length=63)
     project: str = Field(min_length=1, max_length=512)
+    exact: bool | None = None  # written only as true; absent (older tables, other routes): false
 
 
 class ProjectEndpoint(_Model):

@@ -1,5 +1,9 @@
-"""Label and field selectors, parsed and matched the way kube-apiserver does (shared: the emulated API and
-the forwarder's `--trusted-relays` use the same parser).
+"""Label and field selectors, parsed and matched the way kube-apiserver does (shared: the emulated API, the
+forwarder's `--trusted-relays` and the operator's `podSelector` / `namespaceSelector` use the same matching).
+
+Two spellings of a label selector come in: the text form of `?labelSelector=` and `--trusted-relays`
+(`parse_label_selector`) and the structured `metav1.LabelSelector` of a spec (`label_selector_from_spec`:
+`matchLabels` and `matchExpressions`); both become the same `Requirement`s.
 
 kmock ignores `?labelSelector=`; kopf and the `kubernetes` client rely on the server filtering lists and
 watches, so the emulator parses both selector languages here and answers 400 on a malformed one.
@@ -12,7 +16,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["FieldSelector", "LabelSelector", "SelectorError", "parse_field_selector", "parse_label_selector"]
+__all__ = [
+    "FieldSelector",
+    "LabelSelector",
+    "Requirement",
+    "SelectorError",
+    "label_selector_from_spec",
+    "parse_field_selector",
+    "parse_label_selector",
+]
 
 Operator = Literal["=", "!=", "in", "notin", "exists", "!exists", "gt", "lt"]
 
@@ -80,6 +92,52 @@ def parse_label_selector(text: str | None) -> LabelSelector:
     if not text or not text.strip():
         return LabelSelector()
     return LabelSelector(tuple(_parse_requirement(term) for term in _split_terms(text)))
+
+
+#: `matchExpressions` operators of a metav1.LabelSelector → the text form's operators.
+_SPEC_OPERATORS: Mapping[str, Operator] = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!exists"}
+
+
+def label_selector_from_spec(spec: Mapping[str, Any]) -> LabelSelector:
+    """A structured `metav1.LabelSelector` (`matchLabels`, `matchExpressions`) as a `LabelSelector`.
+
+    Raise `SelectorError` for what the API server rejects (an unknown operator; `In`/`NotIn` without values,
+    `Exists`/`DoesNotExist` with values; a key or value that is no label): a typo must never widen a selection.
+    An empty selector selects everything, as in Kubernetes.
+    """
+    requirements: list[Requirement] = []
+    match_labels = spec.get("matchLabels") or {}
+    expressions = spec.get("matchExpressions") or []
+    if not isinstance(match_labels, Mapping) or not isinstance(expressions, list):
+        raise SelectorError("matchLabels must be a map and matchExpressions a list")
+    for key, value in match_labels.items():
+        requirements.append(Requirement(_label_key(key), "=", frozenset({_label_value(value)})))
+    for expression in expressions:
+        if not isinstance(expression, Mapping):
+            raise SelectorError("each matchExpressions entry must be a map")
+        operator = _SPEC_OPERATORS.get(str(expression.get("operator")))
+        if operator is None:
+            raise SelectorError(f"unknown matchExpressions operator {str(expression.get('operator'))[:40]!r}")
+        values = expression.get("values") or []
+        if not isinstance(values, list):
+            raise SelectorError("matchExpressions values must be a list")
+        if (operator in ("in", "notin")) != bool(values):
+            raise SelectorError("values must be non-empty for In and NotIn and empty for Exists and DoesNotExist")
+        key = _label_key(expression.get("key"))
+        requirements.append(Requirement(key, operator, frozenset(_label_value(v) for v in values)))
+    return LabelSelector(tuple(requirements))
+
+
+def _label_key(key: object) -> str:
+    if not isinstance(key, str) or len(key) > 317 or not re.fullmatch(_KEY, key):
+        raise SelectorError(f"invalid label key {str(key)[:80]!r}")
+    return key
+
+
+def _label_value(value: object) -> str:
+    if not isinstance(value, str) or len(value) > 63 or not re.fullmatch(_VALUE, value):
+        raise SelectorError(f"invalid label value {str(value)[:80]!r}")
+    return value
 
 
 def parse_field_selector(text: str | None) -> FieldSelector:

@@ -1,8 +1,8 @@
 """The reconcile loop: watch state in, provisioned projects and one routes table out (SPEC §3, §5).
 
 One loop owns the table. It runs as a kopf daemon, so it starts only after kopf has listed every indexed
-resource (SentryRoutes, Pods, ReplicaSets, Jobs) — the start-up barrier — and it is stopped while a peer
-with a higher priority is active. Each cycle is a thin pass over the core's parts:
+resource (SentryRoutes, ClusterSentryRoutes, Pods, Namespaces, ReplicaSets, Jobs) — the start-up barrier —
+and it is stopped while a peer with a higher priority is active. Each cycle is a thin pass over the core's parts:
 
 1. `derive.plan` — the planner: routes, Pods and connections → what each route covers (pure);
 2. `provision.scheduler` — starts a provisioning task per route whose plan changed or whose retry or
@@ -67,6 +67,7 @@ class Indexes:
     routes: kopf.Index[RouteKey, RouteSpec]
     cluster_routes: kopf.Index[RouteKey, RouteSpec]  # ClusterSentryRoutes, keyed ("", name)
     pods: kopf.Index[str, PodFacts]
+    namespaces: kopf.Index[str, dict[str, str]]  # name → labels (ClusterSentryRoute namespaceSelectors)
     replicaset_parents: kopf.Index[tuple[str, str], OwnerRef]
     job_parents: kopf.Index[tuple[str, str], OwnerRef]
 
@@ -290,6 +291,7 @@ class Engine:
                 sightings={key: memory.sightings for key, memory in self.memories.items()},
                 now=now,
                 wall_now=wall_now,
+                namespaces={name: labels for name, store in self.indexes.namespaces.items() for labels in store},
             )
         )
         for plan in plans:

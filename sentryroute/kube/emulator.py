@@ -101,7 +101,8 @@ class RealisticEmulator(kmock.KubernetesEmulator):
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
         if _NAMESPACE_URL_RE.fullmatch(raw_request.path):
             placeholder = raw_request.path.replace("/namespaces", f"/{_NAMESPACES_PLACEHOLDER.plural}", 1)
-            raw_request = raw_request.clone(rel_url=raw_request.rel_url.with_path(placeholder))
+            url = raw_request.rel_url  # with_path() clears the query: keep ?watch=, ?labelSelector=, ...
+            raw_request = raw_request.clone(rel_url=url.with_path(placeholder).with_query(url.query))
         if raw_request.headers.get("Content-Type", "").startswith(_PROTOBUF) and raw_request.can_read_body:
             # kubectl's generators (`kubectl create namespace|secret ...`) send protobuf; manifests (`-f`) JSON.
             try:
@@ -116,7 +117,8 @@ class RealisticEmulator(kmock.KubernetesEmulator):
         if request.resource == _NAMESPACES_PLACEHOLDER:
             original = request
             path = request.url.path.replace(f"/{_NAMESPACES_PLACEHOLDER.plural}", "/namespaces", 1)
-            request = attrs.evolve(request, resource=NAMESPACES, url=request.url.with_path(path))
+            url = request.url.with_path(path).with_query(request.url.query)
+            request = attrs.evolve(request, resource=NAMESPACES, url=url)
             index = next(i for i in range(len(self._requests) - 1, -1, -1) if self._requests[i] is original)
             self._requests[index] = request  # what a test inspecting kmock's requests expects to see
         if self.requests_kept is not None and len(self._requests) > self.requests_kept:

@@ -172,6 +172,7 @@ def test_operator_rbac_is_least_privilege() -> None:
         ("sentryroute.dev", "clustersentryroutes"): {"get", "list", "watch", "patch"},
         ("sentryroute.dev", "clustersentryroutes/status"): {"get", "patch"},
         ("", "pods"): {"get", "list", "watch"},
+        ("", "namespaces"): {"list", "watch"},  # namespaceSelector: labels only, no get
         ("apps", "replicasets"): {"get", "list", "watch"},
         ("batch", "jobs"): {"get", "list", "watch"},
         ("", "events"): {"create", "patch"},

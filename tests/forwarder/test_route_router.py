@@ -81,7 +81,9 @@ def test_thousands_of_routes_decide_without_scanning():
     assert router.decide({SERVICE: "svc-4999"})[0] == project("p-4999")
 
 
-def reference_decide(table: RoutesTable, attributes: dict[str, object]) -> tuple[Destination, str | None, str | None]:
+def reference_decide(
+    table: RoutesTable, attributes: dict[str, object], *, strict: bool = False
+) -> tuple[Destination, str | None, str | None]:
     """SPEC §3 read literally: a linear scan of every list."""
     namespace = attributes.get(NS)
     namespace = namespace if isinstance(namespace, str) else None
@@ -90,15 +92,17 @@ def reference_decide(table: RoutesTable, attributes: dict[str, object]) -> tuple
         value = attributes.get(attribute)
         return value if isinstance(value, str) else None
 
+    def in_scope(scope: str | None, exact: bool | None = None) -> bool:
+        return scope is None or scope == namespace or (namespace is None and not strict and not exact)
+
     for route in table.routes:
-        namespace_ok = route.namespace is None or namespace is None or route.namespace == namespace
-        if text(route.attribute) == route.value and namespace_ok:
+        if text(route.attribute) == route.value and in_scope(route.namespace, route.exact):
             return Destination("project", project=route.project), route.attribute, route.value
     for refused in table.refused:
-        if text(refused.attribute) == refused.value:
+        if text(refused.attribute) == refused.value and in_scope(refused.namespace):
             return Destination("drop", reason="refused"), refused.attribute, refused.value
     for pending in table.pending:
-        if text(pending.attribute) == pending.value:
+        if text(pending.attribute) == pending.value and in_scope(pending.namespace):
             return Destination("hold", reason="pending"), pending.attribute, pending.value
     for fallback in table.fallbacks:
         if fallback.namespace in (None, namespace):
@@ -120,16 +124,19 @@ def random_table(rng: random.Random) -> RoutesTable:
                 "value": rng.choice(values),
                 "namespace": rng.choice(namespaces),
                 "project": rng.choice(projects),
+                "exact": rng.choice([None, True]),  # a namespaceSelector's entry
             }
             for _ in range(rng.randrange(0, 14))
         ],
         "projects": {p: endpoint(i + 1) for i, p in enumerate(projects)},
         "refused": [
             {"attribute": rng.choice(attributes), "value": rng.choice(values), "reason": "x"}
+            | {"namespace": rng.choice(namespaces)}
             for _ in range(rng.randrange(0, 3))
         ],
         "pending": [
-            {"attribute": rng.choice(attributes), "value": rng.choice(values)} for _ in range(rng.randrange(0, 3))
+            {"attribute": rng.choice(attributes), "value": rng.choice(values), "namespace": rng.choice(namespaces)}
+            for _ in range(rng.randrange(0, 3))
         ],
         "fallbacks": [
             {"attribute": rng.choice(attributes), "namespace": rng.choice(namespaces), "project": rng.choice(projects)}
@@ -153,11 +160,41 @@ def random_attributes(rng: random.Random) -> dict[str, object]:
     return attributes
 
 
-def test_compiled_router_agrees_with_a_linear_reading_of_the_spec():
+@pytest.mark.parametrize("strict", [False, True])
+def test_compiled_router_agrees_with_a_linear_reading_of_the_spec(strict: bool):
     rng = random.Random(20261125)
     for _ in range(300):
         table = random_table(rng)
-        router = Router(table)
+        router = Router(table, strict=strict)
         for _ in range(40):
             attributes = random_attributes(rng)
-            assert router.decide(attributes) == reference_decide(table, attributes), (table, attributes)
+            expected = reference_decide(table, attributes, strict=strict)
+            assert router.decide(attributes) == expected, (table, attributes)
+
+
+def test_exact_entries_need_a_known_namespace_even_in_attribute_mode():
+    """A namespaceSelector's entries (SPEC §2.1): telemetry claiming a covered namespace, never telemetry of none."""
+    table = RoutesTable.model_validate(
+        {
+            "version": 1,
+            "routes": [
+                {"attribute": SERVICE, "value": "ledger", "namespace": ns, "project": "org/payments", "exact": True}
+                for ns in ("bank", "cards")
+            ]
+            + [{"attribute": SERVICE, "value": "ledger", "namespace": "shop", "project": "org/shop"}],
+            "projects": {"org/payments": endpoint(1), "org/shop": endpoint(2)},
+        }
+    )
+    router = Router(table)
+    assert router.decide({SERVICE: "ledger", NS: "cards"})[0] == project("payments")
+    assert router.decide({SERVICE: "ledger"})[0] == project("shop")  # the ordinary namespaced route, as before
+    assert router.decide({SERVICE: "ledger", NS: "loans"})[0] == Destination("drop", reason="unrouted")
+    exact_only = Router(table.model_copy(update={"routes": table.routes[:2]}))
+    assert exact_only.decide({SERVICE: "ledger"})[0] == Destination("drop", reason="unrouted")
+
+
+def test_a_value_shared_by_thousands_of_namespaces_routes_each_its_own_way():
+    routes = [("ledger", "payments", f"ns-{i}") for i in range(3000)]
+    router = Router(routes_table(routes), strict=True)
+    assert router.decide({SERVICE: "ledger"}, "ns-2999")[0] == project("payments")
+    assert router.decide({SERVICE: "ledger"}, "ns-3000")[0] == Destination("drop", reason="unrouted")

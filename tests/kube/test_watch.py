@@ -97,3 +97,17 @@ def test_future_resource_versions_are_410_gone_too(core: CoreApi):
     with pytest.raises(ApiException) as gone:
         collect(core, resource_version=str(since), timeout_seconds=1)
     assert gone.value.status == 410
+
+
+def test_namespaces_are_watched_and_selected_by_label(core: CoreApi):
+    """The namespaces resource itself (URLs kmock misparses, re-routed by the emulator) keeps its query string:
+    `?watch=true` streams events and `?labelSelector=` filters, as the operator's Namespace index needs."""
+    since = core.list_namespace().metadata.resource_version
+    core.create_namespace({"metadata": {"name": "shop", "labels": {"team": "payments"}}})
+    core.patch_namespace("shop", {"metadata": {"labels": {"team": "web"}}})
+    core.delete_namespace("shop")
+    stream = kubernetes.watch.Watch().stream(core.list_namespace, resource_version=since, timeout_seconds=1)
+    events = [(event["type"], event["object"].metadata.name) for event in stream]
+    assert events[0] == ("ADDED", "shop") and events[1] == ("MODIFIED", "shop") and events[-1][1] == "shop"
+    core.create_namespace({"metadata": {"name": "bank", "labels": {"team": "payments"}}})
+    assert [n.metadata.name for n in core.list_namespace(label_selector="team=payments").items] == ["bank"]

@@ -140,6 +140,17 @@ class Cluster:
     def patch_pod_labels(self, namespace: str, name: str, labels: dict[str, str | None]) -> None:
         self.core.patch_namespaced_pod(name, namespace, {"metadata": {"labels": labels}})
 
+    # --- namespaces ---
+    def namespace(self, name: str, labels: dict[str, str]) -> None:
+        self.core.create_namespace({"metadata": {"name": name, "labels": labels}})
+
+    def label_namespace(self, name: str, labels: dict[str, str | None]) -> None:
+        """Merge-patch the labels (None removes one)."""
+        self.core.patch_namespace(name, {"metadata": {"labels": labels}})
+
+    def delete_namespace(self, name: str) -> None:
+        self.core.delete_namespace(name)
+
     # --- SentryRoutes ---
     def route(
         self, namespace: str, name: str, spec: dict[str, Any], *, annotations: dict[str, str] | None = None

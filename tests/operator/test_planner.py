@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sentryroute_operator.connections import Connection
 from sentryroute_operator.derive import OwnerRef, pod_facts
 from sentryroute_operator.derive.plan import Item, ItemKind, PlanInput, ProblemReason, Sightings, plan_routes
@@ -47,7 +48,17 @@ def snapshot(routes: list[RouteSpec], pods: list[Any] = (), now: float = 100.0, 
         sightings=kw.get("sightings", {}),
         now=now,
         wall_now=1_800_000_000.0 + now - 100.0,
+        namespaces=kw.get("namespaces", {}),
     )
+
+
+def cluster_route(name: str, **spec: Any) -> RouteSpec:
+    body = {
+        "kind": "ClusterSentryRoute",
+        "metadata": {"name": name, "uid": f"u-{name}", "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "spec": spec,
+    }
+    return parse_route(body, default_attribute="service.name")
 
 
 AUTO = {"enabled": True, "team": "backend"}
@@ -148,3 +159,76 @@ def test_last_seen_survives_a_restart_through_the_status() -> None:
     # "old" was gone 2 h before the restart: stale at once, not a full staleAfter later.
     assert [i.value for i in plan.items] == ["recent", "running"]
     assert plan.sightings.gone_at == {"recent": "2027-01-15T07:59:00Z", "running": "2027-01-15T08:00:00Z"}
+
+
+NAMESPACES = {
+    "bank": {"team": "payments", "tier": "prod"},
+    "cards": {"team": "payments", "tier": "sandbox"},
+    "loans": {"team": "payments"},
+    "shop": {"team": "web"},
+    "kube-system": {},
+}
+
+
+@pytest.mark.parametrize(
+    ("selector", "covered"),
+    [
+        ({}, ("bank", "cards", "kube-system", "loans", "shop")),  # empty: every namespace that exists
+        ({"matchLabels": {"team": "payments"}}, ("bank", "cards", "loans")),
+        ({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["prod", "sandbox"]}]}, ("bank", "cards")),
+        ({"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["sandbox"]}]}, None),
+        ({"matchExpressions": [{"key": "tier", "operator": "Exists"}]}, ("bank", "cards")),
+        ({"matchExpressions": [{"key": "team", "operator": "DoesNotExist"}]}, ("kube-system",)),
+        (
+            {
+                "matchLabels": {"team": "payments"},
+                "matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["sandbox"]}],
+            },
+            ("bank", "loans"),  # matchLabels and every expression must hold
+        ),
+        ({"matchLabels": {"team": "nobody"}}, ()),
+    ],
+)
+def test_a_namespace_selector_covers_the_namespaces_whose_labels_match(selector: Any, covered: Any) -> None:
+    spec = cluster_route("payments", namespaceSelector=selector, mapping={"ledger": "payments-ledger"})
+    (plan,) = plan_routes(snapshot([spec], namespaces=NAMESPACES))
+    # NotIn is met by a namespace without the key, as in Kubernetes.
+    assert plan.covered == (covered if covered is not None else ("bank", "kube-system", "loans", "shop"))
+    assert plan.problem is None and spec.problem is None
+    assert plan.items == (Item(ItemKind.MAPPED, "ledger", "payments-ledger"),)
+
+
+def test_without_a_selector_a_cluster_route_covers_everything_cluster_wide() -> None:
+    (plan,) = plan_routes(snapshot([cluster_route("all", mapping={"a": "b"})], namespaces=NAMESPACES))
+    assert plan.covered is None and plan.spec.scope is None
+
+
+@pytest.mark.parametrize(
+    "selector",
+    [
+        {"matchExpressions": [{"key": "team", "operator": "Typo", "values": ["a"]}]},
+        {"matchExpressions": [{"key": "team", "operator": "In", "values": []}]},
+        {"matchExpressions": [{"key": "team", "operator": "Exists", "values": ["a"]}]},
+        {"matchLabels": {"team": "not a label value"}},
+        {"matchExpressions": "team in (a)"},
+    ],
+)
+def test_a_malformed_selector_selects_nothing_and_is_an_invalid_spec(selector: Any) -> None:
+    spec = cluster_route("payments", namespaceSelector=selector, mapping={"ledger": "payments-ledger"})
+    (plan,) = plan_routes(snapshot([spec], namespaces=NAMESPACES))
+    assert plan.covered == ()
+    assert spec.problem is not None and spec.problem.startswith("namespaceSelector: ")
+
+
+def test_a_namespace_selector_on_a_sentryroute_is_ignored() -> None:
+    """Only the cluster-scoped kind has one; a namespaced route covers its own namespace whatever its spec says."""
+    spec = route("shop", "r", namespaceSelector={"matchLabels": {"team": "payments"}}, mapping={"a": "b"})
+    (plan,) = plan_routes(snapshot([spec], namespaces=NAMESPACES))
+    assert plan.covered is None and spec.namespace_selector is None
+
+
+def test_auto_provision_of_a_selector_route_sees_only_the_covered_namespaces_pods() -> None:
+    spec = cluster_route("payments", namespaceSelector={"matchLabels": {"team": "payments"}}, autoProvision=AUTO)
+    pods = [pod("bank", "a", "ledger"), pod("shop", "b", "storefront"), pod("loans", "c", "scoring")]
+    (plan,) = plan_routes(snapshot([spec], pods, namespaces=NAMESPACES))
+    assert [(i.kind, i.value) for i in plan.items] == [(ItemKind.AUTO, "ledger"), (ItemKind.AUTO, "scoring")]

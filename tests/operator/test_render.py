@@ -60,6 +60,38 @@ def test_order_mappings_then_auto_then_identity_then_fallbacks() -> None:
     assert table.unrouted == "drop" and table.autoCreate is None
 
 
+def test_a_namespace_selector_renders_exact_entries_per_covered_namespace_after_every_sentryroute() -> None:
+    selector = RouteContribution(
+        order=(1, "2025-01-01T00:00:00Z", "", "payments"),  # older than every SentryRoute, still after them
+        namespace="",
+        attribute="service.name",
+        mapped=(ValueRoute("orders", "acme/global"), ValueRoute("new", pending=True)),
+        fallback="acme/catch",
+        covered=("a", "c"),
+    )
+    nothing = RouteContribution(
+        order=(1, "2025-01-02T00:00:00Z", "", "none"),
+        namespace="",
+        attribute="service.name",
+        mapped=(ValueRoute("solo", "acme/global"), ValueRoute("held", pending=True)),
+        fallback="acme/catch",
+        covered=(),  # selects no namespace: renders nothing, not even pending entries
+    )
+    table = build_routes_table(contributions=[selector, nothing, *contributions()], projects=PROJECTS)
+    assert [(r.value, r.namespace, r.project, r.exact) for r in table.routes if r.value in ("orders", "solo")] == [
+        ("orders", "a", "acme/orders", None),  # a's own SentryRoute shadows the selector's entry for a
+        ("orders", "b", "acme/x", None),
+        ("orders", "c", "acme/global", True),
+    ]
+    assert [(f.namespace, f.project) for f in table.fallbacks] == [
+        ("b", "acme/catch"),
+        ("a", "acme/catch"),
+        ("c", "acme/catch"),
+    ]
+    assert [p.value for p in table.pending] == ["new", "warming"]  # mappings before auto-provisioned values
+    assert '"exact":true' in table.to_json() and table.to_json().count('"exact"') == 1
+
+
 def test_revision_is_content_hash_and_round_trips() -> None:
     a = build_routes_table(contributions=contributions(), projects=PROJECTS)
     b = build_routes_table(contributions=list(reversed(contributions())), projects=PROJECTS)

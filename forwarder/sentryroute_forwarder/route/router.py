@@ -5,14 +5,15 @@ costs a few dictionary lookups however many routes the table has; the first-matc
 kept by remembering each entry's position.
 
 The resource's namespace is decided by the caller (`split_request`, from the request's `Origin`); the router
-only applies the scope rule: a namespaced entry matches that namespace, and — unless `strict` (`peer` mode) —
-also a resource whose namespace is unknown.
+only applies the scope rule: a namespaced entry matches that namespace, and — unless `strict` (`peer` mode) or
+the entry is `exact` (a namespaceSelector's) — also a resource whose namespace is unknown.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from sentryroute.routes import MAX_REPORTED_VALUE, NAMESPACE_ATTRIBUTE, RoutesTable
 from sentryroute_forwarder.model import Destination
@@ -27,18 +28,50 @@ class _Claimed:
 
 
 CLAIMED = _Claimed()
-#: Listed values (refused, pending): attribute → value → (position, namespace) in table order.
-_Listing = dict[str, dict[str, list[tuple[int, str | None]]]]
+T = TypeVar("T")
 
 #: (destination, routing attribute, its string value or None)
 Decision = tuple[Destination, str | None, str | None]
 
 
-@dataclass(frozen=True, slots=True)
-class _Candidate:
-    position: int  # index in the table's `routes`: lower wins
-    namespace: str | None
-    destination: Destination
+class _Scoped(Generic[T]):
+    """The entries of one (attribute, value), compiled so a decision is two dictionary reads however many
+    namespaces share the value (a ClusterSentryRoute's namespaceSelector renders one entry per namespace).
+
+    For each way a resource can match, the first entry (lowest table position) is kept: the first cluster-wide
+    entry, the first entry of each namespace, and the first that a resource of no namespace may match in the
+    trusting mode (namespaced and not `exact`).
+    """
+
+    __slots__ = ("anywhere", "by_namespace", "unscoped")
+
+    def __init__(self) -> None:
+        self.anywhere: tuple[int, T] | None = None
+        self.by_namespace: dict[str, tuple[int, T]] = {}
+        self.unscoped: tuple[int, T] | None = None
+
+    def add(self, position: int, namespace: str | None, payload: T, *, exact: bool = False) -> None:
+        entry = (position, payload)
+        if namespace is None:
+            if self.anywhere is None:
+                self.anywhere = entry
+            return
+        self.by_namespace.setdefault(namespace, entry)
+        if not exact and self.unscoped is None:
+            self.unscoped = entry
+
+    def first(self, namespace: str | None, loose: bool) -> tuple[int, T] | None:
+        """The first entry that applies to a resource of `namespace` (None: none or unknown)."""
+        best = self.anywhere
+        other = self.by_namespace.get(namespace) if namespace is not None else self.unscoped if loose else None
+        if other is not None and (best is None or other[0] < best[0]):
+            return other
+        return best
+
+
+#: attribute → value → its entries (routes: their destination; refused, pending: nothing).
+_Compiled = dict[str, dict[str, _Scoped[Destination]]]
+_Listing = dict[str, dict[str, _Scoped[None]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,28 +85,27 @@ class Router:
     """Decides the destination of one resource from its attributes; immutable, one per table revision.
 
     `strict` (`--namespace-from peer`): a namespaced entry matches only its own namespace, never a resource
-    without one. Otherwise (`attribute`, the trusting mode) a resource with no namespace matches it too.
+    without one. Otherwise (`attribute`, the trusting mode) a resource with no namespace matches it too, unless
+    the entry is `exact`.
     """
 
     def __init__(self, table: RoutesTable, *, strict: bool = False) -> None:
         self.table = table
         self.strict = strict
-        # attribute → value → candidates in table order (several when routes differ by namespace)
-        self._routes: dict[str, dict[str, list[_Candidate]]] = {}
+        self._routes: _Compiled = {}
         for position, route in enumerate(table.routes):
-            by_value = self._routes.setdefault(route.attribute, {})
-            by_value.setdefault(route.value, []).append(
-                _Candidate(position, route.namespace, Destination("project", project=route.project))
-            )
+            scoped = self._routes.setdefault(route.attribute, {}).setdefault(route.value, _Scoped())
+            destination = Destination("project", project=route.project)
+            scoped.add(position, route.namespace, destination, exact=bool(route.exact))
         self._refused: _Listing = {}
         for position, refused in enumerate(table.refused):
-            self._refused.setdefault(refused.attribute, {}).setdefault(refused.value, []).append(
-                (position, refused.namespace)
+            self._refused.setdefault(refused.attribute, {}).setdefault(refused.value, _Scoped()).add(
+                position, refused.namespace, None
             )
         self._pending: _Listing = {}
         for position, pending in enumerate(table.pending):
-            self._pending.setdefault(pending.attribute, {}).setdefault(pending.value, []).append(
-                (position, pending.namespace)
+            self._pending.setdefault(pending.attribute, {}).setdefault(pending.value, _Scoped()).add(
+                position, pending.namespace, None
             )
         self._fallbacks = [
             _Fallback(f.attribute, f.namespace, Destination("project", project=f.project)) for f in table.fallbacks
@@ -114,20 +146,18 @@ class Router:
             claimed = attributes.get(NAMESPACE_ATTRIBUTE)
             namespace = claimed if isinstance(claimed, str) else None
         loose = namespace is None and not self.strict
-        best: _Candidate | None = None
+        best: tuple[int, Destination] | None = None
         best_attribute = best_value = None
         for attribute, by_value in self._routes.items():
             value = attributes.get(attribute)
             if not isinstance(value, str):
                 continue
-            for candidate in by_value.get(value, ()):
-                if best is not None and candidate.position >= best.position:
-                    break
-                if candidate.namespace is None or candidate.namespace == namespace or loose:
-                    best, best_attribute, best_value = candidate, attribute, value
-                    break
+            scoped = by_value.get(value)
+            found = scoped.first(namespace, loose) if scoped is not None else None
+            if found is not None and (best is None or found[0] < best[0]):
+                best, best_attribute, best_value = found, attribute, value
         if best is not None:
-            return best.destination, best_attribute, best_value
+            return best[1], best_attribute, best_value
 
         listed = self._first_listed(self._refused, attributes, namespace, loose)
         if listed is not None:
@@ -159,10 +189,8 @@ class Router:
             value = attributes.get(attribute)
             if not isinstance(value, str):
                 continue
-            for position, scope in by_value.get(value, ()):
-                if found is not None and position >= found[0]:
-                    break
-                if scope is None or scope == namespace or loose:
-                    found = (position, attribute, value)
-                    break
+            scoped = by_value.get(value)
+            entry = scoped.first(namespace, loose) if scoped is not None else None
+            if entry is not None and (found is None or entry[0] < found[0]):
+                found = (entry[0], attribute, value)
         return None if found is None else (found[1], found[2])

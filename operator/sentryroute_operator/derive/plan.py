@@ -89,6 +89,10 @@ class Sightings:
     gone_at: Mapping[str, str] = field(default_factory=dict)
 
 
+#: namespace name → its labels (what a ClusterSentryRoute's namespaceSelector is matched against)
+NamespaceLabels = Mapping[str, Mapping[str, str]]
+
+
 @dataclass(frozen=True)
 class PlanInput:
     routes: Sequence[RouteSpec]
@@ -98,6 +102,7 @@ class PlanInput:
     sightings: Mapping[RouteKey, Sightings]
     now: float
     wall_now: float = 0.0  # epoch seconds at `now`, for `Sightings.gone_at`
+    namespaces: NamespaceLabels = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,9 @@ class RoutePlan:
     items: tuple[Item, ...]
     problem: RouteProblem | None
     sightings: Sightings
+    #: A ClusterSentryRoute with a namespaceSelector: the namespaces it selects, sorted (its entries are rendered
+    #: once per namespace). None: the route's own scope (its namespace, or cluster-wide).
+    covered: tuple[str, ...] | None = None
 
     @property
     def key(self) -> RouteKey:
@@ -122,18 +130,19 @@ def plan_routes(snapshot: PlanInput) -> list[RoutePlan]:
 
 def plan_route(spec: RouteSpec, snapshot: PlanInput) -> RoutePlan:
     before = snapshot.sightings.get(spec.key, Sightings())
-    problem = connection_problem(spec, snapshot.connections) or _unsupported(spec)
+    problem = connection_problem(spec, snapshot.connections)
+    covered = covered_namespaces(spec, snapshot.namespaces)
     if problem is not None:
-        return RoutePlan(spec, (), problem, before)
+        return RoutePlan(spec, (), problem, before, covered)
     items = [Item(ItemKind.MAPPED, value, target) for value, target in sorted(spec.mapping.items())]
     sightings = before
     auto = spec.auto
     if auto is not None:
-        pods = _pods_in_scope(spec, snapshot.pods)
+        pods = _pods_in_scope(spec, snapshot.pods, covered)
 
         def parent_of(owner: OwnerRef) -> OwnerRef | None:
-            # A Pod's owner lives in the Pod's namespace; a cluster-wide route sees Pods of every namespace.
-            namespaces = (spec.scope,) if spec.scope is not None else tuple(snapshot.pods)
+            # A Pod's owner lives in the Pod's namespace; a cluster route sees Pods of the namespaces it covers.
+            namespaces = (spec.scope,) if spec.scope is not None else (covered or tuple(snapshot.pods))
             for namespace in namespaces:
                 parent = snapshot.parents.get((namespace, owner.kind, owner.name))
                 if parent is not None:
@@ -152,11 +161,23 @@ def plan_route(spec: RouteSpec, snapshot: PlanInput) -> RoutePlan:
         # Identity routes: any name a Pod of this namespace reports (selected or not) that already is a
         # project's slug; never the whole org (SPEC §3). Whether the project exists is provisioning's question.
         everyone = pod_service_names(pods, mode=auto.derive, selector=None, parent_of=parent_of)
-        covered = set(spec.mapping) | set(auto_values)
-        items += [Item(ItemKind.IDENTITY, v, v) for v in everyone if v not in covered and is_valid_user_slug(v)]
+        routed = set(spec.mapping) | set(auto_values)
+        items += [Item(ItemKind.IDENTITY, v, v) for v in everyone if v not in routed and is_valid_user_slug(v)]
     if spec.fallback_project:
         items.append(Item.fallback(spec.fallback_project))
-    return RoutePlan(spec, tuple(items), None, sightings)
+    return RoutePlan(spec, tuple(items), None, sightings, covered)
+
+
+def covered_namespaces(spec: RouteSpec, namespaces: NamespaceLabels) -> tuple[str, ...] | None:
+    """The namespaces a ClusterSentryRoute's namespaceSelector selects by their labels, sorted; None without one.
+
+    Only namespaces that exist count: telemetry of a namespace the operator has not seen is not covered until
+    the Namespace is (the table is re-rendered when a namespace appears, disappears or is relabelled).
+    """
+    selector = spec.namespace_selector
+    if selector is None:
+        return None
+    return tuple(sorted(name for name, labels in namespaces.items() if selector.matches(labels)))
 
 
 def owned_slugs(plans: Sequence[RoutePlan], *, connection: str) -> dict[str | None, frozenset[str]]:
@@ -187,22 +208,13 @@ def connection_problem(spec: RouteSpec, connections: Mapping[str, Connection]) -
     return None
 
 
-def _unsupported(spec: RouteSpec) -> RouteProblem | None:
-    """A ClusterSentryRoute with a namespaceSelector: not rendered yet by this operator. Refused loudly rather
-    than rendered cluster-wide, which would cover more namespaces than its author chose."""
-    if spec.namespace_selector is None:
-        return None
-    return RouteProblem(
-        ProblemReason.INVALID_SPEC,
-        "namespaceSelector is not supported by this operator version yet: nothing is routed for this "
-        "ClusterSentryRoute (remove the selector for a cluster-wide route, or use SentryRoutes per namespace)",
-    )
-
-
-def _pods_in_scope(spec: RouteSpec, pods: Mapping[str, Sequence[PodFacts]]) -> list[PodFacts]:
+def _pods_in_scope(
+    spec: RouteSpec, pods: Mapping[str, Sequence[PodFacts]], covered: tuple[str, ...] | None
+) -> list[PodFacts]:
     if spec.scope is not None:
         return list(pods.get(spec.scope, ()))
-    return [pod for namespace in sorted(pods) for pod in pods[namespace]]
+    namespaces = covered if covered is not None else sorted(pods)
+    return [pod for namespace in namespaces for pod in pods.get(namespace, ())]
 
 
 def _sightings(before: Sightings, present: set[str], *, now: float, wall_now: float, stale_after: float) -> Sightings:

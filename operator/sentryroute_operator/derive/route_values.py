@@ -9,7 +9,7 @@ from sentryroute.routes import slug
 
 from .owners import ParentLookup, workload_name
 from .podfacts import PodFacts
-from .selectors import selector_matches
+from .selectors import compile_selector
 from .service_names import DeriveMode, derive_service_names
 
 
@@ -18,8 +18,9 @@ def pod_service_names(
 ) -> list[str]:
     """Distinct names the selected Pods report, sorted (the table order must not depend on watch order)."""
     names: set[str] = set()
+    matcher = compile_selector(selector)
     for pod in pods:
-        if selector_matches(selector, pod.labels):
+        if matcher.matches(pod.labels):
             workload = workload_name(pod.owner, parent_of=parent_of)
             names.update(derive_service_names(pod, mode=mode, workload=workload))
     return sorted(names)

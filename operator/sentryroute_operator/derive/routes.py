@@ -14,7 +14,9 @@ from typing import Any, Literal
 
 from sentryroute.durations import parse_duration
 from sentryroute.routes import canonical_json, is_valid_user_slug
+from sentryroute.selectors import LabelSelector, SelectorError, label_selector_from_spec
 
+from .selectors import NOTHING
 from .service_names import DeriveMode
 
 GROUP, VERSION, PLURAL, KIND = "sentryroute.dev", "v1alpha1", "sentryroutes", "SentryRoute"
@@ -69,7 +71,8 @@ class RouteSpec:
     problem: str | None = None  # a spec error the status reports (reason InvalidSpec)
     spec_digest: str = ""  # changes with the spec even where the API server keeps no `generation`
     cluster: bool = False  # a ClusterSentryRoute (SPEC §2.1): cluster-wide entries, after every SentryRoute
-    namespace_selector: Mapping[str, Any] | None = None  # ClusterSentryRoute only
+    #: ClusterSentryRoute only: which namespaces it covers (SPEC §2.1); None: every one, cluster-wide entries.
+    namespace_selector: LabelSelector | None = None
 
     @property
     def key(self) -> RouteKey:
@@ -155,6 +158,17 @@ def _auto_provision(raw: Mapping[str, Any]) -> tuple[AutoProvision | None, str |
     )
 
 
+def _namespace_selector(spec: Mapping[str, Any]) -> tuple[LabelSelector | None, str | None]:
+    """A ClusterSentryRoute's `namespaceSelector`; a malformed one selects no namespace (never widened)."""
+    raw = spec.get("namespaceSelector")
+    if raw is None:
+        return None, None
+    try:
+        return label_selector_from_spec(_mapping(raw)), None
+    except SelectorError as exc:
+        return NOTHING, f"namespaceSelector: {exc}"
+
+
 def parse_route(body: Mapping[str, Any], *, default_attribute: str) -> RouteSpec:
     metadata = body.get("metadata") or {}
     spec = _mapping(body.get("spec"))
@@ -176,7 +190,9 @@ def parse_route(body: Mapping[str, Any], *, default_attribute: str) -> RouteSpec
         problems.append(f"fallbackProject {str(fallback)[:100]!r} is not a valid project slug")
         fallback = None
     cluster = body.get("kind") == CLUSTER_KIND
-    selector = _mapping(spec.get("namespaceSelector")) if cluster and "namespaceSelector" in spec else None
+    selector, selector_problem = _namespace_selector(spec) if cluster else (None, None)
+    if selector_problem:
+        problems.append(selector_problem)
     policy = spec.get("deletionPolicy") or "Retain"
     if policy not in ("Retain", "Delete"):
         problems.append(f"deletionPolicy must be Retain or Delete, not {str(policy)[:40]!r}")

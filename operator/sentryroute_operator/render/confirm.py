@@ -42,7 +42,8 @@ def confirm_written(
         missing = [
             entry.value
             for entry in status.entries
-            if entry.state == ProjectState.READY and not _routed(present.get((spec.attribute, entry.value)), spec.scope)
+            if entry.state == ProjectState.READY
+            and not _routed(present.get((spec.attribute, entry.value)), spec.scope, plan.covered)
         ]
         if not missing:
             continue
@@ -61,9 +62,11 @@ def confirm_written(
     return out
 
 
-def _routed(namespaces: set[str | None] | None, scope: str | None) -> bool:
+def _routed(namespaces: set[str | None] | None, scope: str | None, covered: tuple[str, ...] | None) -> bool:
     """A namespaced route's value must be in the table for its namespace (or cluster-wide, shadowing it); a
-    cluster route's entries may be per covered namespace."""
+    namespaceSelector's for every namespace it covers (none to check when it selects no namespace)."""
+    if covered is not None:
+        return all(ns in namespaces or None in namespaces for ns in covered) if namespaces else not covered
     if not namespaces:
         return False
     return scope is None or scope in namespaces or None in namespaces

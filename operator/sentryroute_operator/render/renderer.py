@@ -32,11 +32,12 @@ from .table import ClusterFallback, RouteContribution, ValueRoute, build_routes_
 
 @dataclass(frozen=True)
 class RouteSlot:
-    """Where a value's route sits in the table: (attribute, value, namespace)."""
+    """Where a value's route sits in the table: (attribute, value, namespace, exact: a namespaceSelector's)."""
 
     attribute: str
     value: str
     namespace: str | None
+    exact: bool = False
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,9 @@ class PreviousTable:
         if table is None:
             return cls()
         entries: dict[RouteSlot | FallbackSlot, PreviousEntry] = {
-            RouteSlot(r.attribute, r.value, r.namespace): PreviousEntry(r.project, table.projects[r.project])
+            RouteSlot(r.attribute, r.value, r.namespace, bool(r.exact)): PreviousEntry(
+                r.project, table.projects[r.project]
+            )
             for r in table.routes
         }
         for f in table.fallbacks:
@@ -140,6 +143,7 @@ def render(snapshot: RenderInput) -> Rendered:
                 provisioned=tuple(parts[ItemKind.AUTO]),
                 identity=tuple(parts[ItemKind.IDENTITY]),
                 fallback=next((r.project for r in parts[ItemKind.FALLBACK] if r.project), None),
+                covered=plan.covered,
             )
         )
     default = snapshot.connections.get(DEFAULT_CONNECTION)
@@ -177,15 +181,19 @@ def _value_route(
         if state.failed:
             return ValueRoute(item.value, pending=state.waiting_for_slug)
     spec = plan.spec
-    slot: RouteSlot | FallbackSlot = (
-        FallbackSlot(spec.attribute, spec.scope)
-        if item.kind == ItemKind.FALLBACK
-        else RouteSlot(spec.attribute, item.value, spec.scope)
-    )
-    previous = snapshot.previous.get(slot)
-    if previous is not None:
-        projects[previous.project] = previous.endpoint
-        return ValueRoute(item.value, project=previous.project)
+    # A selector's entries are one per covered namespace, all to one project: any of them is the previous one
+    # (a namespace's own SentryRoute may sit in the same slot, hence the check of the project's slug).
+    selected = plan.covered is not None
+    for scope in plan.covered if plan.covered is not None else (spec.scope,):
+        slot: RouteSlot | FallbackSlot = (
+            FallbackSlot(spec.attribute, scope)
+            if item.kind == ItemKind.FALLBACK
+            else RouteSlot(spec.attribute, item.value, scope, exact=selected)
+        )
+        previous = snapshot.previous.get(slot)
+        if previous is not None and (not selected or previous.project.rsplit("/", 1)[-1] == item.slug):
+            projects[previous.project] = previous.endpoint
+            return ValueRoute(item.value, project=previous.project)
     return ValueRoute(item.value, pending=item.has_status)
 
 

@@ -27,7 +27,11 @@ class ValueRoute:
 
 @dataclass(frozen=True)
 class RouteContribution:
-    """What one SentryRoute adds to the table; `namespace` "" for a ClusterSentryRoute (cluster-wide entries)."""
+    """What one SentryRoute adds to the table; `namespace` "" for a ClusterSentryRoute (cluster-wide entries).
+
+    `covered`: a ClusterSentryRoute with a namespaceSelector — each entry is rendered once per namespace it
+    selects, as an `exact` namespaced entry (SPEC §2.1, §3); none when it selects no namespace.
+    """
 
     order: OrderKey
     namespace: str
@@ -36,6 +40,12 @@ class RouteContribution:
     provisioned: tuple[ValueRoute, ...] = ()
     identity: tuple[ValueRoute, ...] = ()
     fallback: str | None = None
+    covered: tuple[str, ...] | None = None
+
+    @property
+    def scopes(self) -> tuple[str | None, ...]:
+        """The `namespace` of each entry this contribution renders per item (None: cluster-wide)."""
+        return self.covered if self.covered is not None else (self.namespace or None,)
 
 
 @dataclass(frozen=True)
@@ -68,27 +78,38 @@ def build_routes_table(
     seen_routes: set[tuple[str, str, str | None]] = set()
     seen_pending: set[tuple[str, str, str | None]] = set()
 
-    def emit(attribute: str, namespace: str | None, item: ValueRoute) -> None:
+    def emit(attribute: str, namespace: str | None, item: ValueRoute, *, exact: bool = False) -> None:
         if item.project is not None:
             key = (attribute, item.value, namespace)
             if key not in seen_routes:
                 seen_routes.add(key)
-                routes.append(Route(attribute=attribute, value=item.value, namespace=namespace, project=item.project))
+                routes.append(
+                    Route(
+                        attribute=attribute,
+                        value=item.value,
+                        namespace=namespace,
+                        project=item.project,
+                        exact=True if exact else None,
+                    )
+                )
         elif item.pending and (attribute, item.value, namespace) not in seen_pending:
             seen_pending.add((attribute, item.value, namespace))
             pending.append(Pending(attribute=attribute, value=item.value, namespace=namespace))
 
     for stage in ("mapped", "provisioned", "identity"):
         for contribution in ordered:
+            exact = contribution.covered is not None
             for item in getattr(contribution, stage):
-                emit(contribution.attribute, contribution.namespace or None, item)
+                for namespace in contribution.scopes:  # none when a namespaceSelector selects no namespace
+                    emit(contribution.attribute, namespace, item, exact=exact)
     for attribute, namespace, item in reported_identity:
         emit(attribute, namespace, item)
 
     fallbacks = [
-        Fallback(attribute=c.attribute, namespace=c.namespace or None, project=c.fallback)
+        Fallback(attribute=c.attribute, namespace=namespace, project=c.fallback)
         for c in ordered
         if c.fallback
+        for namespace in c.scopes
     ]
     if cluster_fallback is not None:
         fallbacks.append(Fallback(attribute=cluster_fallback.attribute, project=cluster_fallback.project))

@@ -71,6 +71,11 @@ def register_handlers(registry: kopf.OperatorRegistry, engine: Engine, settings:
     def pods(body: kopf.Body, namespace: str | None, **_: Any) -> dict[Any, Any]:
         return {namespace or "": pod_facts(body)}
 
+    # Namespaces with their labels: what a ClusterSentryRoute's namespaceSelector selects (SPEC §2.1).
+    @kopf.index("v1", "namespaces", id="namespace_labels", registry=registry)
+    def namespace_labels(name: str, labels: kopf.Labels, **_: Any) -> dict[Any, Any]:
+        return {name: {str(k): str(v) for k, v in labels.items()}}
+
     @kopf.index("apps", "v1", "replicasets", id="replicaset_parents", registry=registry)
     def replicaset_parents(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any] | None:
         owner = controller_owner(body.get("metadata") or {})
@@ -85,6 +90,7 @@ def register_handlers(registry: kopf.OperatorRegistry, engine: Engine, settings:
     @kopf.on.event(GROUP, VERSION, PLURAL, id="changed", registry=registry)
     @kopf.on.event(GROUP, VERSION, CLUSTER_PLURAL, id="changed", registry=registry)
     @kopf.on.event("v1", "pods", id="changed", registry=registry)
+    @kopf.on.event("v1", "namespaces", id="changed", registry=registry)
     @kopf.on.event("apps", "v1", "replicasets", id="changed", registry=registry)
     @kopf.on.event("batch", "v1", "jobs", id="changed", registry=registry)
     def changed(**_: Any) -> None:
@@ -119,6 +125,7 @@ def register_handlers(registry: kopf.OperatorRegistry, engine: Engine, settings:
         sentryroutes: kopf.Index[RouteKey, RouteSpec],
         clustersentryroutes: kopf.Index[RouteKey, RouteSpec],
         pods: kopf.Index[str, PodFacts],
+        namespace_labels: kopf.Index[str, dict[str, str]],
         replicaset_parents: kopf.Index[tuple[str, str], OwnerRef],
         job_parents: kopf.Index[tuple[str, str], OwnerRef],
         **_: Any,
@@ -127,6 +134,7 @@ def register_handlers(registry: kopf.OperatorRegistry, engine: Engine, settings:
             routes=sentryroutes,
             cluster_routes=clustersentryroutes,
             pods=pods,
+            namespaces=namespace_labels,
             replicaset_parents=replicaset_parents,
             job_parents=job_parents,
         )
