@@ -88,7 +88,8 @@ def test_a_namespace_selector_renders_exact_entries_per_covered_namespace_after_
         ("a", "acme/catch"),
         ("c", "acme/catch"),
     ]
-    assert [p.value for p in table.pending] == ["new", "warming"]  # mappings before auto-provisioned values
+    # Pending per covered namespace too; mappings before auto-provisioned values.
+    assert [(p.value, p.namespace) for p in table.pending] == [("new", "a"), ("new", "c"), ("warming", "b")]
     assert '"exact":true' in table.to_json() and table.to_json().count('"exact"') == 1
 
 
