@@ -223,3 +223,24 @@ async def test_grpc_connections_over_the_cap_are_refused(routes_path, fake_pipel
         finally:
             for _, writer in held:
                 writer.close()
+
+
+async def test_pipelined_requests_on_one_connection_are_answered_in_order(limited, fake_pipeline):
+    """HTTP/1.1 pipelining through the receiver's own dispatch: a body that arrived with its head, a wrong
+    method, a query string, and a body that arrives later (the waiting read) — four answers, in order."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", limited.http_port)
+    try:
+        get = b"GET /v1/traces HTTP/1.1\r\nHost: x\r\n\r\n"
+        writer.write(head(len(VALID)) + VALID + get + head(len(VALID), path="/v1/traces?via=query") + VALID)
+        writer.write(head(len(VALID)) + VALID[:10])
+        await writer.drain()
+        async with asyncio.timeout(10):
+            answers = [await read_answer(reader) for _ in range(3)]
+            writer.write(VALID[10:])  # the rest of the fourth body, after its head was already being handled
+            answers.append(await read_answer(reader))
+    finally:
+        writer.close()
+    assert [status for status, _, _ in answers] == [200, 405, 200, 200]
+    assert answers[1][1]["allow"] == "POST"
+    assert "Method Not Allowed" in rpc_status(answers[1][1], answers[1][2]).message
+    assert len(fake_pipeline.parts) == 3
