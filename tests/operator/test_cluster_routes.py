@@ -116,3 +116,16 @@ def test_a_malformed_namespace_selector_selects_nothing(cluster: Cluster, sentry
     eventually(lambda: cluster.cluster_route_ready("payments").get("reason") == "InvalidSpec", what="refused")
     assert "namespaceSelector" in cluster.cluster_route_ready("payments")["message"]
     assert not any(r.value == "ledger" for r in cluster.current_table().routes)
+
+
+def test_a_selector_that_selects_no_namespace_renders_nothing_and_is_ready(
+    cluster: Cluster, sentry: Sentry, start_operator: Any
+) -> None:
+    """Nothing to route is not a failure: the projects are provisioned, Ready is true, the table has no entry."""
+    sentry.emu.state.add_project(ORG, TEAM, "payments-ledger")
+    cluster.cluster_route(
+        "payments", {"namespaceSelector": {"matchLabels": {"team": "nobody"}}, "mapping": {"ledger": "payments-ledger"}}
+    )
+    start_operator()
+    eventually(lambda: cluster.cluster_route_ready("payments").get("status") == "True", what="Ready")
+    assert not any(r.value == "ledger" for r in cluster.current_table().routes)
