@@ -506,6 +506,9 @@ class Engine:
 
     def _next_deadline(self, now: float) -> float:
         deadlines = [now + MAX_IDLE]
+        # A value still warming at the last render (whose clock was read at the start of that cycle) needs one
+        # more render once warm, even if it has warmed up since: comparing with `now` would miss it.
+        rendered_at = min(self._rendered_at, now)
         if self._render_held:
             deadlines.append(self._rendered_at + MIN_RENDER_INTERVAL)
         retry = self.scheduler.next_deadline()
@@ -513,11 +516,11 @@ class Engine:
             deadlines.append(retry)
         specs = self._specs() if self.indexes is not None else {}
         for key, memory in self.memories.items():
-            deadlines += [s.ready_at for s in memory.values.values() if s.ready_at > now]
+            deadlines += [s.ready_at for s in memory.values.values() if s.ready_at > rendered_at]
             spec = specs.get(key)
             if spec is not None and spec.auto is not None:
                 deadlines += [seen + spec.auto.stale_after for seen in memory.sightings.last_seen.values()]
-        deadlines += [s.ready_at for s in self.reported.states.values() if s.ready_at > now]
+        deadlines += [s.ready_at for s in self.reported.states.values() if s.ready_at > rendered_at]
         if self.reported.pending_reports or self.reported.refused:
             deadlines.append(self._reported_checked_at + self.settings.reverify_interval)
         if not self.ready:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .conftest import ORG, TEAM, Cluster, Sentry, eventually, routed
+from .conftest import OPERATOR_NS, ORG, TEAM, Cluster, Sentry, eventually, routed
 from .test_reports import report
 from .test_sentry_faults import hard_delete
 
@@ -17,6 +17,12 @@ SLOW_REVERIFY = 300.0
 def project_of(cluster: Cluster, value: str, namespace: str | None) -> Any:
     table = cluster.current_table()
     return table.projects[routed(table)[(value, namespace)]]
+
+
+def remembered(cluster: Cluster) -> str:
+    """The reported values the operator keeps across restarts (an annotation of the routes ConfigMap)."""
+    cm = cluster.kube.get("v1/configmaps", OPERATOR_NS, "sentryroute-routes") or {}
+    return str(((cm.get("metadata") or {}).get("annotations") or {}).get("sentryroute.dev/reported-values", ""))
 
 
 def test_reports_heal_deleted_created_projects_rotated_keys_and_flag_gone_adopted_ones(
@@ -69,11 +75,15 @@ def test_reports_heal_deleted_created_projects_rotated_keys_and_flag_gone_adopte
 
 
 def test_reports_heal_auto_created_projects(cluster: Cluster, sentry: Sentry, start_operator: Any) -> None:
-    start_operator(auto_create=True, auto_create_team=TEAM, reverify_interval=SLOW_REVERIFY)
+    """Also across a restart: which projects auto-create made is kept in the routes ConfigMap (SPEC §4)."""
+    operator = start_operator(auto_create=True, auto_create_team=TEAM, reverify_interval=SLOW_REVERIFY)
     eventually(lambda: cluster.table(), what="the first table")
     report(cluster, "checkout-v2")
     first = eventually(lambda: sentry.project("checkout-v2"), what="auto-created")
     eventually(lambda: ("checkout-v2", None) in routed(cluster.table()), what="routed")
+    eventually(lambda: "checkout-v2" in remembered(cluster), what="remembered as created")
+    operator.stop()
+    start_operator(auto_create=True, auto_create_team=TEAM, reverify_interval=SLOW_REVERIFY)
 
     hard_delete(sentry, "checkout-v2")
     report(cluster, "checkout-v2", reason="project_id")

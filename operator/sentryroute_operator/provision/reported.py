@@ -100,6 +100,8 @@ class ReportedValues:
         """Route or create each key; one key's transient error never stops the others. `owned(X)`: the
         project slugs routes of namespace X (or ClusterSentryRoutes covering X) map."""
         self.due = False
+        reported = {k for k in map(self.key_of, self.pending_reports) if k is not None}
+        self.checked &= reported | set(self.states)  # only what may still be reported is worth remembering
         catalog = await conn.refresh()
         for key in keys:
             self.checked.add(key)
