@@ -7,7 +7,15 @@ from typing import Any
 import pytest
 from sentryroute_operator.connections import Connection
 from sentryroute_operator.derive import OwnerRef, pod_facts
-from sentryroute_operator.derive.plan import Item, ItemKind, PlanInput, ProblemReason, Sightings, plan_routes
+from sentryroute_operator.derive.plan import (
+    Item,
+    ItemKind,
+    PlanInput,
+    ProblemReason,
+    Sightings,
+    owned_slugs,
+    plan_routes,
+)
 from sentryroute_operator.derive.routes import RouteSpec, parse_route
 from sentryroute_operator.provision.state import RouteMemory
 
@@ -232,3 +240,18 @@ def test_auto_provision_of_a_selector_route_sees_only_the_covered_namespaces_pod
     pods = [pod("bank", "a", "ledger"), pod("shop", "b", "storefront"), pod("loans", "c", "scoring")]
     (plan,) = plan_routes(snapshot([spec], pods, namespaces=NAMESPACES))
     assert [(i.kind, i.value) for i in plan.items] == [(ItemKind.AUTO, "ledger"), (ItemKind.AUTO, "scoring")]
+
+
+def test_owned_slugs_per_namespace_for_scoped_identity_routes() -> None:
+    """SPEC §4: which projects a namespace's reported values may be identity-routed into."""
+    routes = [
+        route("shop", "shop", mapping={"orders": "shop-orders"}, fallbackProject="shop-catch-all"),
+        cluster_route("all", mapping={"x": "platform"}),
+        cluster_route("pay", namespaceSelector={"matchLabels": {"team": "payments"}}, mapping={"l": "pay-ledger"}),
+    ]
+    owned = owned_slugs(plan_routes(snapshot(routes, namespaces=NAMESPACES)), connection="default")
+    assert owned["shop"] == {"shop-orders", "shop-catch-all"}
+    assert owned[None] == {"platform"}  # cluster-wide: every namespace
+    assert owned["bank"] == owned["loans"] == {"pay-ledger"}  # a selector: only the namespaces it selects
+    assert "pay-ledger" not in owned.get("shop", set()) | owned[None]
+    assert owned_slugs(plan_routes(snapshot(routes, namespaces=NAMESPACES)), connection="other") == {}

@@ -182,15 +182,17 @@ def covered_namespaces(spec: RouteSpec, namespaces: NamespaceLabels) -> tuple[st
 
 def owned_slugs(plans: Sequence[RoutePlan], *, connection: str) -> dict[str | None, frozenset[str]]:
     """Namespace → the project slugs its routes map on `connection` (mapped, auto-provisioned, fallback);
-    key None: those of cluster-wide routes, which cover every namespace. A value reported from namespace X may
-    be identity-routed only into these (or a project created for X, SPEC §4); identity items themselves do
-    not count — they are not the route author's choice."""
+    key None: those of cluster-wide routes, which cover every namespace; a ClusterSentryRoute with a
+    namespaceSelector counts for the namespaces it selects only. A value reported from namespace X may be
+    identity-routed only into these (or a project created for X, SPEC §4); identity items themselves do not
+    count — they are not the route author's choice."""
     owned: dict[str | None, set[str]] = {}
     for plan in plans:
         if plan.spec.connection != connection:
             continue
-        slugs = owned.setdefault(plan.spec.scope, set())
-        slugs.update(item.slug for item in plan.items if item.kind != ItemKind.IDENTITY)
+        scopes: tuple[str | None, ...] = (plan.spec.scope,) if plan.covered is None else plan.covered
+        for scope in scopes:
+            owned.setdefault(scope, set()).update(i.slug for i in plan.items if i.kind != ItemKind.IDENTITY)
     return {scope: frozenset(slugs) for scope, slugs in owned.items()}
 
 
