@@ -78,6 +78,10 @@ def cluster_crd(source: dict[str, Any]) -> dict[str, Any]:
         if name == "matchExpressions":
             child["description"] = "Requirements a namespace's labels must all meet."
     properties["namespaceSelector"] = selector
+    properties["autoProvision"]["properties"]["projectTemplate"]["description"] = (
+        "Name of a new project; the placeholder {service} is replaced and the result goes through the slug "
+        "function. {namespace} is refused here (InvalidSpec): a ClusterSentryRoute's projects are cluster-wide."
+    )
     properties["connection"]["description"] = (
         "Name of an operator-configured Sentry connection (organization and credentials); a ClusterSentryRoute "
         "may use any connection (allowedNamespaces restricts SentryRoutes only)."

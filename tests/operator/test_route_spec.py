@@ -69,3 +69,20 @@ def test_auto_provision_needs_service_name() -> None:
         route(attribute="http.route", autoProvision={"enabled": True, "team": "t"}), default_attribute="x"
     )
     assert spec.auto is None and spec.problem is not None and "service.name" in spec.problem
+
+
+def test_cluster_route_refuses_a_per_namespace_project_template() -> None:
+    """A ClusterSentryRoute's auto-created projects are cluster-wide: `{namespace}` has no single value there."""
+    body = {
+        "kind": "ClusterSentryRoute",
+        "metadata": {"name": "platform"},
+        "spec": {"autoProvision": {"enabled": True, "projectTemplate": "{namespace}-{service}"}},
+    }
+    spec = parse_route(body, default_attribute="service.name")
+    assert spec.auto is None
+    assert spec.problem is not None and "{namespace} is not supported" in spec.problem
+    namespaced = parse_route(
+        {**body, "kind": "SentryRoute", "metadata": {"name": "r", "namespace": "shop"}},
+        default_attribute="service.name",
+    )
+    assert namespaced.auto is not None and namespaced.problem is None

@@ -190,6 +190,11 @@ def parse_route(body: Mapping[str, Any], *, default_attribute: str) -> RouteSpec
         problems.append(f"fallbackProject {str(fallback)[:100]!r} is not a valid project slug")
         fallback = None
     cluster = body.get("kind") == CLUSTER_KIND
+    if cluster and auto is not None and "{namespace}" in auto.project_template:
+        # A ClusterSentryRoute's values are cluster-wide (one project per value), so a per-namespace template
+        # has no single answer: refused rather than filled with an empty namespace.
+        problems.append("autoProvision.projectTemplate: {namespace} is not supported in a ClusterSentryRoute")
+        auto = None
     selector, selector_problem = _namespace_selector(spec) if cluster else (None, None)
     if selector_problem:
         problems.append(selector_problem)
