@@ -27,13 +27,6 @@ OPERATOR_NAMESPACE = "sentryroute"
 ROUTES_CONFIGMAP = "sentryroute-routes"
 
 
-def free_port() -> int:
-    """A port that was free a moment ago (the processes bind it right after)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def free_ports(count: int) -> list[int]:
     """`count` different ports that were free a moment ago (all held open together, so none repeats)."""
     with contextlib.ExitStack() as held:
