@@ -32,11 +32,12 @@ from google.rpc import status_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 from sentryroute_forwarder.app import Forwarder
 
 from sentryroute.emulator import EmulatorConfig, SentryEmulator
+from tests.forwarder import otlp_strategies
 from tests.forwarder.support import emulator_projects, emulator_table, local_settings, resource, write_table
 
 LONG = os.environ.get("SENTRYROUTE_FUZZ") == "long"
@@ -160,22 +161,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
 # -- what the fuzzer sends -----------------------------------------------------------------------------------
 
 texts = st.text(max_size=40)
-scalars = st.one_of(
-    texts.map(lambda t: AnyValue(string_value=t)),
-    st.integers(-(2**63), 2**63 - 1).map(lambda i: AnyValue(int_value=i)),
-    st.booleans().map(lambda b: AnyValue(bool_value=b)),
-    st.binary(max_size=40).map(lambda b: AnyValue(bytes_value=b)),
-)
-any_values = st.recursive(
-    scalars,
-    lambda children: st.one_of(
-        st.lists(children, max_size=3).map(lambda vs: AnyValue(array_value=ArrayValue(values=vs))),
-        st.lists(st.tuples(texts, children), max_size=3).map(
-            lambda kvs: AnyValue(kvlist_value=KeyValueList(values=[KeyValue(key=k, value=v) for k, v in kvs]))
-        ),
-    ),
-    max_leaves=12,
-)
+any_values = otlp_strategies.any_values(texts, max_bytes=40, max_leaves=12)
 spans = st.builds(
     lambda name, trace_id, span_id, attributes: Span(
         name=name, trace_id=trace_id, span_id=span_id, attributes=[KeyValue(key=k, value=v) for k, v in attributes]

@@ -16,13 +16,15 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 from sentryroute_forwarder.model import Signal
 from sentryroute_forwarder.route.validate import validate_request
 from sentryroute_forwarder.route.wire import parse_records, record_bounds
+
+from tests.forwarder import otlp_strategies
 
 KEYS = frozenset({"service.name", "k8s.namespace.name"})
 REQUEST: dict[Signal, Any] = {Signal.TRACES: ExportTraceServiceRequest, Signal.LOGS: ExportLogsServiceRequest}
@@ -31,22 +33,7 @@ EXAMPLES = settings(
 )
 
 texts = st.text(max_size=12)  # any Unicode, so UTF-8 of several bytes per character too
-leaf_values = st.one_of(
-    texts.map(lambda s: AnyValue(string_value=s)),
-    st.integers(-(2**63), 2**63 - 1).map(lambda n: AnyValue(int_value=n)),
-    st.booleans().map(lambda b: AnyValue(bool_value=b)),
-    st.binary(max_size=8).map(lambda b: AnyValue(bytes_value=b)),
-)
-any_values = st.recursive(
-    leaf_values,
-    lambda inner: st.one_of(
-        st.lists(inner, max_size=3).map(lambda vs: AnyValue(array_value=ArrayValue(values=vs))),
-        st.lists(st.tuples(texts, inner), max_size=3).map(
-            lambda kvs: AnyValue(kvlist_value=KeyValueList(values=[KeyValue(key=k, value=v) for k, v in kvs]))
-        ),
-    ),
-    max_leaves=6,
-)
+any_values = otlp_strategies.any_values(texts, max_bytes=8, max_leaves=6)
 attributes = st.lists(
     st.builds(KeyValue, key=st.one_of(texts, st.sampled_from(sorted(KEYS))), value=any_values), max_size=4
 )
