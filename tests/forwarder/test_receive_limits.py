@@ -213,7 +213,9 @@ async def test_grpc_connections_over_the_cap_are_refused(routes_path, fake_pipel
             for _, writer in held:
                 writer.write(HTTP2_PREFACE)
                 await writer.drain()
-            await asyncio.sleep(0.2)  # let the server take them
+            for reader, _ in held:  # the server has taken a connection once it sends its own SETTINGS frame
+                async with asyncio.timeout(10):
+                    assert await reader.read(9), "a connection within the cap was closed"
             reader, writer = await asyncio.open_connection("127.0.0.1", forwarder.grpc_port)
             writer.write(HTTP2_PREFACE)
             await writer.drain()
