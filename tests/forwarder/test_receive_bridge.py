@@ -41,19 +41,27 @@ async def test_an_exception_is_raised_in_the_calling_thread():
 
 async def test_the_commit_is_awaited_before_the_answer():
     bridge = LoopBridge(asyncio.get_running_loop())
+    started = asyncio.Event()
     committed = asyncio.Event()
     release = asyncio.Event()
 
     async def commit() -> None:
+        started.set()
         await release.wait()
         committed.set()
 
-    call = asyncio.ensure_future(call_from_thread(bridge, lambda _: Outcome(commit=commit()), b""))
-    await asyncio.sleep(0)  # the thread is waiting on the commit now or soon; it cannot finish before release
-    assert not call.done()
+    def call_and_look() -> tuple[Outcome, bool]:  # what the calling thread sees the moment its answer comes back
+        outcome = bridge.call(lambda _: Outcome(commit=commit()), b"")
+        return outcome, committed.is_set()
+
+    call = asyncio.ensure_future(asyncio.to_thread(call_and_look))
+    async with asyncio.timeout(10):
+        await started.wait()  # the commit runs on the loop, the thread waits on it
+    answered, _ = await asyncio.wait({call}, timeout=0.2)  # a window for an early answer; the correct one cannot be
+    assert not answered
     release.set()
-    outcome = await call
-    assert committed.is_set() and outcome.rejected == 0
+    outcome, committed_before_answer = await call
+    assert committed_before_answer and outcome.rejected == 0
 
 
 async def test_a_failed_commit_is_raised_in_the_calling_thread():
