@@ -111,7 +111,10 @@ async def wait_for_metric(forwarder, name: str, value: float) -> None:
 async def test_connections_over_the_cap_get_503_and_are_closed(limited):
     idle = [await asyncio.open_connection("127.0.0.1", limited.http_port) for _ in range(3)]
     try:
-        await asyncio.sleep(0.1)  # let the server register them (accepted in order)
+        for reader, writer in idle:  # an answer on each proves the server registered it; it stays open (keep-alive)
+            writer.write(head(len(VALID)) + VALID)
+            async with asyncio.timeout(10):
+                assert (await read_answer(reader))[0] == 200
         status, headers, body = await exchange(limited.http_port, head(len(VALID)) + VALID)
         assert status == 503
         assert headers["retry-after"] == "1"
