@@ -11,11 +11,11 @@ the entry is `exact` (a namespaceSelector's) — also a resource whose namespace
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from sentryroute.routes import MAX_REPORTED_VALUE, NAMESPACE_ATTRIBUTE, RoutesTable
+from sentryroute.routes import MAX_REPORTED_VALUE, NAMESPACE_ATTRIBUTE, Pending, Refused, RoutesTable
 from sentryroute_forwarder.model import Destination
 
 __all__ = ["NAMESPACE_ATTRIBUTE", "Decision", "Router"]
@@ -81,6 +81,14 @@ class _Fallback:
     destination: Destination
 
 
+def _compile_listing(entries: Iterable[Refused | Pending]) -> _Listing:
+    """attribute → value → its entries, for the `refused` or `pending` list of a table."""
+    listing: _Listing = {}
+    for position, entry in enumerate(entries):
+        listing.setdefault(entry.attribute, {}).setdefault(entry.value, _Scoped()).add(position, entry.namespace, None)
+    return listing
+
+
 class Router:
     """Decides the destination of one resource from its attributes; immutable, one per table revision.
 
@@ -97,16 +105,8 @@ class Router:
             scoped = self._routes.setdefault(route.attribute, {}).setdefault(route.value, _Scoped())
             destination = Destination("project", project=route.project)
             scoped.add(position, route.namespace, destination, exact=bool(route.exact))
-        self._refused: _Listing = {}
-        for position, refused in enumerate(table.refused):
-            self._refused.setdefault(refused.attribute, {}).setdefault(refused.value, _Scoped()).add(
-                position, refused.namespace, None
-            )
-        self._pending: _Listing = {}
-        for position, pending in enumerate(table.pending):
-            self._pending.setdefault(pending.attribute, {}).setdefault(pending.value, _Scoped()).add(
-                position, pending.namespace, None
-            )
+        self._refused = _compile_listing(table.refused)
+        self._pending = _compile_listing(table.pending)
         self._fallbacks = [
             _Fallback(f.attribute, f.namespace, Destination("project", project=f.project)) for f in table.fallbacks
         ]
