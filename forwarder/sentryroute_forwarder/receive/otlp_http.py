@@ -60,6 +60,11 @@ class _Reject(Exception):
         self.message = message
         self.headers = headers or {}
 
+    @classmethod
+    def too_large(cls, limit: int) -> _Reject:
+        """413 for a body over `--max-request-bytes` (declared, read at once or arriving in chunks)."""
+        return cls(413, f"request body is larger than {limit} bytes")
+
 
 @dataclass(frozen=True, slots=True)
 class _Limits:
@@ -118,7 +123,7 @@ class _OtlpHandler:
         limit = self._limits.max_request_bytes
         declared = request.content_length
         if declared is not None and declared > limit:
-            raise _Reject(413, f"request body is larger than {limit} bytes")
+            raise _Reject.too_large(limit)
         # Reserved before a byte of the body is read: a body that cannot fit is refused at once.
         with self._intake.reserve(declared or 0) as reservation:
             raw = await self._read_body(request, reservation)
@@ -158,7 +163,7 @@ class _OtlpHandler:
                 async for chunk in content.iter_any():
                     total += len(chunk)
                     if total > limit:
-                        raise _Reject(413, f"request body is larger than {limit} bytes")
+                        raise _Reject.too_large(limit)
                     reservation.grow(total)
                     chunks.append(chunk)
             return b"".join(chunks)
@@ -171,7 +176,7 @@ class _OtlpHandler:
 
     def _received(self, body: bytes, reservation: Reservation) -> bytes:
         if len(body) > self._limits.max_request_bytes:
-            raise _Reject(413, f"request body is larger than {self._limits.max_request_bytes} bytes")
+            raise _Reject.too_large(self._limits.max_request_bytes)
         reservation.grow(len(body))
         return body
 
