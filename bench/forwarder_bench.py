@@ -41,16 +41,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import aiohttp
-from load import LoadResult, missing_tools, run_h2load, run_wrk
-from peers import BENCH_NAMESPACE, PodCluster, pod_cluster
-from sink import CountingSink
-from workloads import SHAPES, Shape, build_table
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the tests' /metrics reader (tests/forwarder/durability.py), also for peers.py
+
+from load import LoadResult, missing_tools, run_h2load, run_wrk  # noqa: E402
+from peers import BENCH_NAMESPACE, PodCluster, pod_cluster  # noqa: E402
+from sink import CountingSink  # noqa: E402
+from workloads import SHAPES, Shape, build_table  # noqa: E402
+
+from tests.forwarder.durability import scrape, total  # noqa: E402
+
 DEFAULT_ROTEL = ROOT / ".tools" / "rotel" / "rotel-agent"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 BASE_SYSTEMS = ("sentryroute", "rotel")
+#: The gRPC status codes of sentryroute's refusals (counted in sentryroute_rejected_requests_total).
+GRPC_REFUSAL_CODES = ("RESOURCE_EXHAUSTED", "UNAVAILABLE")
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,15 +138,8 @@ class Round:
 
 async def grpc_refusals(admin_port: int) -> int:
     """gRPC requests sentryroute answered RESOURCE_EXHAUSTED or UNAVAILABLE so far (its /metrics)."""
-    async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{admin_port}/metrics") as resp:
-        text = await resp.text()
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith("sentryroute_rejected_requests_total{") and (
-            'code="RESOURCE_EXHAUSTED"' in line or 'code="UNAVAILABLE"' in line
-        ):
-            total += float(line.rsplit(" ", 1)[1])
-    return int(total)
+    samples = await scrape(admin_port)
+    return int(sum(total(samples, "sentryroute_rejected_requests_total", code=c) for c in GRPC_REFUSAL_CODES))
 
 
 def free_port() -> int:

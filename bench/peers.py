@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from prometheus_client.parser import text_string_to_metric_families
 
 from sentryroute.kube import KubeEmulator
+from tests.forwarder.durability import scrape, total
 
 __all__ = ["BENCH_NAMESPACE", "LOAD_ADDRESS", "PodCluster", "pod_cluster"]
 
@@ -65,7 +65,7 @@ class PodCluster:
         try:
             async with asyncio.timeout(within), aiohttp.ClientSession() as http:
                 while True:
-                    indexed = (await _metrics(http, url)).get(("sentryroute_peer_index_pods", ""))
+                    indexed = total(await scrape(admin_port), "sentryroute_peer_index_pods")
                     if indexed == self.pods:
                         async with http.get(f"{url}/readyz") as ready:
                             if ready.status == 200:
@@ -78,23 +78,15 @@ class PodCluster:
 
     async def check_attributed(self, admin_port: int) -> None:
         """Every request was attributed to the load generator's pod: no lookup gave anything else."""
-        async with aiohttp.ClientSession() as http:
-            values = await _metrics(http, f"http://127.0.0.1:{admin_port}")
-        lookups = {label: v for (name, label), v in values.items() if name == "sentryroute_peer_lookups_total"}
+        samples = await scrape(admin_port)
+        lookups = {
+            dict(labels).get("result", ""): value
+            for (name, labels), value in samples.items()
+            if name == "sentryroute_peer_lookups_total"
+        }
         others = {label: v for label, v in lookups.items() if label != "pod" and v}
         if not lookups.get("pod") or others:
             raise RuntimeError(f"peer lookups were not all of the load generator's pod: {lookups}")
-
-
-async def _metrics(http: aiohttp.ClientSession, url: str) -> dict[tuple[str, str], float]:
-    """(sample name, its `result` label or "") → value, from the forwarder's /metrics."""
-    async with http.get(f"{url}/metrics") as response:
-        text = await response.text()
-    return {
-        (sample.name, sample.labels.get("result", "")): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
 
 
 @contextlib.asynccontextmanager
