@@ -34,10 +34,7 @@ from isal import isal_zlib  # crc32 about 20x faster than zlib: it is on every a
 from sentryroute_forwarder.model import Signal
 
 __all__ = [
-    "DONE",
     "HEADER",
-    "LIVE",
-    "STATE_OFFSET",
     "Frame",
     "ScanResult",
     "ack_name",
@@ -58,7 +55,6 @@ _ACK_HEAD = struct.Struct("<4sII")  # magic, count, crc32 of the seqs
 _LEN = struct.Struct("<I")
 _NONE = 0xFFFFFFFF
 HEADER = _HEAD.size
-STATE_OFFSET = 12  # of the state byte inside a frame
 LIVE, DONE = b"L", b"D"
 _SIGNALS = (Signal.TRACES, Signal.LOGS)
 _SIGNAL_CODES = {signal: code for code, signal in enumerate(_SIGNALS)}
