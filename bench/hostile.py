@@ -38,10 +38,14 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
-from sentryroute.emulator import EmulatorConfig, SentryEmulator
-from sentryroute.routes import ProjectEndpoint, RoutesTable
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the tests' hand-made protobuf builders (tests/forwarder/support.py)
+
+from sentryroute.emulator import EmulatorConfig, SentryEmulator  # noqa: E402
+from sentryroute.routes import ProjectEndpoint, RoutesTable  # noqa: E402
+from tests.forwarder.support import field as field_bytes  # noqa: E402
+from tests.forwarder.support import varint  # noqa: E402
+
 DOC = ROOT / "docs" / "reliability.md"
 START, END = "<!-- hostile:start -->", "<!-- hostile:end -->"
 MAX_BYTES_MIB = 32
@@ -56,19 +60,6 @@ _ids = itertools.count(1)
 
 
 # -- request bodies ------------------------------------------------------------------------------------------
-
-
-def varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        low, value = value & 0x7F, value >> 7
-        out.append(low | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def field_bytes(number: int, payload: bytes) -> bytes:
-    return varint(number << 3 | 2) + varint(len(payload)) + payload
 
 
 def resource(service: str) -> Resource:

@@ -120,6 +120,21 @@ def logs_request(*resources: ResourceLogs) -> ExportLogsServiceRequest:
     return ExportLogsServiceRequest(resource_logs=list(resources))
 
 
+def varint(value: int) -> bytes:
+    """A protobuf varint, for requests built by hand (malformed ones the messages cannot express)."""
+    out = bytearray()
+    while True:
+        low, value = value & 0x7F, value >> 7
+        out.append(low | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field."""
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
 def endpoint(project_id: int, *, base_url: str = "http://127.0.0.1:9", key: str | None = None) -> ProjectEndpoint:
     return ProjectEndpoint(
         id=str(project_id),

@@ -38,7 +38,14 @@ from sentryroute_forwarder.app import Forwarder
 
 from sentryroute.emulator import EmulatorConfig, SentryEmulator
 from tests.forwarder import otlp_strategies
-from tests.forwarder.support import emulator_projects, emulator_table, local_settings, resource, write_table
+from tests.forwarder.support import (
+    emulator_projects,
+    emulator_table,
+    local_settings,
+    resource,
+    varint,
+    write_table,
+)
 
 LONG = os.environ.get("SENTRYROUTE_FUZZ") == "long"
 settings.register_profile(
@@ -212,28 +219,19 @@ def mutated(draw: st.DrawFn, source: st.SearchStrategy[bytes]) -> bytes:
 
 def corrupt_span_under_valid_resource(damage: bytes) -> bytes:
     """A valid `checkout` resource whose one span's bytes are `damage` (framing around them intact)."""
-    scope = b"\x12" + _varint(len(damage)) + damage
+    scope = b"\x12" + varint(len(damage)) + damage
     record = resource({"service.name": "checkout"}).SerializeToString()
-    body = b"\x0a" + _varint(len(record)) + record + b"\x12" + _varint(len(scope)) + scope
-    return b"\x0a" + _varint(len(body)) + body
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        low, value = value & 0x7F, value >> 7
-        out.append(low | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
+    body = b"\x0a" + varint(len(record)) + record + b"\x12" + varint(len(scope)) + scope
+    return b"\x0a" + varint(len(body)) + body
 
 
 def deep(levels: int) -> bytes:
     """A span attribute nested `levels` arrays deep (past 47, past the decoders' 100-level limit)."""
     value = AnyValue(string_value="x").SerializeToString()
     for _ in range(levels):
-        value = b"\x2a" + _varint(len(b"\x0a" + _varint(len(value)) + value)) + b"\x0a" + _varint(len(value)) + value
-    attribute = b"\x0a\x01k\x12" + _varint(len(value)) + value
-    span = Span(trace_id=b"\x01" * 16, span_id=b"\x02" * 8).SerializeToString() + b"\x4a" + _varint(len(attribute))
+        value = b"\x2a" + varint(len(b"\x0a" + varint(len(value)) + value)) + b"\x0a" + varint(len(value)) + value
+    attribute = b"\x0a\x01k\x12" + varint(len(value)) + value
+    span = Span(trace_id=b"\x01" * 16, span_id=b"\x02" * 8).SerializeToString() + b"\x4a" + varint(len(attribute))
     return corrupt_span_under_valid_resource(span + attribute)
 
 

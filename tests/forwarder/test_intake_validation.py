@@ -31,32 +31,20 @@ from sentryroute.emulator import SentryEmulator
 from tests.forwarder.support import (
     emulator_projects,
     emulator_table,
+    field,
     local_settings,
     logs_request,
     metric_value,
     resource,
     resource_spans,
     traces_request,
+    varint,
     wait_until,
     write_table,
 )
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 _ids = itertools.count(1)
-
-
-def varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        low, value = value & 0x7F, value >> 7
-        out.append(low | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def field(number: int, payload: bytes) -> bytes:
-    """A length-delimited field."""
-    return varint(number << 3 | 2) + varint(len(payload)) + payload
 
 
 def good_span(name: str = "ok") -> Span:
