@@ -41,7 +41,7 @@ from .provision.route_task import provision_route
 from .provision.scheduler import Scheduler, TaskKey, TaskKind
 from .provision.state import RouteMemory, ValueState
 from .render.configmap import RoutesConfigMap
-from .render.confirm import confirm_written
+from .render.confirm import confirm_written, routed_for, routed_namespaces
 from .render.renderer import ConnectionView, PreviousTable, RenderInput, render
 from .render.status_writer import StatusWriter
 from .settings import OperatorSettings
@@ -373,17 +373,12 @@ class Engine:
         """Reported keys the written table already routes: an operator-wide key by any route of its value, a
         namespaced one by a route of its namespace or a cluster-wide route."""
         attribute = self.settings.default_attribute
-        table_routes = [r for r in (self.table.routes if self.table else ()) if r.attribute == attribute]
-        by_value: dict[str, set[str | None]] = {}
-        for route in table_routes:
-            by_value.setdefault(route.value, set()).add(route.namespace)
+        present = routed_namespaces(self.table)
         reported = self.reported
         keys = {k for k in map(reported.key_of, reported.pending_reports) if k is not None}
         keys |= set(reported.states) | set(reported.refused)
         return {
-            (namespace, value)
-            for namespace, value in keys
-            if value in by_value and (namespace is None or namespace in by_value[value] or None in by_value[value])
+            (namespace, value) for namespace, value in keys if routed_for(present.get((attribute, value)), namespace)
         }
 
     async def _provision_cluster_fallback(self, conn: ConnectionRuntime) -> None:

@@ -30,9 +30,7 @@ def confirm_written(
     truncated: bool,
 ) -> dict[RouteKey, RouteStatus]:
     """`statuses`, with Ready=False for every route that has a Ready value missing from `written`."""
-    present: dict[tuple[str, str], set[str | None]] = {}
-    for route in written.routes if written is not None else ():
-        present.setdefault((route.attribute, route.value), set()).add(route.namespace)
+    present = routed_namespaces(written)
     out = dict(statuses)
     for plan in plans:
         status = statuses.get(plan.key)
@@ -62,11 +60,25 @@ def confirm_written(
     return out
 
 
+def routed_namespaces(table: RoutesTable | None) -> dict[tuple[str, str], set[str | None]]:
+    """(attribute, value) → the namespaces `table` routes it for (None: cluster-wide)."""
+    present: dict[tuple[str, str], set[str | None]] = {}
+    for route in table.routes if table is not None else ():
+        present.setdefault((route.attribute, route.value), set()).add(route.namespace)
+    return present
+
+
+def routed_for(namespaces: set[str | None] | None, scope: str | None) -> bool:
+    """A value routed for `namespaces` reaches `scope` (None: cluster-wide): any entry does for a cluster-wide
+    scope; a namespace needs its own entry or a cluster-wide one."""
+    if not namespaces:
+        return False
+    return scope is None or scope in namespaces or None in namespaces
+
+
 def _routed(namespaces: set[str | None] | None, scope: str | None, covered: tuple[str, ...] | None) -> bool:
     """A namespaced route's value must be in the table for its namespace (or cluster-wide, shadowing it); a
     namespaceSelector's for every namespace it covers (none to check when it selects no namespace)."""
     if covered is not None:
-        return all(ns in namespaces or None in namespaces for ns in covered) if namespaces else not covered
-    if not namespaces:
-        return False
-    return scope is None or scope in namespaces or None in namespaces
+        return all(routed_for(namespaces, ns) for ns in covered)
+    return routed_for(namespaces, scope)
