@@ -31,7 +31,6 @@ import dataclasses
 import json
 import os
 import shlex
-import socket
 import statistics
 import subprocess
 import sys
@@ -49,6 +48,7 @@ from peers import BENCH_NAMESPACE, PodCluster, pod_cluster  # noqa: E402
 from sink import CountingSink  # noqa: E402
 from workloads import SHAPES, Shape, build_table  # noqa: E402
 
+from sentryroute.demo.stack import free_ports  # noqa: E402
 from tests.forwarder.durability import scrape, total  # noqa: E402
 
 DEFAULT_ROTEL = ROOT / ".tools" / "rotel" / "rotel-agent"
@@ -140,12 +140,6 @@ async def grpc_refusals(admin_port: int) -> int:
     """gRPC requests sentryroute answered RESOURCE_EXHAUSTED or UNAVAILABLE so far (its /metrics)."""
     samples = await scrape(admin_port)
     return int(sum(total(samples, "sentryroute_rejected_requests_total", code=c) for c in GRPC_REFUSAL_CODES))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def cpu_seconds(pid: int) -> float:
@@ -333,7 +327,8 @@ class Bench:
 
     async def measure(self, shape: Shape, system: str) -> Round:
         rounddir = Path(tempfile.mkdtemp(prefix=f"{system.replace('[', '-').rstrip(']')}-", dir=self.workdir))
-        ports = Ports(http=free_port(), grpc=free_port(), sink=self.sink_port, admin=free_port())
+        http, grpc, admin = free_ports(3)
+        ports = Ports(http=http, grpc=grpc, sink=self.sink_port, admin=admin)
         command = system_command(system, shape=shape, ports=ports, workdir=rounddir, args=self.args)
         if self.pin:
             command = ["taskset", "-c", "0", *command]

@@ -19,7 +19,6 @@ import itertools
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the tests' hand-made protobuf builders (tests/forwarder/support.py)
 
+from sentryroute.demo.stack import free_ports  # noqa: E402
 from sentryroute.emulator import EmulatorConfig, SentryEmulator  # noqa: E402
 from sentryroute.routes import ProjectEndpoint, RoutesTable  # noqa: E402
 from tests.forwarder.support import field as field_bytes  # noqa: E402
@@ -119,12 +119,6 @@ def big_json(nbytes: int) -> bytes:
 
 
 # -- the forwarder process and the monitors ------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def rss_mb(pid: int) -> float:
@@ -344,7 +338,7 @@ class Row:
 
 
 async def start_forwarder(routes: Path, workdir: Path) -> Target:
-    http, grpc_port, admin = free_port(), free_port(), free_port()
+    http, grpc_port, admin = free_ports(3)
     command = [
         str(Path(sys.executable).parent / "sentryroute"), "forwarder", "--routes", str(routes),
         "--otlp-http", f"127.0.0.1:{http}", "--otlp-grpc", f"127.0.0.1:{grpc_port}", "--admin", f"127.0.0.1:{admin}",

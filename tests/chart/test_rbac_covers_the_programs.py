@@ -14,7 +14,6 @@ import base64
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from sentryroute.demo.stack import free_ports
 from sentryroute.kube import KubeEmulator
 from sentryroute.routes import compute_revision
 from tests.chart.rbac import Access, access_of, denied, granted_rules
@@ -37,13 +37,6 @@ pytest.importorskip("sentryroute_forwarder.main", reason="the forwarder is not w
 SENTRYROUTE = Path(sys.executable).parent / "sentryroute"
 TOKEN = "sntryu_chartrbac0123456789abcdef0123456789abcdef0123456789abcdef"
 ORG = "acme"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def eventually(check: Callable[[], Any], *, what: str, process: subprocess.Popen[bytes], log: Path) -> Any:
@@ -152,7 +145,7 @@ def test_operator_rbac_covers_what_the_operator_does(kube: KubeEmulator, tmp_pat
         overrides = (
             f"sentry.connections[0].name=default,sentry.connections[0].url={sentry.url}",
             f"sentry.connections[0].orgSlug={ORG},sentry.connections[0].existingSecret=sentry-token",
-            f"operator.livenessPort={free_port()},operator.metricsPort={free_port()}",
+            "operator.livenessPort={},operator.metricsPort={}".format(*free_ports(2)),
             "operator.settings.newProjectWarmup=0s,operator.settings.reverifyInterval=1s",
             f"operator.ha.enabled={str(ha).lower()}",
         )
@@ -237,11 +230,11 @@ def test_forwarder_follows_route_updates_within_its_rbac(kube: KubeEmulator, tmp
     mount = MountedConfigMap(tmp_path / "etc-sentryroute")
     mount.write(first)
     manifests = render(None, (f"forwarder.routes.source={source}",))
-    admin = free_port()
+    grpc_port, http_port, admin = free_ports(3)
     # The chart's fixed container ports, on free loopback ports instead (tests share the machine).
     local = {
-        "SENTRYROUTE_OTLP_GRPC": f"127.0.0.1:{free_port()}",
-        "SENTRYROUTE_OTLP_HTTP": f"127.0.0.1:{free_port()}",
+        "SENTRYROUTE_OTLP_GRPC": f"127.0.0.1:{grpc_port}",
+        "SENTRYROUTE_OTLP_HTTP": f"127.0.0.1:{http_port}",
         "SENTRYROUTE_ADMIN": f"127.0.0.1:{admin}",
     }
     rendered_env = container_env(workload(manifests, "forwarder"), pod_name="unused")

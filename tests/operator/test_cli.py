@@ -5,19 +5,14 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
 from pathlib import Path
 
+from sentryroute.demo.stack import free_ports
+
 from .conftest import CANARY, OPERATOR_NS, ORG, REPO, TEAM, Cluster, Sentry, eventually, routed
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_cli_from_environment_with_json_logs_and_liveness(cluster: Cluster, sentry: Sentry, tmp_path: Path) -> None:
@@ -25,7 +20,7 @@ def test_cli_from_environment_with_json_logs_and_liveness(cluster: Cluster, sent
     cluster.route("shop", "shop", {"mapping": {"orders-svc": "orders"}})
     token_file = tmp_path / "token"
     token_file.write_text(CANARY + "\n")
-    port, metrics_port = free_port(), free_port()
+    port, metrics_port = free_ports(2)
     env = {
         **os.environ,
         "POD_NAMESPACE": OPERATOR_NS,
