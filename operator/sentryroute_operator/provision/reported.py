@@ -157,8 +157,10 @@ class ReportedValues:
         return slug(value) if namespace is None else scoped_slug(namespace, value)
 
     def _owns(self, namespace: str, target: str, owned: Callable[[str], frozenset[str]]) -> bool:
-        created_here = any(k[0] == namespace and self.states[k].slug == target for k in self.created & set(self.states))
-        return target in owned(namespace) or created_here
+        if target in owned(namespace):
+            return True
+        # Over the created keys only (bounded by the creation cap), not a copy of every state per call.
+        return any(k[0] == namespace and k in self.states and self.states[k].slug == target for k in self.created)
 
     def _refuse(self, key: ValueKey, reason: str) -> None:
         self.refused.pop(key, None)
