@@ -98,10 +98,12 @@ def test_peer_reports_are_provisioned_for_their_namespace_only_and_survive_a_res
     operator.stop()
     recorder = TableRecorder(cluster)
     try:
+        eventually(lambda: len(recorder.tables) > 0, what="the recorder has the table written before the restart")
         start_operator(auto_create=True, auto_create_team=TEAM, reverify_interval=300.0)
         hard_delete(sentry, "shop-brand-new")
         report(cluster, "brand-new", reason="project_id", peer=True, namespace="shop")
         eventually(lambda: sentry.project("shop-brand-new") is not None, what="re-created: it was made for shop")
+        before_orders_gone = len(recorder.tables)
         hard_delete(sentry, "shop-orders")  # adopted, not created for shop: never re-created
         report(cluster, "shop-orders", reason="project_id", peer=True, namespace="shop")
         eventually(lambda: report_data(cluster) == {}, what="the heal reports handled")
@@ -116,5 +118,7 @@ def test_peer_reports_are_provisioned_for_their_namespace_only_and_survive_a_res
         recorder.stop()
     assert sentry.project("shop-orders") is None
     # Routed, or held while the re-created project warms up: never unrouted.
+    # (Once shop-orders is gone, its identity route may leave the table: that is the point of not re-creating it.)
     covered = [set(routed(t)) | {(p.value, p.namespace) for p in t.pending} for t in recorder.tables]
-    assert covered and all(set(expected) <= c for c in covered)
+    assert covered[:before_orders_gone] and all(set(expected) <= c for c in covered[:before_orders_gone])
+    assert all(set(expected) - {("shop-orders", "shop")} <= c for c in covered)
