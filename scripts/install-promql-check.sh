@@ -15,6 +15,9 @@ fail() {
 
 command -v node >/dev/null || fail "Node.js >= 20 is required"
 command -v npm >/dev/null || fail "npm is required"
+major="$(node -p 'process.versions.node.split(".")[0]')"
+[[ "$major" -ge 20 ]] || fail "Node.js >= 20 is required (found $(node --version))"
+
 if [[ "$DIR/node_modules/.package-lock.json" -nt "$DIR/package-lock.json" ]]; then
     echo "install-promql-check: tests/chart/promql/node_modules is up to date"
     exit 0

@@ -63,6 +63,11 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def json_size(obj: Any) -> int:
+    """Bytes of `obj`'s canonical JSON: what an entry adds to a size-bounded document (ConfigMap, annotation)."""
+    return len(canonical_json(obj).encode())
+
+
 def slug(value: str) -> str:
     """Map any attribute value to a Sentry project slug, deterministically (SPEC §1).
 

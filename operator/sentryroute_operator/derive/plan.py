@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from enum import StrEnum
 
 from sentryroute.routes import is_valid_user_slug
 
 from ..connections import Connection, connection_allows
+from ..timestamps import rfc3339
 from .podfacts import OwnerRef, PodFacts
 from .route_values import pod_service_names, project_slug
 from .routes import RouteKey, RouteSpec
@@ -231,16 +231,3 @@ def _sightings(before: Sightings, present: set[str], *, now: float, wall_now: fl
         if value not in present
     }
     return Sightings(present=frozenset(present), last_seen=fresh, gone_at=gone_at)
-
-
-def rfc3339(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_rfc3339(text: str) -> float | None:
-    """Epoch seconds of a `...Z` / `+00:00` timestamp, or None when it is not one."""
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed.timestamp() if parsed.tzinfo is not None else None

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from sentryroute.routes import canonical_json, is_valid_user_slug
+from sentryroute.routes import canonical_json, is_valid_user_slug, json_size
 
 from ..derive.reports import MAX_VALUE
 from .reported import ValueKey
@@ -38,7 +38,7 @@ def encode(entries: Iterable[Remembered]) -> str:
         item: dict[str, Any] = {"value": value, "slug": slug, "created": created}
         if namespace is not None:
             item["namespace"] = namespace
-        used += len(canonical_json(item).encode()) + 1
+        used += json_size(item) + 1
         if used > MAX_BYTES:
             log.warning("Remembering only %d reported values across restarts (annotation size bound)", len(out))
             break

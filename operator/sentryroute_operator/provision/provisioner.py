@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
 from enum import StrEnum
 
 from sentryroute.routes import ProjectEndpoint, is_valid_user_slug
 
+from ..timestamps import parse_rfc3339
 from .api import SentryApi
 from .endpoints import choose_key, ingest_endpoint
 from .errors import AuthError, EndpointError, InvalidSlug, NotFound, SentryApiError, SlugConflict, TransientError
@@ -210,11 +210,8 @@ def _ours_after_lost_answer(project: SentryProject, conflict: SlugConflict) -> b
 
 def created_after(project: SentryProject, sent_at: float) -> bool:
     """`project.dateCreated` is no earlier than `sent_at` (epoch seconds), give or take CLOCK_SKEW."""
-    try:
-        created = datetime.fromisoformat(project.date_created.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return False
-    return created >= sent_at - CLOCK_SKEW
+    created = parse_rfc3339(project.date_created)
+    return created is not None and created >= sent_at - CLOCK_SKEW
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
-from sentryroute.routes import Refused, canonical_json, slug
+from sentryroute.routes import Refused, json_size, slug
 
 from ..derive.reports import Report
 from .autocreate import AutoCreatePolicy
@@ -195,7 +195,7 @@ class ReportedValues:
         used = 0
         for (namespace, value), reason in reversed(self.refused.items()):
             entry = Refused(attribute=self.attribute, value=value, reason=reason, namespace=namespace)
-            used += len(canonical_json(entry.model_dump(exclude_none=True)).encode()) + 1
+            used += json_size(entry.model_dump(mode="json", exclude_none=True)) + 1
             if used > MAX_REFUSED_BYTES:
                 break
             kept.append(entry)

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 
 from sentryroute.routes import ProjectEndpoint
 
-from ..derive.plan import Item, ItemKey, ItemKind, Sightings, parse_rfc3339
+from ..derive.plan import Item, ItemKey, ItemKind, Sightings
 from ..derive.routes import RouteSpec
+from ..timestamps import parse_rfc3339
 from .provisioner import DEFINITIVE_FAILURES, ProjectState, Provisioned, Reason
 
 

@@ -18,9 +18,8 @@ pass, not one serialisation per attempt; the result is measured once more as the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from sentryroute.routes import Pending, Refused, Route, RoutesTable, Truncation, canonical_json
+from sentryroute.routes import Pending, Refused, Route, RoutesTable, Truncation, json_size
 
 from .size import check_size
 
@@ -94,17 +93,13 @@ def _longest_fitting_prefix(table: RoutesTable, ranked: list[Entry], limit: int)
     used = 0
     projects: set[str] = {f.project for f in table.fallbacks}
     for index, entry in enumerate(ranked):
-        cost = _bytes(entry.model_dump(mode="json", exclude_none=True)) + 1  # the separating comma
+        cost = json_size(entry.model_dump(mode="json", exclude_none=True)) + 1  # the separating comma
         if isinstance(entry, Route) and entry.project not in projects:
             endpoint = table.projects[entry.project].model_dump(mode="json", exclude_none=True)
-            cost += _bytes({entry.project: endpoint}) - 1  # `"key":{...}` and a comma, without the braces
+            cost += json_size({entry.project: endpoint}) - 1  # `"key":{...}` and a comma, without the braces
         if used + cost > budget:
             return index
         used += cost
         if isinstance(entry, Route):
             projects.add(entry.project)
     return len(ranked)
-
-
-def _bytes(obj: Any) -> int:
-    return len(canonical_json(obj).encode("utf-8"))
