@@ -38,13 +38,19 @@ async def exchange(port: int, data: bytes, *, within: float = 10.0) -> tuple[int
 
 
 async def read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    status_line, headers, body = await read_whole_answer(reader)
+    return int(status_line.split()[1]), headers, body
+
+
+async def read_whole_answer(reader: asyncio.StreamReader) -> tuple[bytes, dict[str, str], bytes]:
+    """The status line as sent, the headers (lower-case names) and the body of one answer."""
     status_line = await reader.readline()
     headers: dict[str, str] = {}
     while (line := await reader.readline()) not in (b"\r\n", b""):
         name, _, value = line.decode().partition(":")
         headers[name.strip().lower()] = value.strip()
     body = await reader.readexactly(int(headers.get("content-length", "0")))
-    return int(status_line.split()[1]), headers, body
+    return status_line, headers, body
 
 
 def rpc_status(headers: dict[str, str], body: bytes) -> status_pb2.Status:
@@ -249,3 +255,40 @@ async def test_pipelined_requests_on_one_connection_are_answered_in_order(limite
     assert answers[1][1]["allow"] == "POST"
     assert "Method Not Allowed" in rpc_status(answers[1][1], answers[1][2]).message
     assert len(fake_pipeline.parts) == 3
+
+
+async def test_answers_follow_the_request_http_version_and_keep_alive(limited, fake_pipeline):
+    """The receiver writes its answers itself (receive/http_answer.py): status line in the request's HTTP
+    version, Date, Content-Type and Content-Length, and the connection kept or closed as the request asks."""
+    http10 = head(len(VALID)).replace(b"HTTP/1.1", b"HTTP/1.0")
+    reader, writer = await asyncio.open_connection("127.0.0.1", limited.http_port)
+    try:
+        async with asyncio.timeout(10):
+            # HTTP/1.0 asking for keep-alive: kept, and said so; the connection serves a second request
+            writer.write(http10.replace(b"\r\n\r\n", b"\r\nConnection: keep-alive\r\n\r\n") + VALID)
+            status_line, headers, body = await read_whole_answer(reader)
+            assert status_line == b"HTTP/1.0 200 OK\r\n"
+            assert headers["connection"] == "keep-alive"
+            assert headers["content-type"] == "application/x-protobuf" and body == b""
+            assert headers["date"].endswith(" GMT")
+            writer.write(head(len(VALID), "Connection: close") + VALID)  # HTTP/1.1 asking to close
+            status, headers, _ = await read_answer(reader)
+            assert (status, headers["connection"]) == (200, "close")
+        assert await closed_by_server(reader, within=5)
+    finally:
+        writer.close()
+    # HTTP/1.0 without keep-alive: answered, then closed
+    reader, writer = await asyncio.open_connection("127.0.0.1", limited.http_port)
+    try:
+        writer.write(http10 + VALID)
+        async with asyncio.timeout(10):
+            status_line, headers, _ = await read_whole_answer(reader)
+        assert status_line == b"HTTP/1.0 200 OK\r\n"
+        assert headers["connection"] == "close"
+        assert await closed_by_server(reader, within=5)
+    finally:
+        writer.close()
+    # HTTP/1.1 keeps the connection without saying so
+    status, headers, _ = await exchange(limited.http_port, head(len(VALID)) + VALID)
+    assert status == 200 and "connection" not in headers
+    assert len(fake_pipeline.parts) == 4

@@ -11,9 +11,9 @@ import asyncio
 import functools
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
@@ -31,6 +31,7 @@ from sentryroute_forwarder.config import ForwarderSettings
 from sentryroute_forwarder.metrics import ForwarderMetrics
 from sentryroute_forwarder.peers.address import http_peer_host
 from sentryroute_forwarder.receive.auth import BearerAuth
+from sentryroute_forwarder.receive.http_answer import Answer
 from sentryroute_forwarder.receive.inflate import CorruptBody, InflatedTooLarge, UnsupportedEncoding, inflate
 from sentryroute_forwarder.receive.intake import Intake, Outcome, Overloaded, Reservation, RetryLater
 from sentryroute_forwarder.receive.offload import Offload
@@ -97,7 +98,7 @@ class _OtlpHandler:
         self._offload = offload
         self._in_progress = in_progress  # one counter shared by the handlers of all paths
 
-    async def handle(self, request: BaseRequest) -> web.Response:
+    async def handle(self, request: BaseRequest) -> Answer:
         if self._auth is not None and not self._auth.allows(request.headers.get("Authorization")):
             raise _Reject(401, "missing or wrong bearer token", headers={"WWW-Authenticate": 'Bearer realm="otlp"'})
         media_type = request.content_type
@@ -219,21 +220,19 @@ def _decode(message_type: type[M], body: bytes, is_json: bool) -> M:
 
 
 def _respond(
-    request: BaseRequest, status: int, message: Message, *, headers: dict[str, str] | None = None
-) -> web.Response:
+    request: BaseRequest, status: int, message: Message, *, headers: dict[str, str] | None = None, close: bool = False
+) -> Answer:
     """`message` encoded like the request (JSON for JSON requests, else protobuf), never compressed."""
     if request.content_type == JSON:
-        return web.Response(status=status, body=to_otlp_json(message), content_type=JSON, headers=headers)
-    return web.Response(status=status, body=message.SerializeToString(), content_type=PROTOBUF, headers=headers)
+        return Answer(status, JSON, to_otlp_json(message), headers, close=close)
+    return Answer(status, PROTOBUF, message.SerializeToString(), headers, close=close)
 
 
-def _error_response(request: BaseRequest, status: int, message: str, headers: dict[str, str]) -> web.Response:
+def _error_response(request: BaseRequest, status: int, message: str, headers: dict[str, str]) -> Answer:
     retry_after = float(headers["Retry-After"]) if "Retry-After" in headers else None
     body = build_status(CODE_FOR_HTTP.get(status, CODE_FOR_HTTP[400]), message, retry_after=retry_after)
-    response = _respond(request, status, body, headers=headers)
-    if status in (408, 413):
-        response.force_close()  # the rest of the body was not read
-    return response
+    # 408, 413: the rest of the body was not read, so the connection cannot carry another request
+    return _respond(request, status, body, headers=headers, close=status in (408, 413))
 
 
 class _Dispatch:
@@ -245,7 +244,7 @@ class _Dispatch:
         self._handlers = handlers
         self._metrics = metrics
 
-    async def __call__(self, request: BaseRequest) -> web.StreamResponse:
+    async def __call__(self, request: BaseRequest) -> Answer:
         try:
             handler = self._handlers.get(request.path)
             if handler is None:
@@ -284,8 +283,10 @@ def build_http_server(
     }
     # The body is read by the handlers (bounded and with a timeout); aiohttp's own limit is only a backstop.
     request_factory = functools.partial(_make_request, client_max_size=settings.max_request_bytes)
+    # aiohttp's connection loop only prepares an answer, writes its end and reads its keep_alive: an Answer
+    dispatch = cast("Callable[[BaseRequest], Awaitable[web.StreamResponse]]", _Dispatch(handlers, metrics))
     server = _OtlpServer(
-        _Dispatch(handlers, metrics),
+        dispatch,
         request_factory=request_factory,
         access_log=None,
         auto_decompress=False,
