@@ -46,6 +46,10 @@ class ManagedPipeline(Pipeline, Protocol):
         """Flush for at most `timeout` seconds; returns the items that could not be delivered."""
         ...
 
+    def release_answers(self) -> None:
+        """Shutdown begins: answer every request held by pacing now."""
+        ...
+
     def held_values(self) -> list[tuple[str, str, str]]:
         """(attribute, value, reason) of held data."""
         ...
@@ -130,6 +134,7 @@ class Forwarder:
         if self._stopping:
             return 0
         self._stopping = True  # /readyz answers 503 from here on
+        self.pipeline.release_answers()  # answers held by pacing go now: receivers stop within their grace
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.shutdown_timeout
         for task in self._tasks:

@@ -106,6 +106,15 @@ class ForwarderMetrics:
             ["project", "status"],
             registry=r,
         )
+        self.paced_requests = Counter(
+            "sentryroute_paced_requests",
+            "Answers held while their queues were backed up (--pace-bytes), by how the hold ended.",
+            ["outcome"],
+            registry=r,
+        )
+        self.held_answers = Gauge(
+            "sentryroute_held_answers", "Answers being held right now (pacing, --pace-bytes).", registry=r
+        )
         self.queue_limit_bytes = Gauge(
             "sentryroute_queue_limit_bytes",
             "The global bound on queued and held bytes (--max-bytes, or --max-disk-bytes with --queue-dir).",

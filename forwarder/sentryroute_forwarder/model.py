@@ -89,10 +89,11 @@ class Pipeline(Protocol):
         """Estimated seconds until `nbytes` more fit (None: no estimate), for a refused request."""
         ...
 
-    def offer(self, parts: Sequence[RoutedPart]) -> Awaitable[None] | None:
+    def offer(self, parts: Sequence[RoutedPart], *, hold_limit: float | None = None) -> Awaitable[None] | None:
         """Take ownership of routed parts (called once per request, after `has_room`), or raise `RetryLater`
         (none taken). What it returns, when not None, must be awaited before the client is answered (the
-        data is then as durable as configured)."""
+        data is then as durable as configured, and pacing has let the answer go; `hold_limit`: the longest
+        the client can wait for that, in seconds)."""
         ...
 
     def apply_table(self, table: RoutesTable) -> None:

@@ -195,7 +195,7 @@ class FakePipeline:
     def retry_after(self, nbytes: int) -> float | None:
         return None
 
-    def offer(self, parts: Sequence[RoutedPart]) -> None:
+    def offer(self, parts: Sequence[RoutedPart], *, hold_limit: float | None = None) -> None:
         self.parts.extend(parts)
 
     def apply_table(self, table: RoutesTable) -> None:
@@ -207,6 +207,9 @@ class FakePipeline:
     async def close(self, timeout: float) -> int:  # noqa: ASYNC109 - the Pipeline signature
         self.closed = True
         return 0
+
+    def release_answers(self) -> None:
+        pass
 
     def held_values(self) -> list[tuple[str, str, str]]:
         return []

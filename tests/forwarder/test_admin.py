@@ -23,13 +23,16 @@ class SlowClosingPipeline:
     def retry_after(self, nbytes: int) -> float | None:
         return None
 
-    def offer(self, parts) -> None:
+    def offer(self, parts, *, hold_limit=None) -> None:
         pass
 
     def apply_table(self, table) -> None:
         pass
 
     async def start(self) -> None:
+        pass
+
+    def release_answers(self) -> None:
         pass
 
     async def close(self, timeout: float) -> int:  # noqa: ASYNC109 - the Pipeline signature

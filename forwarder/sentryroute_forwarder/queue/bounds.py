@@ -7,6 +7,7 @@ Pushing back is the rule, dropping accepted data the exception:
 - data for queues that cannot flow (rate limited, failing, held) may fill at most half of that bound; a
   request that would add to stuck queues past it is refused, so healthy projects always keep the other half
   and one project's outage never turns into 429s for requests that carry only healthy data;
+- above the soft bound (`--pace-bytes`), answers wait while their queues catch up (`Pacer`);
 - only `max_hold` drops accepted data: a stuck queue's records older than that are dropped and counted under
   the reason the queue is stuck.
 
@@ -22,6 +23,7 @@ from collections.abc import Iterable
 
 from sentryroute_forwarder.log_throttle import LogThrottle
 from sentryroute_forwarder.queue.accounting import QueueAccounting
+from sentryroute_forwarder.queue.pacing import Pacer
 from sentryroute_forwarder.queue.settings import QueueSettings
 from sentryroute_forwarder.queue.states import QueueStates
 from sentryroute_forwarder.queue.store import QueueKey, QueueStore
@@ -36,9 +38,16 @@ MAX_RETRY_ESTIMATE = 60.0
 
 class Bounds:
     def __init__(
-        self, settings: QueueSettings, *, store: QueueStore, states: QueueStates, accounting: QueueAccounting
+        self,
+        settings: QueueSettings,
+        *,
+        store: QueueStore,
+        states: QueueStates,
+        accounting: QueueAccounting,
+        pacer: Pacer,
     ) -> None:
         self._settings = settings
+        self._pacer = pacer
         self._store = store
         self._states = states
         self._accounting = accounting
@@ -85,7 +94,9 @@ class Bounds:
         return min(MAX_RETRY_ESTIMATE, excess / self._rate)
 
     def delivered(self, nbytes: int) -> None:
+        """A batch was delivered: counted for the delivery rate, and held answers may go now (pacing)."""
         self._delivered += nbytes
+        self._pacer.progress()
 
     def sample_rate(self, now: float) -> None:
         """Fold what was delivered since the last call into the smoothed delivery rate (called by the sweeper)."""

@@ -28,6 +28,7 @@ from sentryroute_forwarder.queue.accounting import QueueAccounting
 from sentryroute_forwarder.queue.bounds import Bounds
 from sentryroute_forwarder.queue.diskstore import DiskStore, QueueWriteError
 from sentryroute_forwarder.queue.exporter import Exporter
+from sentryroute_forwarder.queue.pacing import Pacer, after_commit
 from sentryroute_forwarder.queue.settings import PipelineSettings
 from sentryroute_forwarder.queue.states import QueueStates
 from sentryroute_forwarder.queue.store import MemoryStore, QueueKey, QueueStore, Record
@@ -74,7 +75,10 @@ class QueuePipeline:
         self._states = QueueStates()
         metrics.rate_limit_deadlines.source = self._states.limits.active
         self._accounting = QueueAccounting(metrics, self._store, self._states)
-        self._bounds = Bounds(settings, store=self._store, states=self._states, accounting=self._accounting)
+        self._pacer = Pacer(settings, store=self._store, states=self._states, metrics=metrics)
+        self._bounds = Bounds(
+            settings, store=self._store, states=self._states, accounting=self._accounting, pacer=self._pacer
+        )
         self._client = ExportClient(settings, session_factory=session_factory)
         self._seq = itertools.count(1)  # renumbered above what the store holds by start()
         self._exporter = Exporter(
@@ -115,6 +119,7 @@ class QueuePipeline:
         Rate limits and holds are respected: what cannot be sent before the bound is not waited for.
         """
         self._closing = True
+        self._pacer.release_all()
         await self._exporter.drain(time.monotonic() + timeout)
         if self._sweeper is not None:
             self._sweeper.cancel()
@@ -155,7 +160,7 @@ class QueuePipeline:
     def retry_after(self, nbytes: int) -> float | None:
         return self._bounds.retry_after(nbytes)
 
-    def offer(self, parts: Sequence[RoutedPart]) -> Awaitable[None] | None:
+    def offer(self, parts: Sequence[RoutedPart], *, hold_limit: float | None = None) -> Awaitable[None] | None:
         now = time.monotonic()
         if self._closing:
             raise Unavailable("the forwarder is shutting down")
@@ -174,10 +179,19 @@ class QueuePipeline:
             self._store.append_all(records)
         except QueueWriteError as exc:
             raise Unavailable(str(exc)) from None
-        for key in dict.fromkeys(key for key, _ in queued):
+        keys = dict.fromkeys(key for key, _ in queued)
+        for key in keys:
             self._exporter.wake(key, new_data=True)
             self._accounting.refresh(key)
-        return self._store.committed()
+        commit = self._store.committed()
+        paced = self._pacer.hold(keys, limit=hold_limit)
+        if paced is None:
+            return commit
+        return paced if commit is None else after_commit(commit, paced)
+
+    def release_answers(self) -> None:
+        """Shutdown begins: answer every request held by pacing now."""
+        self._pacer.release_all()
 
     def apply_table(self, table: RoutesTable) -> None:
         """Re-resolve queued data: release held projects whose id, key or URLs changed, re-route what moved."""
@@ -305,6 +319,7 @@ class QueuePipeline:
             await asyncio.sleep(self._sweep_interval)
             now = time.monotonic()
             self._bounds.sample_rate(now)
+            self._pacer.progress()  # queues that became stuck release their held answers
             for key in self._store.queues():
                 self._bounds.trim(key, now)
                 self._exporter.revive(key)

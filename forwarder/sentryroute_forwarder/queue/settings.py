@@ -32,6 +32,10 @@ class QueueSettings(SettingsGroup):
         "256MiB",
         "bound on queued and held data in memory (with --queue-dir: payloads kept in memory, the rest read back)",
     )
+    pace_bytes: Bytes = option(
+        "16MiB", "above this much queued data, answers wait while their project's export catches up (pacing)"
+    )
+    pace_timeout: Seconds = option("2s", "longest an answer waits for pacing (then it is given anyway)")
     max_hold: Seconds = option("5m", "longest a rate-limited, failing or held project's data is kept")
     batch_max_bytes: Bytes = option("1MiB", "largest upstream request body, before compression")
     batch_max_items: Annotated[int, Text("N", whole_number(1, 1_000_000)), Ge(1), Le(1_000_000)] = option(

@@ -52,7 +52,7 @@ class Outcome:
 
     rejected: int = 0
     message: str = ""
-    commit: Awaitable[None] | None = None  # awaited before answering: the data is then durable
+    commit: Awaitable[None] | None = None  # awaited before answering: the data is then durable (and paced)
 
 
 class Reservation:
@@ -145,11 +145,17 @@ class Intake:
             raise RetryLater("pods not listed yet (--namespace-from peer)") from None
 
     def accept(
-        self, signal: Signal, body: bytes, *, reservation: Reservation | None = None, origin: Origin = ATTRIBUTE
+        self,
+        signal: Signal,
+        body: bytes,
+        *,
+        reservation: Reservation | None = None,
+        origin: Origin = ATTRIBUTE,
+        hold_limit: float | None = None,
     ) -> Outcome:
         """Validate and route `body` (an Export*ServiceRequest) as sent by `origin`; raises RetryLater
         (NotReady, Overloaded, ...) or MalformedPayload. Nothing is counted for a refused request: the client
-        sends it again.
+        sends it again. `hold_limit`: the longest the client can wait for its answer (pacing), when known.
 
         Resource records that fail validation are dropped (`reason="invalid"`) and named in the outcome; when
         no record is valid the whole request is malformed (400 / INVALID_ARGUMENT).
@@ -173,7 +179,7 @@ class Intake:
             result.dropped[INVALID] = result.dropped.get(INVALID, 0) + validation.rejected_items
             result.items += validation.rejected_items
             result.notes.append(validation.describe_rejections())
-        commit = self._pipeline.offer(result.parts) if result.parts else None
+        commit = self._pipeline.offer(result.parts, hold_limit=hold_limit) if result.parts else None
         for reason, items in result.dropped.items():
             self._metrics.dropped_items.labels(signal.value, reason).inc(items)
         if result.dropped_values:

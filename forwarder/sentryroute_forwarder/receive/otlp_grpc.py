@@ -72,12 +72,15 @@ class _ExportHandler:
             self._abort(context, grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
         # --namespace-from peer: the peer address, read here in the server thread (SPEC §6.1).
         host = grpc_peer_host(context.peer()) if self._intake.peer_mode else None
+        # A held answer (pacing) may take at most half of what is left of the client's deadline.
+        remaining = context.time_remaining()
+        limit = remaining / 2 if remaining is not None else None
         try:
             try:
-                outcome = self._bridge.call(self._accept, (request, host, None))
+                outcome = self._bridge.call(self._accept, (request, host, None, limit))
             except _PeerNotSeen:  # a pod the watch has not delivered yet: wait for it (bounded), then route
                 origin = self._bridge.wait(self._intake.origin_of(host))
-                outcome = self._bridge.call(self._accept, (request, host, origin))
+                outcome = self._bridge.call(self._accept, (request, host, origin, limit))
         except (MalformedPayload, DecodeError) as exc:
             name = self._service.request_type.DESCRIPTOR.name
             self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"request is not a valid {name}: {exc}")
@@ -88,16 +91,17 @@ class _ExportHandler:
             return _EMPTY_RESPONSE  # every Export*ServiceResponse of a full success is the empty message
         return self._service.response(outcome).SerializeToString()
 
-    def _accept(self, call: tuple[bytes, str | None, Origin | None]) -> Outcome:
-        """On the event loop: route one request from peer `host`; `origin` when it was already waited for."""
-        request, host, origin = call
+    def _accept(self, call: tuple[bytes, str | None, Origin | None, float | None]) -> Outcome:
+        """On the event loop: route one request from peer `host`; `origin` when it was already waited for;
+        `limit`: the longest its answer may be held (pacing)."""
+        request, host, origin, limit = call
         if self._service.signal is None:
             return self._intake.reject_metrics(ExportMetricsServiceRequest.FromString(request))
         if origin is None:
             origin = self._intake.origin_now(host)
             if origin is None:
                 raise _PeerNotSeen
-        return self._intake.accept(self._service.signal, request, origin=origin)
+        return self._intake.accept(self._service.signal, request, origin=origin, hold_limit=limit)
 
     def _abort(
         self, context: grpc.ServicerContext, code: grpc.StatusCode, message: str, *, retry: float | None = None
@@ -162,7 +166,9 @@ async def start_grpc_server(
     tls: ReloadingTls | None,
 ) -> tuple[GrpcReceiver, int]:
     """Start the server on `--otlp-grpc`; returns it and the port actually bound."""
-    executor = ThreadPoolExecutor(max_workers=HANDLER_THREADS, thread_name_prefix="sentryroute-grpc")
+    # A thread for every call grpc admits: an answer held by pacing must never keep another call from a thread.
+    workers = max(HANDLER_THREADS, settings.grpc_max_concurrent_requests)
+    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sentryroute-grpc")
     server = grpc.server(
         executor,
         # RPCs past this are refused with RESOURCE_EXHAUSTED before their message is read: gRPC reads a whole
