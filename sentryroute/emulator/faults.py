@@ -99,7 +99,16 @@ def _pid(project_id: str | int | None) -> str | None:
 class Faults:
     """Scripted misbehaviour. Python API and the HTTP control API (`/_emulator/api/faults/<kind>`) share it."""
 
-    KINDS = ("rate_limit", "rate_limit_bare", "fail", "delay", "accept_then_drop", "api_rate_limit", "api_fail")
+    KINDS = (
+        "rate_limit",
+        "rate_limit_bare",
+        "fail",
+        "delay",
+        "stall",
+        "accept_then_drop",
+        "api_rate_limit",
+        "api_fail",
+    )
 
     def __init__(self, state: State) -> None:
         self._state = state
@@ -108,6 +117,7 @@ class Faults:
         self._bare: dict[str, int] = {}
         self._failures: list[_Failure] = []
         self._delays: dict[str | None, float] = {}
+        self._stalls: set[str | None] = set()
         self._drops: dict[str, float] = {}
         self._api_limits: list[_ApiFault] = []
         self._api_failures: list[_ApiFault] = []
@@ -164,6 +174,17 @@ class Faults:
         with self._lock:
             self._delays[_pid(project_id)] = float(seconds)
 
+    def stall(self, project_id: str | int | None = None) -> None:
+        """Answer no ingest request (None project = every project) until `unstall` or `clear`: a project whose
+        exports take as long as the test wants, without the test waiting on the clock."""
+        with self._lock:
+            self._stalls.add(_pid(project_id))
+
+    def unstall(self, project_id: str | int | None = None) -> None:
+        """Stalled ingest requests of `project_id` are answered now."""
+        with self._lock:
+            self._stalls.discard(_pid(project_id))
+
     def accept_then_drop(self, project_id: str | int, seconds: float) -> None:
         """For `seconds`, answer 202 but record nothing, as Relay does while a new key's config is not cached."""
         with self._lock:
@@ -199,6 +220,7 @@ class Faults:
             self._bare.clear()
             self._failures.clear()
             self._delays.clear()
+            self._stalls.clear()
             self._drops.clear()
             self._api_limits.clear()
             self._api_failures.clear()
@@ -208,6 +230,10 @@ class Faults:
     def ingest_delay(self, project_id: str) -> float:
         with self._lock:
             return self._delays.get(project_id, self._delays.get(None, 0.0))
+
+    def stalled(self, project_id: str) -> bool:
+        with self._lock:
+            return project_id in self._stalls or None in self._stalls
 
     def drops(self, project_id: str) -> bool:
         with self._lock:

@@ -6,6 +6,7 @@ from sentryroute_forwarder.metrics import ForwarderMetrics
 from sentryroute_forwarder.model import Signal
 from sentryroute_forwarder.queue.accounting import QueueAccounting
 from sentryroute_forwarder.queue.bounds import MAX_RETRY_ESTIMATE, Bounds
+from sentryroute_forwarder.queue.pacing import Pacer
 from sentryroute_forwarder.queue.states import QueueStates
 from sentryroute_forwarder.queue.store import MemoryStore, QueueKey, Record
 
@@ -17,8 +18,10 @@ KEY = QueueKey.for_project(Signal.TRACES, "acme/a")
 def bounds_with(queued: int, *, bound: int = 10_000) -> tuple[Bounds, MemoryStore]:
     store, states = MemoryStore(), QueueStates()
     store.append(KEY, Record(1, Signal.TRACES, bytes(queued), 1, 1, None, None, accepted_at=0.0))
-    accounting = QueueAccounting(ForwarderMetrics(), store, states)
-    return Bounds(pipeline_test_settings(max_bytes=bound), store=store, states=states, accounting=accounting), store
+    metrics, settings = ForwarderMetrics(), pipeline_test_settings(max_bytes=bound)
+    accounting = QueueAccounting(metrics, store, states)
+    pacer = Pacer(settings, store=store, states=states, metrics=metrics)
+    return Bounds(settings, store=store, states=states, accounting=accounting, pacer=pacer), store
 
 
 def test_retry_after_is_the_excess_at_the_delivery_rate() -> None:

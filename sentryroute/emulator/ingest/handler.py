@@ -71,6 +71,9 @@ class IngestHandler:
             delay = ctx.faults.ingest_delay(project_id)
             if delay:
                 await asyncio.sleep(delay)
+            # Until a test or the control API lifts it; polled: the Python API may be called from any thread.
+            while ctx.faults.stalled(project_id):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
             key = self._authenticate(request, project_id)
             body, raw_size = await self._read(request, ctx)
             outcome = self._admit(ctx, project_id, key)
