@@ -67,6 +67,12 @@ class ForwarderMetrics:
         self.export_requests = Counter(
             "sentryroute_export_requests", "Export requests by outcome.", ["project", "outcome"], registry=r
         )
+        self.export_turn_waits = Counter(
+            "sentryroute_export_turn_waits",
+            "Batches that waited for a later event-loop iteration to start (more fell due at once than start per"
+            " iteration): growing steadily means exporting is behind receiving, and batches grow to catch up.",
+            registry=r,
+        )
         self.routes_revision = Gauge(
             "sentryroute_routes_revision_info",
             "Revision of the routes table in use (value 1).",
