@@ -16,6 +16,7 @@ from sentryroute_forwarder.app import Forwarder
 from sentryroute_forwarder.config import ConfigError, ForwarderSettings
 from sentryroute_forwarder.config import add_arguments as _add_forwarder_arguments
 from sentryroute_forwarder.logs import configure_logging
+from sentryroute_forwarder.malloc import use_one_arena
 
 __all__ = ["add_arguments", "run"]
 
@@ -36,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"sentryroute forwarder: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     configure_logging(log_format=settings.log_format, level=settings.log_level)
+    use_one_arena()  # before grpcio's and the decode workers' threads start: see malloc.py
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         return runner.run(serve(settings))
 
