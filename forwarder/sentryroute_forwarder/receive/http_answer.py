@@ -57,7 +57,11 @@ class Answer:
         else:
             connection = b"Connection: close\r\n"
         status_line = b"HTTP/%d.%d " % (major, minor)
-        transport.write(b"".join((status_line, self._fields, _date(), connection, b"\r\n", self._body)))
+        body = b"" if request.method == "HEAD" else self._body  # a HEAD answer has the headers only (RFC 9110)
+        transport.write(b"".join((status_line, self._fields, _date(), connection, b"\r\n", body)))
+        # A client that sends (pipelines) but does not read its answers: wait while the socket's send buffer is
+        # over its high-water mark, as aiohttp's own writer does, so unread answers cannot pile up.
+        await request.writer.drain()
 
     async def write_eof(self) -> None:
         """Everything went out with `prepare`."""
