@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
+# setup.py compiles the wire check with mypyc: a change to its source re-installs (rebuilds) the package.
+WIRE_CHECK = forwarder/sentryroute_forwarder/route/wirecheck.py
 
 .PHONY: demo test lint typecheck unit tools bench reliability fuzz hostile dashboard-picture clean
 
@@ -9,11 +11,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
+$(VENV)/.demo-installed: pyproject.toml setup.py $(WIRE_CHECK) | $(BIN)/python
 	$(BIN)/pip install -q -e '.[demo]'
 	touch $@
 
-$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+$(VENV)/.dev-installed: pyproject.toml setup.py $(WIRE_CHECK) | $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@ $(VENV)/.demo-installed
 

@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT))  # the tests' /metrics reader (tests/forwarder/dur
 
 from load import LoadResult, missing_tools, run_h2load, run_wrk  # noqa: E402
 from peers import BENCH_NAMESPACE, PodCluster, pod_cluster  # noqa: E402
+from sentryroute_forwarder.route import wirecheck  # noqa: E402
 from sink import CountingSink  # noqa: E402
 from workloads import SHAPES, Shape, build_table  # noqa: E402
 
@@ -612,6 +613,11 @@ def main() -> None:
         parser.error("--rounds and --seconds must be at least 1")
     if missing := missing_tools():
         parser.error(f"missing {', '.join(missing)}: run `bash scripts/install-bench-tools.sh` (or `make bench`)")
+    if args.system != "rotel" and not wirecheck.COMPILED:
+        parser.error(
+            "the forwarder's wire check is not compiled (it would run ~70x slower): "
+            "run `make .venv/.dev-installed` (it builds it with mypyc)"
+        )
     if args.system != "sentryroute" and not os.access(args.rotel, os.X_OK):
         parser.error(f"no rotel-agent at {args.rotel}: run `bash scripts/install-rotel.sh` first")
     report = asyncio.run(run(args))

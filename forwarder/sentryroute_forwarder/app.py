@@ -29,6 +29,7 @@ from sentryroute_forwarder.receive.otlp_grpc import GrpcReceiver, start_grpc_ser
 from sentryroute_forwarder.receive.otlp_http import build_http_server, http_runner, receiver_grace
 from sentryroute_forwarder.receive.tls import ReloadingTls
 from sentryroute_forwarder.route.router import Router
+from sentryroute_forwarder.route.validate import WIRE_CHECK_MODE, warn_if_slow
 from sentryroute_forwarder.table.file_watcher import RoutesFileWatcher
 from sentryroute_forwarder.table.loader import TableLoader
 
@@ -90,12 +91,14 @@ class Forwarder:
         self._routes_file: RoutesFileWatcher | None = None
         self.metrics.queue_limit_bytes.set(settings.bound)
         self.metrics.ready.set_function(lambda: 0.0 if self.not_ready_reason() else 1.0)
+        self.metrics.wire_check.labels(WIRE_CHECK_MODE).set(1)
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Bind admin, load the first table if there is one, start the pipeline, then open the receivers."""
         settings = self.settings
+        warn_if_slow()
         admin = web.AppRunner(
             build_admin_app(metrics=self.metrics, not_ready_reason=self.not_ready_reason),
             handle_signals=False,

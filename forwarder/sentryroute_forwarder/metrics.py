@@ -132,6 +132,12 @@ class ForwarderMetrics:
             registry=r,
         )
         self.ready = Gauge("sentryroute_ready", "1 while /readyz answers ready, else 0.", registry=r)
+        self.wire_check = Gauge(
+            "sentryroute_wire_check_info",
+            "How intake validation's wire check runs (value 1): mode=compiled, or interpreted (~70x slower).",
+            ["mode"],
+            registry=r,
+        )
         self.rate_limit_deadlines = _RateLimitDeadlines()
         r.register(self.rate_limit_deadlines)
         # process_cpu_seconds_total, process_resident_memory_bytes, ...: this registry is not the default one.

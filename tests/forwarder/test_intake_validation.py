@@ -172,7 +172,8 @@ async def test_a_bad_resource_beside_good_ones_is_a_partial_success(checkout, em
         answer = ExportTraceServiceResponse.FromString(await resp.read())
     assert answer.partial_success.rejected_spans == 1
     assert "invalid: 1" in answer.partial_success.error_message
-    assert "resource 1: not valid protobuf (String field had bad UTF-8)" in answer.partial_success.error_message
+    reason = "resource 1: not valid protobuf (Span.name: string field is not valid UTF-8)"
+    assert reason in answer.partial_success.error_message
     await wait_until(lambda: emulator.received.span_count(project_id) == 1, what="the good span")
     assert metric_value(forwarder, "sentryroute_dropped_items_total", {"signal": "traces", "reason": "invalid"}) == 1
 

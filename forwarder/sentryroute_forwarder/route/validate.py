@@ -1,37 +1,57 @@
 """Intake validation: only records Sentry can decode may join a batch (one bad record would sink all of it).
 
-Batches concatenate resource records of many requests, and Sentry (Relay, prost) decodes a batch whole: a
-record that does not decode makes it drop every other client's data in that batch. So every request is
-decoded in full once, at intake, by upb (C speed): framing and lengths of every nested field, UTF-8 of every
-`string` field, and nesting depth (upb stops at 100 levels, as prost does).
+Batches concatenate resource records of many requests, and Sentry (Relay) decodes a batch whole with prost:
+a record that does not decode makes it drop every other client's data in that batch, after answering 202. So
+every resource record of every request is checked at intake by `wirecheck`, a walk of the record under
+prost's rules: framing and lengths of every nested field, the wire type of every known field, UTF-8 of every
+`string` field, nesting depth (prost's limit of 100), unknown fields and groups skipped as prost skips them.
+It runs compiled (mypyc, ~0.4 µs per span, less than upb's parse it replaced); docs/reliability.md has the
+figures.
 
-The fast path is one upb parse of the whole request, which also yields the routing attributes and item
-counts (it replaces the lite parse of `wire.parse_records`). Only when it fails is each resource record
-parsed alone, so a bad record is rejected by itself and the request's other records still go through.
+The walk also yields what routing needs: the item count and where the `Resource` is; only that small message
+is decoded (upb) for its routing attributes. A record that fails is rejected alone, with a short reason, and
+the request's other records go through.
 
-Not checked, for speed (measured in docs/reliability.md): id sizes (trace_id 16 bytes, span_id 8) cost
-~0.25 µs per span in Python, and Relay drops a span with a bad id by itself, so it harms no other data; and
-a known field sent with the wrong wire type, which upb keeps as an unknown field (prost rejects it).
+Not checked, on purpose: id sizes (`trace_id` 16 bytes, `span_id` 8). Relay decodes them as bytes and drops
+a span whose ids are bad (or, for a log record, replaces its trace id) one item at a time, after the batch has
+decoded, so they harm no other data; rejecting here would drop a whole resource's items for one bad span.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
 
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from sentryroute_forwarder.model import Signal
+from sentryroute_forwarder.route import wirecheck
 from sentryroute_forwarder.route.wire import ResourceRecord, lite_items, record_bounds, resource_attributes
 
-__all__ = ["INVALID", "Rejected", "Validation", "validate_request"]
+__all__ = ["INVALID", "WIRE_CHECK_MODE", "Rejected", "Validation", "validate_request", "warn_if_slow"]
+
+log = logging.getLogger(__name__)
 
 #: The dropped-items reason (and partial_success wording) of records that fail validation.
 INVALID = "invalid"
-_REQUEST: dict[Signal, Any] = {Signal.TRACES: ExportTraceServiceRequest, Signal.LOGS: ExportLogsServiceRequest}
+#: "compiled" (mypyc, the normal install) or "interpreted" (~70x slower: SENTRYROUTE_PURE_PYTHON=1 installs).
+WIRE_CHECK_MODE = "compiled" if wirecheck.COMPILED else "interpreted"
+
+_SCHEMA = wirecheck.build_schema([ExportTraceServiceRequest.DESCRIPTOR, ExportLogsServiceRequest.DESCRIPTOR])
+_RESOURCE = Resource.DESCRIPTOR.full_name
+_CHECKS = {
+    Signal.TRACES: wirecheck.RecordCheck(
+        _SCHEMA, "opentelemetry.proto.trace.v1.ResourceSpans", "opentelemetry.proto.trace.v1.Span", _RESOURCE
+    ),
+    Signal.LOGS: wirecheck.RecordCheck(
+        _SCHEMA, "opentelemetry.proto.logs.v1.ResourceLogs", "opentelemetry.proto.logs.v1.LogRecord", _RESOURCE
+    ),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,43 +84,45 @@ def validate_request(signal: Signal, body: bytes | memoryview, *, keys: Collecti
 
     Raises `wire.MalformedPayload` when the top-level framing is broken: then no record can be told apart.
     """
-    buf = memoryview(body)
-    bounds = record_bounds(buf)
+    data = body if isinstance(body, bytes) else bytes(body)  # the compiled walk indexes bytes natively
+    buf = memoryview(data)
+    check = _CHECKS[signal]
     result = Validation()
-    try:
-        # bytes, not the memoryview: upb copies anything else into a new bytes object first (240 KB per request)
-        request = _REQUEST[signal].FromString(body if isinstance(body, bytes) else bytes(buf))
-    except DecodeError:
-        request = None
-    if request is not None:
-        parsed = request.resource_spans if signal is Signal.TRACES else request.resource_logs
-        for (start, _, end), message in zip(bounds, parsed, strict=True):
-            _add(result, signal, buf[start:end], message, keys)
-        return result
-    # Each record alone, but parsed as a one-record request: at the depth it has in a batch (parsed as the
-    # root, a record would get one more level of nesting than Sentry allows it).
-    request_type = _REQUEST[signal]
-    for index, (start, body_start, end) in enumerate(bounds):
+    for index, (start, body_start, end) in enumerate(record_bounds(buf)):
         try:
-            alone = request_type.FromString(buf[start:end])
-        except DecodeError as exc:
-            result.rejected.append(Rejected(index, lite_items(buf[body_start:end]), _decode_reason(exc)))
+            walk = check.check(data, body_start, end)
+            resource = _resource(data, walk.resources)
+        except (wirecheck.WireError, DecodeError) as exc:
+            reason = f"not valid protobuf ({str(exc)[:160]})"
+            result.rejected.append(Rejected(index, lite_items(buf[body_start:end]), reason))
             continue
-        message = alone.resource_spans[0] if signal is Signal.TRACES else alone.resource_logs[0]
-        _add(result, signal, buf[start:end], message, keys)
+        attributes = resource_attributes(resource, keys)
+        result.records.append(ResourceRecord(data=buf[start:end], attributes=attributes, items=walk.items))
     return result
 
 
-def _add(result: Validation, signal: Signal, data: memoryview, message: Any, keys: Collection[str] | None) -> None:
-    if signal is Signal.TRACES:
-        items = sum(len(scope.spans) for scope in message.scope_spans)
-    else:
-        items = sum(len(scope.log_records) for scope in message.scope_logs)
-    result.records.append(ResourceRecord(data=data, attributes=resource_attributes(message, keys), items=items))
+def _resource(data: bytes, bounds: list[tuple[int, int]]) -> Resource:
+    """The record's Resource; several `resource` fields merge, as protobuf says (concatenation is merging)."""
+    if len(bounds) == 1:
+        start, end = bounds[0]
+        return Resource.FromString(data[start:end])
+    return Resource.FromString(b"".join(data[start:end] for start, end in bounds))
 
 
-def _decode_reason(exc: DecodeError) -> str:
-    text = str(exc)
-    # upb: "Error parsing message with type 'opentelemetry.proto.trace.v1.Span': String field had bad UTF-8"
-    detail = text.rpartition(": ")[2] if "': " in text else ""
-    return f"not valid protobuf ({detail[:120]})" if detail else "not valid protobuf"
+def warn_if_slow() -> None:
+    """Log a warning when the wire check runs interpreted (an install without its compiled extension)."""
+    if wirecheck.COMPILED:
+        source, built = Path(wirecheck.source_path()), Path(wirecheck.__file__ or "")
+        if source.exists() and built.exists() and source.stat().st_mtime > built.stat().st_mtime:
+            log.warning(
+                "the compiled wire check (%s) is older than its source: re-install the package "
+                "(make .venv/.dev-installed) so intake validation runs the current rules",
+                wirecheck.__file__,
+            )
+        return
+    log.warning(
+        "intake validation runs the INTERPRETED wire check (%s): about 70x slower than the compiled one, "
+        "so throughput is a fraction of normal. Install the package with a C compiler (not "
+        "SENTRYROUTE_PURE_PYTHON=1) to build it.",
+        wirecheck.__file__,
+    )

@@ -161,14 +161,15 @@ def parse_records(payload: bytes | memoryview, *, keys: Collection[str] | None =
         items = 0
         for scope in record.scopes:
             items += len(scope.items)
-        result.append(ResourceRecord(data=buf[start:end], attributes=resource_attributes(record, keys), items=items))
+        attributes = resource_attributes(record.resource, keys)
+        result.append(ResourceRecord(data=buf[start:end], attributes=attributes, items=items))
     return result
 
 
-def resource_attributes(record: Any, keys: Collection[str] | None) -> dict[str, object]:
-    """The resource attributes of a parsed record (lite or full message), only `keys` when given."""
+def resource_attributes(resource: Any, keys: Collection[str] | None) -> dict[str, object]:
+    """The attributes of a parsed `Resource` (of a lite or full record), only `keys` when given."""
     attributes: dict[str, object] = {}
-    for pair in record.resource.attributes:
+    for pair in resource.attributes:
         key = pair.key
         if (keys is not None and key not in keys) or key in attributes:
             continue  # duplicate keys are invalid OTLP; the first one wins

@@ -11,6 +11,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
+from sentryroute.emulator.ingest.prost_rules import prost_refusal
 from sentryroute.emulator.received import ReceivedLog, ReceivedSpan
 from sentryroute.otlp_json import InvalidJson, parse_otlp_json
 
@@ -20,6 +21,7 @@ class InvalidPayload(Exception):
 
 
 def _parse(message: Message, body: bytes, *, is_json: bool) -> None:
+    """Decode as Relay does: protobuf by prost's rules (upb, then what prost refuses beyond it), or JSON."""
     try:
         if is_json:
             message.CopyFrom(parse_otlp_json(body, type(message)))
@@ -27,6 +29,8 @@ def _parse(message: Message, body: bytes, *, is_json: bool) -> None:
             message.ParseFromString(body)
     except (DecodeError, InvalidJson) as exc:
         raise InvalidPayload(str(exc)) from exc
+    if not is_json and (reason := prost_refusal(message)) is not None:
+        raise InvalidPayload(reason)
 
 
 def any_value(value: AnyValue) -> Any:

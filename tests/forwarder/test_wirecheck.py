@@ -1,0 +1,330 @@
+"""The strict wire check (route/wirecheck.py) against requests built by construction, compiled and interpreted.
+
+Every case is a request whose verdict under prost's rules (Relay's decoder) follows from how it was built: a
+known field written with another wire type, an unknown field of each wire type, a group, a varint of 10 or 11
+bytes, strings that are or are not UTF-8, nesting at and past the limit. The same cases check the Sentry
+emulator's independent reading of those rules (upb, then `prost_rules` on the parsed message), and upb alone,
+which accepts the wrong wire types: the gap the wire check closes. A hypothesis test then builds random
+requests from the OTLP schema, with faults injected at known places, and holds all of them to the same truth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+import pytest
+from google.protobuf.message import DecodeError
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from sentryroute_forwarder.model import Signal
+from sentryroute_forwarder.route import wirecheck
+from sentryroute_forwarder.route.validate import WIRE_CHECK_MODE, validate_request
+from sentryroute_forwarder.route.wire import record_bounds
+
+from sentryroute.emulator.ingest.prost_rules import prost_refusal
+from tests.forwarder.support import field, varint
+
+REQUEST: dict[Signal, Any] = {Signal.TRACES: ExportTraceServiceRequest, Signal.LOGS: ExportLogsServiceRequest}
+RECORD = {
+    Signal.TRACES: ("opentelemetry.proto.trace.v1.ResourceSpans", "opentelemetry.proto.trace.v1.Span"),
+    Signal.LOGS: ("opentelemetry.proto.logs.v1.ResourceLogs", "opentelemetry.proto.logs.v1.LogRecord"),
+}
+MODULES = {"installed": wirecheck, "interpreted": wirecheck.interpreted()}
+
+
+# -- the three readers --------------------------------------------------------------------------------------
+
+
+def walker(module: ModuleType, signal: Signal) -> Callable[[bytes], str | None]:
+    schema = module.build_schema([ExportTraceServiceRequest.DESCRIPTOR, ExportLogsServiceRequest.DESCRIPTOR])
+    record, item = RECORD[signal]
+    check = module.RecordCheck(schema, record, item, "opentelemetry.proto.resource.v1.Resource")
+
+    def verdict(body: bytes) -> str | None:
+        for _, start, end in record_bounds(memoryview(body)):
+            try:
+                check.check(body, start, end)
+            except module.WireError as exc:
+                return str(exc)
+        return None
+
+    return verdict
+
+
+def emulator(signal: Signal, body: bytes) -> str | None:
+    try:
+        return prost_refusal(REQUEST[signal].FromString(body))
+    except DecodeError as exc:
+        return str(exc)
+
+
+def upb(signal: Signal, body: bytes) -> str | None:
+    try:
+        REQUEST[signal].FromString(body)
+    except DecodeError as exc:
+        return str(exc)
+    return None
+
+
+# -- building requests by hand -------------------------------------------------------------------------------
+
+
+def key(number: int, wire: int) -> bytes:
+    return varint(number << 3 | wire)
+
+
+def vint(number: int, value: int) -> bytes:
+    return key(number, 0) + varint(value)
+
+
+def fixed64(number: int) -> bytes:
+    return key(number, 1) + b"\x11" * 8
+
+
+def fixed32(number: int) -> bytes:
+    return key(number, 5) + b"\x22" * 4
+
+
+def span(*extra: bytes) -> bytes:
+    return field(1, b"\x01" * 16) + field(2, b"\x02" * 8) + field(5, b"op") + b"".join(extra)
+
+
+def attribute(value: bytes) -> bytes:
+    """A span's attribute (Span.attributes = 9) whose AnyValue body is `value`."""
+    return field(9, field(1, b"k") + field(2, value))
+
+
+SERVICE = field(1, field(1, b"service.name") + field(2, field(1, b"checkout")))
+
+
+def traces(span_bytes: bytes, *, resource: bytes = SERVICE, scope: bytes = b"", record: bytes = b"") -> bytes:
+    return field(1, field(1, resource) + field(2, scope + field(2, span_bytes)) + record)
+
+
+def logs(record_bytes: bytes) -> bytes:
+    return field(1, field(1, SERVICE) + field(2, field(2, record_bytes)))
+
+
+def nested(deepest: int, inner: bytes = b"", *, beside: bytes = b"") -> bytes:
+    """A traces request whose deepest message is at level `deepest` (the request is 0, a span attribute's
+    AnyValue 5, then ArrayValue and AnyValue alternate), holding `inner`; `beside` goes into the span."""
+    body, level = inner, deepest
+    while level > 5:
+        body = field(1, body) if level % 2 else field(5, body)  # AnyValue in ArrayValue.values, or array_value
+        level -= 1
+    return traces(span(attribute(body), beside))
+
+
+UNKNOWN_OF_EVERY_WIRE_TYPE = (
+    vint(100, 1) + fixed64(101) + fixed32(102) + field(103, b"\xff\xfe")
+    # a group holding a varint and an empty nested group
+    + key(104, 3) + vint(1, 1) + key(2, 3) + key(2, 4) + key(104, 4)
+)  # fmt: skip
+
+#: (signal, request, substring of the reason or None when prost decodes it).
+WRONG_WIRE_TYPES: dict[str, tuple[Signal, bytes, str]] = {
+    "span-name-as-varint": (Signal.TRACES, traces(span(vint(5, 7))), "Span.name"),
+    "span-kind-as-length-delimited": (Signal.TRACES, traces(span(field(6, b"\x01"))), "Span.kind"),
+    "span-start-time-as-varint": (Signal.TRACES, traces(span(vint(7, 1))), "Span.start_time_unix_nano"),
+    "span-flags-as-64-bit": (Signal.TRACES, traces(span(fixed64(16))), "Span.flags"),
+    "span-attributes-as-varint": (Signal.TRACES, traces(span(vint(9, 1))), "Span.attributes"),
+    "span-name-as-group": (Signal.TRACES, traces(span(key(5, 3) + key(5, 4))), "Span.name"),
+    "attribute-string-as-varint": (Signal.TRACES, traces(span(attribute(vint(1, 5)))), "AnyValue.string_value"),
+    "attribute-int-as-64-bit": (Signal.TRACES, traces(span(attribute(fixed64(3)))), "AnyValue.int_value"),
+    "attribute-double-as-varint": (Signal.TRACES, traces(span(attribute(vint(4, 1)))), "AnyValue.double_value"),
+    "attribute-bool-as-32-bit": (Signal.TRACES, traces(span(attribute(fixed32(2)))), "AnyValue.bool_value"),
+    "array-values-as-varint": (Signal.TRACES, traces(span(attribute(field(5, vint(1, 1))))), "ArrayValue.values"),
+    "array-item-string-as-varint": (
+        Signal.TRACES,
+        traces(span(attribute(field(5, field(1, vint(1, 3)))))),
+        "AnyValue.string_value",
+    ),
+    "kvlist-values-as-32-bit": (Signal.TRACES, traces(span(attribute(field(6, fixed32(1))))), "KeyValueList.values"),
+    "event-name-as-varint": (Signal.TRACES, traces(span(field(11, fixed64(1) + vint(2, 1)))), "Event.name"),
+    "link-span-id-as-varint": (Signal.TRACES, traces(span(field(13, field(1, b"\x01" * 16) + vint(2, 1)))), "Link"),
+    "status-code-as-length-delimited": (Signal.TRACES, traces(span(field(15, field(3, b"\x02")))), "Status.code"),
+    "resource-attribute-key-as-varint": (Signal.TRACES, traces(span(), resource=field(1, vint(1, 1))), "KeyValue.key"),
+    "scope-name-as-varint": (Signal.TRACES, traces(span(), scope=field(1, vint(1, 1))), "InstrumentationScope.name"),
+    "record-schema-url-as-varint": (Signal.TRACES, traces(span(), record=vint(3, 1)), "ResourceSpans.schema_url"),
+    "log-body-as-varint": (Signal.LOGS, logs(vint(5, 1)), "LogRecord.body"),
+    "log-body-string-as-varint": (Signal.LOGS, logs(field(5, vint(1, 1))), "AnyValue.string_value"),
+    "log-severity-as-length-delimited": (Signal.LOGS, logs(field(2, b"\x09")), "LogRecord.severity_number"),
+    "log-time-as-varint": (Signal.LOGS, logs(vint(1, 5)), "LogRecord.time_unix_nano"),
+    "log-trace-id-as-64-bit": (Signal.LOGS, logs(fixed64(9)), "LogRecord.trace_id"),
+}
+
+OTHER_RULES: dict[str, tuple[Signal, bytes, str | None]] = {
+    # prost decodes these
+    "unknown-fields-of-every-wire-type": (
+        Signal.TRACES,
+        traces(span(UNKNOWN_OF_EVERY_WIRE_TYPE, attribute(UNKNOWN_OF_EVERY_WIRE_TYPE)), record=vint(200, 1)),
+        None,
+    ),
+    "varint-of-10-bytes": (Signal.TRACES, traces(span(key(6, 0) + b"\xff" * 9 + b"\x01")), None),
+    "key-not-minimally-encoded": (Signal.TRACES, traces(span(b"\xb0\x80\x80\x80\x00\x01")), None),
+    "bytes-value-not-utf8": (Signal.TRACES, traces(span(attribute(field(7, b"\xff\xfe")))), None),
+    "utf8-of-every-length": (Signal.TRACES, traces(span(field(5, "é ✓ 𝄞 x".encode()))), None),
+    "bad-id-sizes-are-relays-per-span-business": (Signal.TRACES, traces(field(1, b"\x01" * 3) + field(2, b"")), None),
+    "a-message-at-level-100": (Signal.TRACES, nested(100), None),
+    # an AnyValue at 97 holding a KeyValueList (98), a KeyValue (99) and its AnyValue (100) with a string
+    "a-known-field-at-level-100": (
+        Signal.TRACES,
+        nested(97, field(6, field(1, field(1, b"k") + field(2, field(1, b"s"))))),
+        None,
+    ),
+    "a-group-at-level-98": (Signal.TRACES, nested(98, key(900, 3) + vint(1, 1) + key(900, 4)), None),
+    # prost refuses these
+    "varint-10th-byte-overflows": (Signal.TRACES, traces(span(key(6, 0) + b"\xff" * 9 + b"\x02")), "64 bits"),
+    "varint-of-11-bytes": (Signal.TRACES, traces(span(key(6, 0) + b"\xff" * 10 + b"\x01")), "64 bits"),
+    "key-over-32-bits": (Signal.TRACES, traces(span(b"\x80\x80\x80\x80\x10\x01")), "key"),
+    "field-number-0": (Signal.TRACES, traces(span(b"\x00\x01")), "field number 0"),
+    "wire-type-6": (Signal.TRACES, traces(span(key(100, 6))), "wire type 6"),
+    "end-group-outside-a-group": (Signal.TRACES, traces(span(key(100, 4))), "end-group"),
+    "group-ended-by-another-tag": (Signal.TRACES, traces(span(key(100, 3) + key(101, 4))), "end-group"),
+    "group-never-ended": (Signal.TRACES, traces(span(key(100, 3) + vint(1, 1))), "group"),
+    "name-not-utf8": (Signal.TRACES, traces(span(field(5, b"\xff"))), "UTF-8"),
+    "name-utf16-surrogate": (Signal.TRACES, traces(span(field(5, b"\xed\xa0\x80"))), "UTF-8"),
+    "name-overlong-utf8": (Signal.TRACES, traces(span(field(5, b"\xc0\x80"))), "UTF-8"),
+    "name-truncated-utf8": (Signal.TRACES, traces(span(field(5, "é".encode()[:1]))), "UTF-8"),
+    "attribute-key-not-utf8": (Signal.TRACES, traces(span(field(9, field(1, b"\xff")))), "KeyValue.key"),
+    "length-past-its-message": (Signal.TRACES, traces(span(key(5, 2) + varint(50) + b"ab")), "past the end"),
+    "fixed64-past-its-message": (Signal.TRACES, traces(span(key(7, 1) + b"\x00" * 4)), "past the end"),
+    "a-message-at-level-101": (Signal.TRACES, nested(101), "deeper than 100"),
+    "an-unknown-field-at-level-100": (Signal.TRACES, nested(100, vint(900, 1), beside=vint(900, 1)), "deeper"),
+    "a-group-at-level-99": (
+        Signal.TRACES,
+        nested(99, key(900, 3) + vint(1, 1) + key(900, 4), beside=vint(900, 1)),
+        "deeper",
+    ),
+}
+
+#: What the emulator cannot see (prost_rules' docstring): refused by prost and the wire check, accepted by it.
+EMULATOR_GAPS = {"varint-10th-byte-overflows"}
+#: What upb accepts although prost does not: the gap the wire check closes.
+UPB_GAPS = {*WRONG_WIRE_TYPES, "varint-10th-byte-overflows", "an-unknown-field-at-level-100", "a-group-at-level-99"}
+CASES = {**WRONG_WIRE_TYPES, **OTHER_RULES}
+
+
+@pytest.mark.parametrize("mode", sorted(MODULES))
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_the_wire_check_follows_prost(name: str, mode: str) -> None:
+    signal, body, expected = CASES[name]
+    reason = walker(MODULES[mode], signal)(body)
+    if expected is None:
+        assert reason is None
+    else:
+        assert reason is not None and expected in reason, reason
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_the_emulator_and_upb_against_the_same_cases(name: str) -> None:
+    signal, body, expected = CASES[name]
+    refused_by_prost = expected is not None
+    assert (emulator(signal, body) is not None) == (refused_by_prost and name not in EMULATOR_GAPS)
+    assert (upb(signal, body) is not None) == (refused_by_prost and name not in UPB_GAPS)
+
+
+@pytest.mark.parametrize("name", sorted(WRONG_WIRE_TYPES))
+def test_intake_rejects_a_wrong_wire_type_by_its_resource_and_names_the_field(name: str) -> None:
+    signal, bad, expected = WRONG_WIRE_TYPES[name]
+    good = traces(span()) if signal is Signal.TRACES else logs(field(6, field(1, b"k")))
+    validation = validate_request(signal, good + bad + good, keys={"service.name"})
+    assert [r.index for r in validation.rejected] == [1]
+    assert expected in validation.rejected[0].reason
+    assert validation.rejected[0].reason.startswith("not valid protobuf (")
+    assert [(r.attributes, r.items) for r in validation.records] == [({"service.name": "checkout"}, 1)] * 2
+
+
+def test_the_installed_wire_check_is_compiled() -> None:
+    """`make .venv/.dev-installed` (CI) builds it; a missing build would make the forwarder ~70x slower."""
+    assert wirecheck.COMPILED, "run `make .venv/.dev-installed`: setup.py compiles route/wirecheck.py with mypyc"
+    assert WIRE_CHECK_MODE == "compiled"
+    assert not MODULES["interpreted"].COMPILED
+
+
+# -- random requests from the OTLP schema, faults injected by construction ---------------------------------
+
+_WIRE = {"varint": 0, "fixed64": 1, "length": 2, "fixed32": 5}
+
+
+def _expected_wire(descriptor: Any) -> int:
+    kind = type(descriptor)
+    if descriptor.type in (kind.TYPE_MESSAGE, kind.TYPE_STRING, kind.TYPE_BYTES):
+        return 2
+    if descriptor.type in (kind.TYPE_FIXED64, kind.TYPE_SFIXED64, kind.TYPE_DOUBLE):
+        return 1
+    if descriptor.type in (kind.TYPE_FIXED32, kind.TYPE_SFIXED32, kind.TYPE_FLOAT):
+        return 5
+    return 0
+
+
+def _value(draw: st.DrawFn, number: int, wire: int) -> bytes:
+    """A well-formed value of any wire type, for unknown fields and wrongly typed known ones."""
+    if wire == 0:
+        return vint(number, draw(st.integers(0, 2**64 - 1)))
+    if wire == 1:
+        return key(number, 1) + draw(st.binary(min_size=8, max_size=8))
+    if wire == 5:
+        return key(number, 5) + draw(st.binary(min_size=4, max_size=4))
+    return field(number, draw(st.binary(max_size=6)))
+
+
+@st.composite
+def _message(draw: st.DrawFn, descriptor: Any, level: int, faults: list[str]) -> bytes:
+    parts = []
+    oneofs: set[str] = set()  # one member per oneof, as encoders write them (upb keeps only the last one)
+    for _ in range(draw(st.integers(0, 4))):
+        if draw(st.integers(0, 4)) == 0:
+            number = draw(st.integers(100, 3000))  # OTLP's field numbers are all below 100
+            assert number not in [f.number for f in descriptor.fields]
+            parts.append(_value(draw, number, draw(st.sampled_from(sorted(_WIRE.values())))))
+            continue
+        known = draw(st.sampled_from(list(descriptor.fields)))
+        if known.containing_oneof is not None:
+            if known.containing_oneof.name in oneofs:
+                continue
+            oneofs.add(known.containing_oneof.name)
+        expected = _expected_wire(known)
+        if draw(st.integers(0, 29)) == 0:
+            wire = draw(st.sampled_from([w for w in _WIRE.values() if w != expected]))
+            parts.append(_value(draw, known.number, wire))
+            faults.append(f"{descriptor.name}.{known.name}")
+        elif known.message_type is not None:
+            if level < 9:
+                parts.append(field(known.number, draw(_message(known.message_type, level + 1, faults))))
+        elif known.type == type(known).TYPE_STRING:
+            text = draw(st.text(max_size=6)).encode()
+            if draw(st.integers(0, 29)) == 0:
+                text += b"\xc3"  # a lead byte with no continuation
+                faults.append(f"{descriptor.name}.{known.name} UTF-8")
+            parts.append(field(known.number, text))
+        else:
+            parts.append(_value(draw, known.number, expected))
+    return b"".join(parts)
+
+
+@st.composite
+def built_requests(draw: st.DrawFn) -> tuple[Signal, bytes, list[str]]:
+    signal = draw(st.sampled_from([Signal.TRACES, Signal.LOGS]))
+    faults: list[str] = []
+    record = REQUEST[signal].DESCRIPTOR.fields_by_number[1].message_type
+    body = b"".join(field(1, draw(_message(record, 1, faults))) for _ in range(draw(st.integers(1, 3))))
+    return signal, body, faults
+
+
+@settings(max_examples=150, derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck))
+@given(built_requests())
+def test_random_requests_with_faults_injected(case: tuple[Signal, bytes, list[str]]) -> None:
+    signal, body, faults = case
+    event("UTF-8 fault" if any(f.endswith("UTF-8") for f in faults) else "wire type fault" if faults else "clean")
+    expected_refusal = bool(faults)
+    for module in MODULES.values():
+        assert (walker(module, signal)(body) is not None) == expected_refusal, faults
+    assert (emulator(signal, body) is not None) == expected_refusal, faults
+    wire_type_faults = [f for f in faults if not f.endswith("UTF-8")]
+    if not wire_type_faults:
+        assert (upb(signal, body) is not None) == expected_refusal
