@@ -42,6 +42,7 @@ from tests.forwarder.support import (
     wait_until,
     write_table,
 )
+from tests.forwarder.test_wirecheck import WRONG_WIRE_TYPES
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 _ids = itertools.count(1)
@@ -236,3 +237,84 @@ def test_a_record_at_the_depth_limit_is_judged_at_its_depth_in_a_batch():
     validation = validate_request(Signal.TRACES, good + field(1, record_body) + good)
     assert [r.index for r in validation.rejected] == [1]
     assert len(validation.records) == 2
+
+
+# -- a known field with the wrong wire type (prost refuses the request; upb would let it into a batch) --------
+
+#: One bad resource record per case (built by construction in test_wirecheck.py): signal, record, field named.
+WRONG_WIRE_TYPE_RECORDS = {
+    "span-name": ("traces", "span-name-as-varint", "Span.name"),
+    "nested-any-value": ("traces", "array-item-string-as-varint", "AnyValue.string_value"),
+    "event-name": ("traces", "event-name-as-varint", "Event.name"),
+    "log-body": ("logs", "log-body-string-as-varint", "AnyValue.string_value"),
+}
+
+
+def checkout_request(signal: Signal, names: list[str]) -> tuple[bytes, list[str]]:
+    """A one-resource request of service `checkout`: spans named `names`, or log lines `names`; and what the
+    emulator will show of each (span ids, or the lines)."""
+    checkout = resource({"service.name": "checkout"})
+    if signal is Signal.TRACES:
+        spans = [good_span(name) for name in names]
+        rs = ResourceSpans(resource=checkout, scope_spans=[ScopeSpans(spans=spans)])
+        return traces_request(rs).SerializeToString(), [span.span_id.hex() for span in spans]
+    records = [LogRecord(body=AnyValue(string_value=name)) for name in names]
+    rl = ResourceLogs(resource=checkout, scope_logs=[ScopeLogs(log_records=records)])
+    return logs_request(rl).SerializeToString(), list(names)
+
+
+def delivered(emulator: SentryEmulator, signal: Signal, project_id: str) -> list[str]:
+    if signal is Signal.TRACES:
+        return [span.span_id for span in emulator.received.spans(project_id)]
+    return [log.body for log in emulator.received.logs(project_id)]
+
+
+@pytest.mark.parametrize("case", sorted(WRONG_WIRE_TYPE_RECORDS))
+async def test_a_wrong_wire_type_costs_another_client_nothing(case, checkout, emulator, http):
+    """The bad record is named in partial_success and counted as invalid; the other client's data, sent at the
+    same time to the same project, arrives in full; Sentry (the emulator, as strict as prost) decodes every
+    batch it gets. Sent to the emulator directly, the same request is answered 202 and dropped whole."""
+    signal_name, built, field_name = WRONG_WIRE_TYPE_RECORDS[case]
+    forwarder, project_id = checkout
+    signal = Signal(signal_name)
+    url = f"http://127.0.0.1:{forwarder.http_port}/v1/{signal.value}"
+    answer_type = ExportTraceServiceResponse if signal is Signal.TRACES else ExportLogsServiceResponse
+    sent: list[str] = []
+
+    async def well_formed_client() -> None:
+        for round_ in range(10):
+            body, shown = checkout_request(signal, [f"client {round_}-{i}" for i in range(5)])
+            sent.extend(shown)
+            async with http.post(url, data=body, headers=PROTOBUF) as resp:
+                assert resp.status == 200
+            await asyncio.sleep(0)
+
+    async def sender_of_bad_records() -> list[str]:
+        messages = []
+        for round_ in range(10):
+            good, shown = checkout_request(signal, [f"sender's good {round_}"])
+            sent.extend(shown)
+            async with http.post(url, data=good + WRONG_WIRE_TYPES[built][1], headers=PROTOBUF) as resp:
+                assert resp.status == 200
+                messages.append(answer_type.FromString(await resp.read()).partial_success.error_message)
+        return messages
+
+    _, messages = await asyncio.gather(well_formed_client(), sender_of_bad_records())
+    for message in messages:
+        assert "(invalid: 1)" in message and f"resource 1: not valid protobuf ({field_name}" in message, message
+    await wait_until(lambda: len(delivered(emulator, signal, project_id)) >= len(sent), what="every good item")
+    assert sorted(delivered(emulator, signal, project_id)) == sorted(sent)
+    assert emulator.received.invalid(project_id) == 0
+    dropped = {"signal": signal.value, "reason": "invalid"}
+    assert metric_value(forwarder, "sentryroute_dropped_items_total", dropped) == 10
+
+    # The same request straight to the emulator: 202, then dropped whole (its good record too), as Relay does.
+    key = next(k for k in emulator.state.keys.values() if k.project_id == project_id and k.is_active)
+    good, _ = checkout_request(signal, ["never seen"])
+    headers = {**PROTOBUF, "X-Sentry-Auth": f"sentry sentry_key={key.public}"}
+    async with http.post(
+        emulator.otlp_url(project_id, signal.value), data=good + WRONG_WIRE_TYPES[built][1], headers=headers
+    ) as resp:
+        assert resp.status == 202
+    assert emulator.received.invalid(project_id) == 1
+    assert sorted(delivered(emulator, signal, project_id)) == sorted(sent)
