@@ -49,6 +49,15 @@ def test_base_install_has_no_optional_dependencies(base_venv: Path) -> None:
         assert probe.returncode != 0, f"{module} is importable in a base install"
 
 
+def test_the_wheel_carries_the_compiled_wire_check(base_venv: Path) -> None:
+    """setup.py compiles route/wirecheck.py with mypyc into the wheel: interpreted it is ~70x slower."""
+    probe = _run(
+        base_venv / "python", "-c", "from sentryroute_forwarder.route import wirecheck; print(wirecheck.COMPILED)"
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip() == "True"
+
+
 @pytest.mark.parametrize("command", ["forwarder", "operator", "emulator"])
 def test_production_commands_start(base_venv: Path, command: str) -> None:
     result = _run(base_venv / "sentryroute", command, "--help", timeout=60)
