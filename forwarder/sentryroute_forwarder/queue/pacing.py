@@ -10,7 +10,8 @@ whether it was released or its hold timed out (`--pace-timeout`, or half of a gR
 when that is shorter) — the data is ours, and a client told to retry would send it twice. What is paced:
 - nothing while everything queued fits in `--pace-bytes` (one comparison per request);
 - above it, a request whose project queue holds more than an equal share of `--pace-bytes` (among the
-  non-empty queues) and can flow: a slow project's clients wait, clients of projects that keep up do not;
+  non-empty queues, but at least one batch) and can flow: a slow project's clients wait, clients of projects
+  that keep up do not;
 - never data for queues that cannot flow (rate limited, failing, held): admission bounds those (half of the
   global bound, SPEC §6), and a project that is down keeps its data without holding its clients.
 Held answers are looked at again when a batch is delivered and on every sweep, and released in arrival order;
@@ -48,6 +49,7 @@ class Pacer:
     ) -> None:
         self._soft = settings.pace_bytes
         self._timeout = settings.pace_timeout
+        self._floor = min(settings.batch_max_bytes, settings.pace_bytes)
         self._store = store
         self._states = states
         self._held: dict[_Held, None] = {}  # in arrival order
@@ -89,7 +91,11 @@ class Pacer:
             self._release(held, "released")
 
     def _share(self) -> float:
-        return self._soft / max(1, self._store.queue_count())
+        # At least one batch (or the whole soft bound when that is smaller): a queue that fits in its next
+        # upstream request is no backlog, all of it leaves with that request. Without this floor, with 1,000
+        # projects the share (16 KiB) is below one SDK-sized request: data merely waiting out its batch timeout
+        # held almost every client (measured: p99 24-64 ms instead of 12-13 ms on that benchmark shape).
+        return max(self._floor, self._soft / max(1, self._store.queue_count()))
 
     def _backed_up(self, key: QueueKey, share: float, now: float) -> bool:
         return (
