@@ -10,7 +10,12 @@ requests from the OTLP schema, with faults injected at known places, and holds a
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -34,6 +39,7 @@ RECORD = {
     Signal.LOGS: ("opentelemetry.proto.logs.v1.ResourceLogs", "opentelemetry.proto.logs.v1.LogRecord"),
 }
 MODULES = {"installed": wirecheck, "interpreted": wirecheck.interpreted()}
+REPO = Path(__file__).resolve().parents[2]
 
 
 # -- the three readers --------------------------------------------------------------------------------------
@@ -328,3 +334,46 @@ def test_random_requests_with_faults_injected(case: tuple[Signal, bytes, list[st
     wire_type_faults = [f for f in faults if not f.endswith("UTF-8")]
     if not wire_type_faults:
         assert (upb(signal, body) is not None) == expected_refusal
+
+
+#: A forwarder process whose wire check is the interpreted module (as an install without a compiler has it).
+INTERPRETED_FORWARDER = """
+import sys
+import sentryroute_forwarder.route as route
+from sentryroute_forwarder.route import wirecheck
+route.wirecheck = sys.modules["sentryroute_forwarder.route.wirecheck"] = wirecheck.interpreted()
+from sentryroute.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_forwarder_running_the_interpreted_check_says_so() -> None:
+    """A warning before it listens, and `sentryroute_wire_check_info{mode="interpreted"}` on /metrics."""
+    command = [
+        sys.executable,
+        "-c",
+        INTERPRETED_FORWARDER,
+        "forwarder",
+        "--routes",
+        str(REPO / "examples" / "routes.json"),
+    ]
+    command += ["--otlp-http", "127.0.0.1:0", "--otlp-grpc", "127.0.0.1:0", "--admin", "127.0.0.1:0"]
+    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=REPO) as process:
+        try:
+            assert process.stderr is not None
+            lines = []
+            for line in process.stderr:
+                lines.append(line)
+                if match := re.search(r"admin 127\.0\.0\.1:(\d+)", line):
+                    admin = int(match.group(1))
+                    break
+            else:
+                pytest.fail("the forwarder did not say where it listens: " + "".join(lines))
+            assert any("WARNING" in line and "INTERPRETED wire check" in line for line in lines), lines
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=10) as resp:
+                metrics = resp.read().decode()
+            assert 'sentryroute_wire_check_info{mode="interpreted"} 1.0' in metrics
+            assert 'mode="compiled"' not in metrics
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
