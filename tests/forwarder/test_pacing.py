@@ -171,3 +171,38 @@ async def test_a_failing_project_keeps_its_data_without_holding_its_clients(
         assert paced(forwarder, "timed_out") == 0
         emulator.faults.clear()
         await wait_until(lambda: emulator.received.span_count(ids[SLOW]) == 7 * SPANS, what="every accepted span")
+
+
+async def test_with_a_queue_directory_the_answer_waits_for_the_write_then_for_pacing(
+    emulator: SentryEmulator, tmp_path: Path, clients_for
+) -> None:
+    forwarder, ids = start(emulator, tmp_path, queue_dir=tmp_path / "queue", queue_fsync=True)
+    emulator.faults.stall(ids[SLOW])
+    async with forwarder:
+        clients = await clients_for(forwarder)
+        slow = asyncio.create_task(clients.export(SLOW))
+        await wait_until(lambda: held(forwarder) == 1, what="the answer held after its fsync")
+        assert metric_value(forwarder, "sentryroute_queue_fsyncs_total") >= 1
+        emulator.faults.unstall(ids[SLOW])
+        await slow
+        assert paced(forwarder, "released") == 1
+        await wait_until(lambda: emulator.received.span_count(ids[SLOW]) == SPANS, what="the request's spans")
+
+
+async def test_shutdown_answers_every_held_request_at_once(
+    emulator: SentryEmulator, tmp_path: Path, clients_for
+) -> None:
+    forwarder, ids = start(emulator, tmp_path)
+    emulator.faults.stall(ids[SLOW])
+    async with forwarder:
+        clients = await clients_for(forwarder)
+        slow_http = asyncio.create_task(clients.post(SLOW))
+        slow_grpc = asyncio.create_task(clients.export(SLOW))
+        await wait_until(lambda: held(forwarder) == 2, what="both answers held")
+        stopping = asyncio.create_task(forwarder.stop())
+        assert await slow_http == 200  # answered by the shutdown, not by export (still stalled)
+        await slow_grpc
+        assert paced(forwarder, "released") == 2
+        emulator.faults.unstall(ids[SLOW])  # the drain delivers what was held
+        await stopping
+    assert emulator.received.span_count(ids[SLOW]) == 2 * SPANS
