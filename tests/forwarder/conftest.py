@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import grpc
 import pytest
 from aiohttp import web
 from sentryroute_forwarder.app import Forwarder
@@ -16,7 +17,7 @@ from sentryroute_forwarder.queue.pipeline import QueuePipeline
 from sentryroute.emulator import EmulatorConfig, SentryEmulator
 from sentryroute.routes import RoutesTable
 from tests.forwarder.queue_support import PipelineFactory, SentryWorld, Upstream, pipeline_test_settings
-from tests.forwarder.support import DEFAULT_TABLE, FakePipeline, local_settings, write_table
+from tests.forwarder.support import DEFAULT_TABLE, FakePipeline, Transports, local_settings, write_table
 
 
 @pytest.fixture
@@ -42,6 +43,22 @@ async def forwarder(routes_path: Path, fake_pipeline: FakePipeline) -> AsyncIter
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+@pytest.fixture
+async def transports_for() -> AsyncIterator[Transports]:
+    """`transports_for(forwarder)`: an HTTP session and a gRPC channel to a started forwarder, closed at the end."""
+    opened: list[tuple[aiohttp.ClientSession, grpc.aio.Channel]] = []
+
+    def make(forwarder: Forwarder) -> tuple[aiohttp.ClientSession, grpc.aio.Channel]:
+        pair = aiohttp.ClientSession(), grpc.aio.insecure_channel(f"127.0.0.1:{forwarder.grpc_port}")
+        opened.append(pair)
+        return pair
+
+    yield make
+    for session, channel in opened:
+        await session.close()
+        await channel.close()
 
 
 @pytest.fixture

@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import grpc
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
@@ -26,6 +28,8 @@ from sentryroute.emulator import Key, Project, SentryEmulator
 from sentryroute.routes import ProjectEndpoint, RoutesTable
 
 AttributeValue = str | int | bool | float
+#: `transports_for(forwarder)` (conftest): an HTTP session and a gRPC channel to it, closed after the test.
+Transports = Callable[[Forwarder], tuple[aiohttp.ClientSession, grpc.aio.Channel]]
 
 
 def _any_value(value: AttributeValue) -> AnyValue:

@@ -12,7 +12,7 @@ import asyncio
 import gzip
 import itertools
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from sentryroute_forwarder.app import Forwarder
 
 from sentryroute.emulator import Key, Project, SentryEmulator
 from tests.forwarder.support import (
+    Transports,
     emulator_projects,
     emulator_table,
     local_settings,
@@ -128,20 +129,13 @@ class Client:
 
 
 @pytest.fixture
-async def client_for() -> AsyncIterator[object]:
+def client_for(transports_for: Transports) -> Callable[[Forwarder], Awaitable[Client]]:
     """`await client_for(forwarder)`: a Client over real sockets, closed at the end of the test."""
-    opened: list[tuple[aiohttp.ClientSession, grpc.aio.Channel]] = []
 
     async def make(forwarder: Forwarder) -> Client:
-        http = aiohttp.ClientSession()
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{forwarder.grpc_port}")
-        opened.append((http, channel))
-        return Client(forwarder, http, channel)
+        return Client(forwarder, *transports_for(forwarder))
 
-    yield make
-    for http, channel in opened:
-        await http.close()
-        await channel.close()
+    return make
 
 
 def projects(emu: SentryEmulator, *slugs: str) -> dict[str, tuple[Project, Key]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -21,6 +21,7 @@ from sentryroute_forwarder.app import Forwarder
 
 from sentryroute.emulator import SentryEmulator
 from tests.forwarder.support import (
+    Transports,
     emulator_projects,
     emulator_table,
     local_settings,
@@ -59,19 +60,19 @@ class Clients:
 
 
 @pytest.fixture
-async def clients_for() -> AsyncIterator[object]:
-    opened: list[tuple[aiohttp.ClientSession, grpc.aio.Channel]] = []
-
+def clients_for(transports_for: Transports) -> Callable[[Forwarder], Awaitable[Clients]]:
     async def make(forwarder: Forwarder) -> Clients:
-        http = aiohttp.ClientSession()
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{forwarder.grpc_port}")
-        opened.append((http, channel))
-        return Clients(forwarder, http, channel)
+        return Clients(forwarder, *transports_for(forwarder))
 
-    yield make
-    for http, channel in opened:
-        await http.close()
-        await channel.close()
+    return make
+
+
+async def hold_slow_clients(forwarder: Forwarder, clients: Clients) -> tuple[asyncio.Task[int], asyncio.Task[None]]:
+    """Closed-loop clients of the stalled project, one over HTTP and one over gRPC: both accepted, then held."""
+    slow_http = asyncio.create_task(clients.post(SLOW))
+    slow_grpc = asyncio.create_task(clients.export(SLOW))
+    await wait_until(lambda: held(forwarder) == 2, what="both answers held")
+    return slow_http, slow_grpc
 
 
 def held(forwarder: Forwarder) -> float:
@@ -98,10 +99,7 @@ async def test_a_slow_project_holds_its_own_answers_until_export_catches_up_and_
     emulator.faults.stall(ids[SLOW])
     async with forwarder:
         clients = await clients_for(forwarder)
-        # Closed-loop clients of the slow project: one over HTTP, one over gRPC. Both are accepted, then held.
-        slow_http = asyncio.create_task(clients.post(SLOW))
-        slow_grpc = asyncio.create_task(clients.export(SLOW))
-        await wait_until(lambda: held(forwarder) == 2, what="both answers held")
+        slow_http, slow_grpc = await hold_slow_clients(forwarder, clients)
         queued = metric_value(forwarder, "sentryroute_queued_bytes")
         assert 0 < queued <= 2 * len(body(SLOW)), "only what the held clients sent is queued"
 
@@ -196,9 +194,7 @@ async def test_shutdown_answers_every_held_request_at_once(
     emulator.faults.stall(ids[SLOW])
     async with forwarder:
         clients = await clients_for(forwarder)
-        slow_http = asyncio.create_task(clients.post(SLOW))
-        slow_grpc = asyncio.create_task(clients.export(SLOW))
-        await wait_until(lambda: held(forwarder) == 2, what="both answers held")
+        slow_http, slow_grpc = await hold_slow_clients(forwarder, clients)
         stopping = asyncio.create_task(forwarder.stop())
         assert await slow_http == 200  # answered by the shutdown, not by export (still stalled)
         await slow_grpc
