@@ -51,31 +51,35 @@ def inflate(body: bytes, *, encoding: str, limit: int) -> bytes:
 def _inflate(data: bytes, wbits: int, limit: int) -> bytes:
     """Inflate every member (gzip) or the one stream (deflate), walking the input by offset.
 
-    A decompressor copies the input left after its stream into `unused_data`; handing it the whole rest of
-    the body would copy the body once per member (300,000 empty members: minutes). It is fed windows that
-    grow from 4 KiB instead, so each member costs at most about twice its own size, and the members are
-    capped at `MAX_GZIP_MEMBERS`.
+    The first member is handed the whole body, so the body clients send (one member) inflates in one call,
+    straight into the bytes returned. A decompressor copies the input left after its stream into
+    `unused_data`; handing every member the whole rest of the body would copy it once per member (300,000
+    empty members: minutes). Later members are fed windows that grow from 4 KiB instead, so each costs at most
+    about twice its own size (the first member's copy of the rest happens once), and the members are capped at
+    `MAX_GZIP_MEMBERS`.
     """
     view = memoryview(data)
-    out = bytearray()
-    pos, members = 0, 0
+    pieces: list[bytes] = []
+    size, pos, members = 0, 0, 0
     while True:
         members += 1
         if members > MAX_GZIP_MEMBERS:
             raise CorruptBody(f"gzip body has more than {MAX_GZIP_MEMBERS} members")
         decompressor = isal_zlib.decompressobj(wbits)
-        window = _FIRST_WINDOW
+        window = len(view) if members == 1 else _FIRST_WINDOW
         while not decompressor.eof:
             chunk = view[pos : pos + window]
             if not chunk:
                 raise CorruptBody("compressed body is truncated")
             try:
-                out += decompressor.decompress(chunk, limit + 1 - len(out))
+                piece = decompressor.decompress(chunk, limit + 1 - size)
             except _INFLATE_ERROR:
                 raise CorruptBody("compressed body is corrupt") from None
-            if len(out) > limit or decompressor.unconsumed_tail:
+            pieces.append(piece)
+            size += len(piece)
+            if size > limit or decompressor.unconsumed_tail:
                 raise InflatedTooLarge(f"inflated body is larger than {limit} bytes")
             pos += len(chunk) - len(decompressor.unused_data)
             window = min(window * 2, _MAX_WINDOW)
         if wbits != _GZIP_WBITS or pos >= len(view):
-            return bytes(out)
+            return pieces[0] if len(pieces) == 1 else b"".join(pieces)
