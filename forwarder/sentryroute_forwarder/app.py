@@ -23,10 +23,11 @@ from sentryroute_forwarder.peers.index import PeerIndex
 from sentryroute_forwarder.peers.resolver import PeerResolver
 from sentryroute_forwarder.queue.pipeline import QueuePipeline
 from sentryroute_forwarder.receive.auth import BearerAuth
+from sentryroute_forwarder.receive.http_protocol import HttpServer
 from sentryroute_forwarder.receive.intake import Intake
 from sentryroute_forwarder.receive.offload import Offload
 from sentryroute_forwarder.receive.otlp_grpc import GrpcReceiver, start_grpc_server
-from sentryroute_forwarder.receive.otlp_http import build_http_server, http_runner, receiver_grace
+from sentryroute_forwarder.receive.otlp_http import build_http_server, receiver_grace
 from sentryroute_forwarder.receive.tls import ReloadingTls
 from sentryroute_forwarder.route.router import Router
 from sentryroute_forwarder.route.validate import WIRE_CHECK_MODE, warn_if_slow
@@ -85,7 +86,7 @@ class Forwarder:
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self._runners: list[web.BaseRunner] = []  # started, in reverse order of stopping
-        self._http_runner: web.BaseRunner | None = None
+        self._http_server: HttpServer | None = None
         self._grpc_server: GrpcReceiver | None = None
         self._revision: str | None = None
         self._routes_file: RoutesFileWatcher | None = None
@@ -114,12 +115,11 @@ class Forwarder:
         tls = None
         if settings.tls_cert is not None and settings.tls_key is not None:
             tls = ReloadingTls(cert=settings.tls_cert, key=settings.tls_key, client_ca=settings.client_ca)
-        http_server = build_http_server(
+        self._http_server = build_http_server(
             intake=self.intake, settings=settings, metrics=self.metrics, auth=auth, offload=self.offload
         )
-        self._http_runner = http_runner(http_server, settings=settings)
-        self.http_port = await self._serve(
-            self._http_runner, settings.otlp_http, ssl_context=tls.ssl_context() if tls else None
+        self.http_port = await self._http_server.start(
+            settings.otlp_http.host, settings.otlp_http.port, ssl_context=tls.ssl_context() if tls else None
         )
         self._grpc_server, self.grpc_port = await start_grpc_server(
             intake=self.intake, settings=settings, metrics=self.metrics, auth=auth, tls=tls
@@ -145,13 +145,12 @@ class Forwarder:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._grpc_server is not None:
             await self._grpc_server.stop(receiver_grace(self.settings))
-        if self._http_runner is not None and self._http_runner in self._runners:
-            await self._http_runner.cleanup()  # stops accepting, lets requests in flight finish (bounded)
+        if self._http_server is not None:
+            await self._http_server.stop(receiver_grace(self.settings))  # requests in flight finish (bounded)
         self.offload.close()
         undelivered = await self.pipeline.close(max(0.0, deadline - loop.time()))
         for runner in reversed(self._runners):
-            if runner is not self._http_runner:
-                await runner.cleanup()
+            await runner.cleanup()
         level = logging.WARNING if undelivered else logging.INFO
         if self.settings.queue_dir is not None:
             log.log(

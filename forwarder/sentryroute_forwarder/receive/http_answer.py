@@ -1,9 +1,8 @@
 """A whole HTTP/1.x answer of the OTLP/HTTP receiver, encoded by hand and written to the socket in one write.
 
-aiohttp's `web.Response` builds a header multidict, parses its own Content-Type, adds a Server header and
-serializes it all again for every answer: about 6 % of an SDK-sized request (measured with py-spy). The
-receiver's answers are small and fully known up front, so `Answer` stands in for it: aiohttp's connection
-loop only calls `prepare` and `write_eof` and reads `keep_alive` afterwards.
+The receiver's answers are small and fully known up front: status, Content-Type, Content-Length, a few fixed
+headers of our own (never a client's text) and the body. The status, Content-Type and Content-Length lines
+are cached; the status line, `Connection` and whether a body follows depend on the request.
 """
 
 from __future__ import annotations
@@ -14,19 +13,17 @@ from collections.abc import Mapping
 from email.utils import formatdate
 from http import HTTPStatus
 
-from aiohttp.web_request import BaseRequest
-
 __all__ = ["Answer"]
 
 
 class Answer:
     """`status` with `body` of `content_type` and `headers` (internal values only: never a client's text).
 
-    Keep-alive follows the request (HTTP/1.1 unless `Connection: close`, HTTP/1.0 with `keep-alive`), as with
-    aiohttp; `close=True` ends the connection after the answer (the rest of a body was not read).
+    `close=True` ends the connection after the answer (the rest of a body was not read); otherwise keep-alive
+    follows the request (HTTP/1.1 unless `Connection: close`, HTTP/1.0 with `keep-alive`).
     """
 
-    __slots__ = ("_body", "_fields", "_status", "keep_alive")
+    __slots__ = ("_body", "_fields", "close")
 
     def __init__(
         self,
@@ -37,34 +34,22 @@ class Answer:
         *,
         close: bool = False,
     ) -> None:
-        self._status = status
         self._body = body
         fields = _fixed_fields(status, content_type, len(body))
         if headers:
             fields += "".join(f"{name}: {value}\r\n" for name, value in headers.items()).encode("latin-1")
         self._fields = fields
-        self.keep_alive: bool | None = False if close else None
+        self.close = close
 
-    async def prepare(self, request: BaseRequest) -> None:
-        transport = request.transport
-        if transport is None or transport.is_closing():
-            raise ConnectionResetError("the client has gone")  # aiohttp's loop ends the connection quietly
-        if self.keep_alive is None:
-            self.keep_alive = request.keep_alive
-        major, minor = request.version
-        if self.keep_alive:
-            connection = b"Connection: keep-alive\r\n" if (major, minor) == (1, 0) else b""
+    def encode(self, version: bytes, *, keep_alive: bool, head: bool) -> bytes:
+        """The answer as sent to a `version` (b"1.1", b"1.0") request; `head`: a HEAD request gets the headers
+        only (RFC 9110), so the next answer on a kept-alive connection is not taken for this one's body."""
+        if keep_alive:
+            connection = b"Connection: keep-alive\r\n" if version == b"1.0" else b""
         else:
             connection = b"Connection: close\r\n"
-        status_line = b"HTTP/%d.%d " % (major, minor)
-        body = b"" if request.method == "HEAD" else self._body  # a HEAD answer has the headers only (RFC 9110)
-        transport.write(b"".join((status_line, self._fields, _date(), connection, b"\r\n", body)))
-        # A client that sends (pipelines) but does not read its answers: wait while the socket's send buffer is
-        # over its high-water mark, as aiohttp's own writer does, so unread answers cannot pile up.
-        await request.writer.drain()
-
-    async def write_eof(self) -> None:
-        """Everything went out with `prepare`."""
+        body = b"" if head else self._body
+        return b"".join((b"HTTP/", version, b" ", self._fields, _date(), connection, b"\r\n", body))
 
 
 @functools.lru_cache(maxsize=256)

@@ -1,27 +1,17 @@
 """The OTLP/HTTP receiver (`POST /v1/traces`, `/v1/logs`, `/v1/metrics`).
 
-Handlers are thin: check the request, read and inflate the body with bounds, turn OTLP/JSON into wire
-bytes, and hand the rest to the `Intake`. Every error is a `google.rpc.Status` in the request's content
+The connections are `http_protocol.HttpServer`'s; this module decides what to do with a request: check its
+head before the body is read, inflate the body with bounds, turn OTLP/JSON into wire bytes, and hand the
+rest to the `Intake`. Every error is a `google.rpc.Status` in the request's content
 type with a 4xx (or 503) status — bad input never causes a 500 or a hang.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import logging
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
-from aiohttp import web
-from aiohttp.abc import AbstractStreamWriter
-from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.http_parser import RawRequestMessage
-from aiohttp.streams import StreamReader
-from aiohttp.web_protocol import RequestHandler
-from aiohttp.web_request import BaseRequest
 from google.protobuf.message import DecodeError, Message
 from google.rpc import code_pb2
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
@@ -32,17 +22,15 @@ from sentryroute_forwarder.metrics import ForwarderMetrics
 from sentryroute_forwarder.peers.address import http_peer_host
 from sentryroute_forwarder.receive.auth import BearerAuth
 from sentryroute_forwarder.receive.http_answer import Answer
+from sentryroute_forwarder.receive.http_protocol import HttpServer, Request
 from sentryroute_forwarder.receive.inflate import CorruptBody, InflatedTooLarge, UnsupportedEncoding, inflate
 from sentryroute_forwarder.receive.intake import Intake, Outcome, Overloaded, Reservation, RetryLater
 from sentryroute_forwarder.receive.offload import Offload
 from sentryroute_forwarder.receive.services import SERVICES, OtlpService
 from sentryroute_forwarder.receive.status import CODE_FOR_HTTP, build_status, retry_hint
-from sentryroute_forwarder.route.origin import ATTRIBUTE, Origin
 from sentryroute_forwarder.route.wire import MalformedPayload
 
-__all__ = ["build_http_server", "http_runner", "receiver_grace"]
-
-log = logging.getLogger(__name__)
+__all__ = ["build_http_server", "receiver_grace"]
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -80,113 +68,179 @@ class _Limits:
 _ON_LOOP_BYTES = 8 * 1024
 
 
-class _OtlpHandler:
+class _Receiver:
+    """The OTLP/HTTP server's `Handler`: the path picks the OTLP service, the head is checked before the body
+    is read (method, auth, Content-Type, concurrency, a reservation for the declared size), and every
+    refusal is a google.rpc.Status in the request's content type."""
+
     def __init__(
         self,
         *,
-        service: OtlpService,
         intake: Intake,
         auth: BearerAuth | None,
         limits: _Limits,
         offload: Offload,
-        in_progress: list[int],
+        metrics: ForwarderMetrics,
     ) -> None:
-        self._service = service
-        self._intake = intake
+        self.intake = intake
         self._auth = auth
-        self._limits = limits
-        self._offload = offload
-        self._in_progress = in_progress  # one counter shared by the handlers of all paths
+        self.limits = limits
+        self.offload = offload
+        self._metrics = metrics
+        self._services = {service.http_path: service for service in SERVICES}
+        self.in_progress = 0
 
-    async def handle(self, request: BaseRequest) -> Answer:
-        if self._auth is not None and not self._auth.allows(request.headers.get("Authorization")):
-            raise _Reject(401, "missing or wrong bearer token", headers={"WWW-Authenticate": 'Bearer realm="otlp"'})
-        media_type = request.content_type
-        if media_type not in _PROTOBUF_TYPES and media_type != JSON:
-            raise _Reject(415, f"unsupported Content-Type: use {PROTOBUF} or {JSON}")
-        if self._in_progress[0] >= self._limits.max_concurrent_requests:
-            raise self._retry_later(Overloaded("too many requests in progress"))
-        self._in_progress[0] += 1
+    def begin(self, request: Request) -> _OtlpExchange | Answer:
         try:
-            outcome = await self._process(request, is_json=media_type == JSON)
-            if outcome.commit is not None:
-                await outcome.commit
-        except MalformedPayload as exc:
-            raise _Reject(400, f"body is not a valid {self._service.request_type.DESCRIPTOR.name}: {exc}") from None
-        except RetryLater as exc:
-            raise self._retry_later(exc) from None
+            service = self._services.get(request.path)
+            if service is None:
+                raise _Reject(404, "Not Found")
+            if request.method != "POST":
+                raise _Reject(405, "Method Not Allowed", headers={"Allow": "POST"})
+            if self._auth is not None and not self._auth.allows(request.headers.get("authorization")):
+                raise _Reject(401, "missing or wrong bearer token", headers={"WWW-Authenticate": 'Bearer realm="otlp"'})
+            media_type = request.content_type
+            if media_type not in _PROTOBUF_TYPES and media_type != JSON:
+                raise _Reject(415, f"unsupported Content-Type: use {PROTOBUF} or {JSON}")
+            if self.in_progress >= self.limits.max_concurrent_requests:
+                raise self.retry_later(Overloaded("too many requests in progress"))
+            limit = self.limits.max_request_bytes
+            declared = request.content_length
+            if declared is not None and declared > limit:
+                raise _Reject.too_large(limit)
+            # Reserved before a byte of the body is read: a body that cannot fit is refused at once.
+            reservation = self.intake.reserve(declared or 0)
+        except (_Reject, RetryLater) as exc:
+            return self.refusal(request, exc)
+        self.in_progress += 1
+        return _OtlpExchange(self, service, request, reservation)
+
+    def refuse(self, request: Request | None, status: int, message: str) -> Answer:
+        return self.refusal(request, _Reject(status, message))
+
+    def refusal(self, request: Request | None, exc: _Reject | RetryLater) -> Answer:
+        """The answer to a refused request, counted in `sentryroute_rejected_requests_total`."""
+        reject = self.retry_later(exc) if isinstance(exc, RetryLater) else exc
+        self._metrics.rejected_requests.labels(str(reject.status)).inc()
+        return _error_response(request, reject.status, reject.message, reject.headers)
+
+    async def maybe_offload(self, size: int, function: Callable[..., T], *args: Any) -> T:
+        """`function(*args)` on the event loop for small inputs, else on a decode worker."""
+        if size < _ON_LOOP_BYTES:
+            return function(*args)
+        return await self.offload.run(function, *args)
+
+    def retry_later(self, refusal: RetryLater) -> _Reject:
+        seconds = max(1, round(retry_hint(refusal.retry_after, self.limits.retry_after)))
+        message = f"{refusal.message}; retry in {seconds}s"
+        return _Reject(refusal.status, message, headers={"Retry-After": str(seconds)})
+
+
+class _OtlpExchange:
+    """One accepted head until its answer: the body is counted against `--max-request-bytes` and the
+    reservation as it arrives, then inflated, decoded and handed to the intake — on the event loop when
+    nothing in it needs a decode worker or a wait (an SDK-sized protobuf request), else in a task."""
+
+    __slots__ = ("_open", "_receiver", "_request", "_reservation", "_service")
+
+    def __init__(self, receiver: _Receiver, service: OtlpService, request: Request, reservation: Reservation) -> None:
+        self._receiver = receiver
+        self._service = service
+        self._request = request
+        self._reservation = reservation
+        self._open = True
+
+    def received(self, size: int) -> Answer | None:
+        try:
+            self._check_size(size)
+        except (_Reject, RetryLater) as exc:
+            self.discard()
+            return self._receiver.refusal(self._request, exc)
+        return None
+
+    def complete(self, body: bytes) -> Answer | Awaitable[Answer]:
+        receiver, request = self._receiver, self._request
+        try:
+            self._check_size(len(body))
+            encoding = request.headers.get("content-encoding", "")
+            identity = not encoding or encoding.strip().lower() == "identity"
+            if (
+                self._service.signal is not None
+                and request.content_type != JSON
+                and (identity or len(body) < _ON_LOOP_BYTES)
+                and (origin := receiver.intake.origin_now(self._peer_host())) is not None
+            ):
+                if not identity:
+                    inflated = self._inflate(body, encoding)
+                    self._reservation.grow(len(body) + len(inflated))
+                    body = inflated
+                outcome = receiver.intake.accept(
+                    self._service.signal, body, reservation=self._reservation, origin=origin
+                )
+                if outcome.commit is None:
+                    self.discard()
+                    return _respond(request, 200, self._service.response(outcome))
+                return self._answer_after(outcome.commit, outcome)
+        except (_Reject, RetryLater, MalformedPayload) as exc:
+            self.discard()
+            return self._refused(exc)
+        return self._answer_after(self._process(body, encoding), None)
+
+    def discard(self) -> None:
+        if self._open:
+            self._open = False
+            self._receiver.in_progress -= 1
+            self._reservation.release()
+
+    async def _answer_after(self, waiting: Awaitable[Any], outcome: Outcome | None) -> Answer:
+        """The answer once `waiting` is done: the commit of `outcome`, or the processing that gives one."""
+        try:
+            if outcome is None:
+                outcome = cast("Outcome", await waiting)
+                if outcome.commit is not None:
+                    await outcome.commit
+            else:
+                await waiting
+        except (_Reject, RetryLater, MalformedPayload) as exc:
+            return self._refused(exc)
         finally:
-            self._in_progress[0] -= 1
-        return _respond(request, 200, self._service.response(outcome))
+            self.discard()
+        return _respond(self._request, 200, self._service.response(outcome))
 
-    async def _process(self, request: BaseRequest, *, is_json: bool) -> Outcome:
-        """Reserve, read, inflate, decode and route one body; raises RetryLater or MalformedPayload."""
-        limit = self._limits.max_request_bytes
-        declared = request.content_length
-        if declared is not None and declared > limit:
+    async def _process(self, raw: bytes, encoding: str) -> Outcome:
+        """Inflate, decode and route a body that needs a decode worker or a wait; raises like `accept`."""
+        receiver, request = self._receiver, self._request
+        is_json = request.content_type == JSON
+        body = raw
+        if encoding and encoding.strip().lower() != "identity":
+            body = await receiver.maybe_offload(len(raw), self._inflate, raw, encoding)
+        self._reservation.grow(len(raw) + len(body))
+        del raw
+        max_json = receiver.limits.max_json_bytes
+        if is_json and len(body) > max_json:
+            raise _Reject(413, f"OTLP/JSON body is larger than {max_json} bytes: use protobuf")
+        signal = self._service.signal
+        if signal is None:
+            metrics = await receiver.maybe_offload(len(body), _decode, ExportMetricsServiceRequest, body, is_json)
+            return receiver.intake.reject_metrics(metrics)
+        if is_json:  # OTLP/JSON becomes wire bytes first: routing only ever reads the wire format
+            message = await receiver.maybe_offload(len(body), _decode, self._service.request_type, body, True)
+            body = message.SerializeToString()
+            self._reservation.grow(len(body))
+        # --namespace-from peer: who sent it (SPEC §6.1); else the resource attribute says it
+        origin = await receiver.intake.origin_of(self._peer_host())
+        return receiver.intake.accept(signal, body, reservation=self._reservation, origin=origin)
+
+    def _check_size(self, size: int) -> None:
+        """The body so far is within `--max-request-bytes` and reserved (chunked bodies declare no size)."""
+        limit = self._receiver.limits.max_request_bytes
+        if size > limit:
             raise _Reject.too_large(limit)
-        # Reserved before a byte of the body is read: a body that cannot fit is refused at once.
-        with self._intake.reserve(declared or 0) as reservation:
-            raw = await self._read_body(request, reservation)
-            body = await self._inflate(raw, request.headers.get("Content-Encoding", ""))
-            reservation.grow(len(raw) + len(body))
-            del raw
-            if is_json and len(body) > self._limits.max_json_bytes:
-                raise _Reject(413, f"OTLP/JSON body is larger than {self._limits.max_json_bytes} bytes: use protobuf")
-            signal = self._service.signal
-            if signal is None:
-                metrics = await self._maybe_offload(len(body), _decode, ExportMetricsServiceRequest, body, is_json)
-                return self._intake.reject_metrics(metrics)
-            if is_json:  # OTLP/JSON becomes wire bytes first: routing only ever reads the wire format
-                message = await self._maybe_offload(len(body), _decode, self._service.request_type, body, True)
-                body = message.SerializeToString()
-                reservation.grow(len(body))
-            # --namespace-from peer: who sent it (SPEC §6.1); else the resource attribute says it
-            origin = await self._origin(request) if self._intake.peer_mode else ATTRIBUTE
-            return self._intake.accept(signal, body, reservation=reservation, origin=origin)
+        self._reservation.grow(size)
 
-    async def _origin(self, request: BaseRequest) -> Origin:
-        """Who sent the request: its peer address, resolved in `--namespace-from peer` mode (SPEC §6.1)."""
-        transport = request.transport
-        return await self._intake.origin_of(
-            http_peer_host(transport.get_extra_info("peername")) if transport is not None else None
-        )
-
-    async def _read_body(self, request: BaseRequest, reservation: Reservation) -> bytes:
-        """The body, joined once; the reservation grows with what arrives (chunked bodies declare no size)."""
-        limit = self._limits.max_request_bytes
-        content = request.content
+    def _inflate(self, raw: bytes, encoding: str) -> bytes:
         try:
-            if content.is_eof():  # all of it has arrived already (most requests): no timer, no wait
-                return self._received(content.read_nowait(-1), reservation)
-            chunks, total = [], 0
-            async with asyncio.timeout(self._limits.read_timeout):
-                async for chunk in content.iter_any():
-                    total += len(chunk)
-                    if total > limit:
-                        raise _Reject.too_large(limit)
-                    reservation.grow(total)
-                    chunks.append(chunk)
-            return b"".join(chunks)
-        except TimeoutError:
-            raise _Reject(408, f"request body not received within {self._limits.read_timeout:g}s") from None
-        except HttpProcessingError as exc:  # broken chunked encoding and the like
-            raise _Reject(400, f"malformed HTTP body: {exc.message[:200]}") from None
-        except ConnectionResetError:  # the client went away; nobody will read the answer
-            raise _Reject(400, "connection lost while reading the body") from None
-
-    def _received(self, body: bytes, reservation: Reservation) -> bytes:
-        if len(body) > self._limits.max_request_bytes:
-            raise _Reject.too_large(self._limits.max_request_bytes)
-        reservation.grow(len(body))
-        return body
-
-    async def _inflate(self, raw: bytes, encoding: str) -> bytes:
-        if not encoding or encoding.strip().lower() == "identity":
-            return raw  # nothing to inflate: no trip to a decode worker (measured: 6 % of an SDK-sized request)
-        try:
-            inflater = functools.partial(inflate, encoding=encoding, limit=self._limits.max_request_bytes)
-            return await self._maybe_offload(len(raw), inflater, raw)
+            return inflate(raw, encoding=encoding, limit=self._receiver.limits.max_request_bytes)
         except UnsupportedEncoding as exc:
             raise _Reject(415, str(exc)) from None
         except InflatedTooLarge as exc:
@@ -194,16 +248,13 @@ class _OtlpHandler:
         except CorruptBody as exc:
             raise _Reject(400, str(exc)) from None
 
-    async def _maybe_offload(self, size: int, function: Callable[..., T], *args: Any) -> T:
-        """`function(*args)` on the event loop for small inputs, else on a decode worker."""
-        if size < _ON_LOOP_BYTES:
-            return function(*args)
-        return await self._offload.run(function, *args)
+    def _peer_host(self) -> str | None:
+        return http_peer_host(self._request.peername)
 
-    def _retry_later(self, refusal: RetryLater) -> _Reject:
-        seconds = max(1, round(retry_hint(refusal.retry_after, self._limits.retry_after)))
-        message = f"{refusal.message}; retry in {seconds}s"
-        return _Reject(refusal.status, message, headers={"Retry-After": str(seconds)})
+    def _refused(self, exc: _Reject | RetryLater | MalformedPayload) -> Answer:
+        if isinstance(exc, MalformedPayload):
+            exc = _Reject(400, f"body is not a valid {self._service.request_type.DESCRIPTOR.name}: {exc}")
+        return self._receiver.refusal(self._request, exc)
 
 
 def _decode(message_type: type[M], body: bytes, is_json: bool) -> M:
@@ -220,41 +271,25 @@ def _decode(message_type: type[M], body: bytes, is_json: bool) -> M:
 
 
 def _respond(
-    request: BaseRequest, status: int, message: Message, *, headers: dict[str, str] | None = None, close: bool = False
+    request: Request | None,
+    status: int,
+    message: Message,
+    *,
+    headers: dict[str, str] | None = None,
+    close: bool = False,
 ) -> Answer:
     """`message` encoded like the request (JSON for JSON requests, else protobuf), never compressed."""
-    if request.content_type == JSON:
+    if request is not None and request.content_type == JSON:
         return Answer(status, JSON, to_otlp_json(message), headers, close=close)
     return Answer(status, PROTOBUF, message.SerializeToString(), headers, close=close)
 
 
-def _error_response(request: BaseRequest, status: int, message: str, headers: dict[str, str]) -> Answer:
+def _error_response(request: Request | None, status: int, message: str, headers: dict[str, str]) -> Answer:
     retry_after = float(headers["Retry-After"]) if "Retry-After" in headers else None
-    body = build_status(CODE_FOR_HTTP.get(status, CODE_FOR_HTTP[400]), message, retry_after=retry_after)
+    code = CODE_FOR_HTTP.get(status, code_pb2.INTERNAL if status >= 500 else CODE_FOR_HTTP[400])
+    body = build_status(code, message, retry_after=retry_after)
     # 408, 413: the rest of the body was not read, so the connection cannot carry another request
     return _respond(request, status, body, headers=headers, close=status in (408, 413))
-
-
-class _Dispatch:
-    """The server's one request handler: the path picks the OTLP service, and every refusal becomes a
-    google.rpc.Status. aiohttp's low-level server, without an Application, router or middlewares: they cost
-    about a tenth of an SDK-sized request (measured with py-spy)."""
-
-    def __init__(self, handlers: dict[str, _OtlpHandler], metrics: ForwarderMetrics) -> None:
-        self._handlers = handlers
-        self._metrics = metrics
-
-    async def __call__(self, request: BaseRequest) -> Answer:
-        try:
-            handler = self._handlers.get(request.path)
-            if handler is None:
-                raise _Reject(404, "Not Found")
-            if request.method != "POST":
-                raise _Reject(405, "Method Not Allowed", headers={"Allow": "POST"})
-            return await handler.handle(request)
-        except _Reject as reject:
-            self._metrics.rejected_requests.labels(str(reject.status)).inc()
-            return _error_response(request, reject.status, reject.message, reject.headers)
 
 
 def build_http_server(
@@ -264,9 +299,9 @@ def build_http_server(
     metrics: ForwarderMetrics,
     auth: BearerAuth | None,
     offload: Offload,
-) -> web.Server:
-    """The OTLP/HTTP server: closes connections idle (or stuck in headers) too long, caps open connections,
-    inflates nothing by itself and answers every error with a google.rpc.Status."""
+) -> HttpServer:
+    """The OTLP/HTTP server (not listening yet): closes connections idle (or stuck in a request) too long,
+    caps open connections, inflates with bounds and answers every error with a google.rpc.Status."""
     limits = _Limits(
         settings.max_request_bytes,
         settings.read_timeout,
@@ -274,99 +309,20 @@ def build_http_server(
         settings.max_concurrent_requests,
         settings.max_json_bytes,
     )
-    in_progress = [0]  # one counter shared by the handlers of all paths
-    handlers = {
-        service.http_path: _OtlpHandler(
-            service=service, intake=intake, auth=auth, limits=limits, offload=offload, in_progress=in_progress
-        )
-        for service in SERVICES
-    }
-    # The body is read by the handlers (bounded and with a timeout); aiohttp's own limit is only a backstop.
-    request_factory = functools.partial(_make_request, client_max_size=settings.max_request_bytes)
-    # aiohttp's connection loop only prepares an answer, writes its end and reads its keep_alive: an Answer
-    dispatch = cast("Callable[[BaseRequest], Awaitable[web.StreamResponse]]", _Dispatch(handlers, metrics))
-    server = _OtlpServer(
-        dispatch,
-        request_factory=request_factory,
-        access_log=None,
-        auto_decompress=False,
-        keepalive_timeout=settings.read_timeout,
-        # After an early answer (413, 408), unread body is drained this long so the client sees the answer.
-        lingering_time=min(2.0, settings.read_timeout),
+    receiver = _Receiver(intake=intake, auth=auth, limits=limits, offload=offload, metrics=metrics)
+    return HttpServer(
+        receiver,
+        read_timeout=settings.read_timeout,
+        max_connections=settings.max_connections,
+        busy_answer=_busy_answer(settings.retry_after),
+        on_busy=metrics.rejected_requests.labels("503").inc,
     )
-    server.metrics = metrics
-    server.max_connections = settings.max_connections
-    server.busy_answer = _busy_answer(settings.retry_after)
-    return server
-
-
-def _make_request(
-    message: RawRequestMessage,
-    payload: StreamReader,
-    protocol: RequestHandler,
-    writer: AbstractStreamWriter,
-    task: asyncio.Task[None],
-    *,
-    client_max_size: int,
-) -> BaseRequest:
-    return BaseRequest(message, payload, protocol, writer, task, protocol._loop, client_max_size=client_max_size)
 
 
 def receiver_grace(settings: ForwarderSettings) -> float:
     """How long requests in flight may take to finish at shutdown: a share of `--shutdown-timeout`, the rest
     is for flushing the queues."""
     return min(5.0, settings.shutdown_timeout / 4)
-
-
-class _OtlpRequestHandler(RequestHandler):
-    """aiohttp's connection protocol, answering the errors aiohttp detects itself (malformed request lines or
-    headers, duplicate Content-Length, Content-Length with Transfer-Encoding, oversized lines) and unexpected
-    failures with a google.rpc.Status like every other error, instead of text/plain."""
-
-    def handle_error(
-        self, request: BaseRequest, status: int = 500, exc: BaseException | None = None, message: str | None = None
-    ) -> web.StreamResponse:
-        if request.writer.output_size > 0:  # an answer already started: nothing else can be said
-            return super().handle_error(request, status, exc, message)
-        if status >= 500:
-            log.error("OTLP/HTTP request failed", exc_info=exc)
-            text = "internal error"
-        else:
-            text = f"malformed HTTP request: {_quoted_reason(exc, message)}"
-        manager = self._manager
-        if isinstance(manager, _OtlpServer):
-            manager.metrics.rejected_requests.labels(str(status)).inc()
-        body = build_status(CODE_FOR_HTTP.get(status, code_pb2.INTERNAL), text).SerializeToString()
-        response = web.Response(status=status, body=body, content_type=PROTOBUF)
-        response.force_close()
-        return response
-
-
-def _quoted_reason(exc: BaseException | None, message: str | None) -> str:
-    reason = message or (exc.message if isinstance(exc, HttpProcessingError) else "") or type(exc).__name__
-    return _UNPRINTABLE.sub(" ", str(reason)).strip()[:200]
-
-
-_UNPRINTABLE = re.compile(r"[^\x20-\x7e]+")
-
-
-class _OtlpServer(web.Server):
-    """aiohttp's connection factory with `_OtlpRequestHandler` and a cap on open connections: one over the cap
-    is answered 503 (with Retry-After) and closed before its request is read."""
-
-    metrics: ForwarderMetrics
-    max_connections: int
-    busy_answer: bytes
-
-    def __call__(self) -> RequestHandler:
-        return _OtlpRequestHandler(self, loop=self._loop, **self._kwargs)
-
-    def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
-        super().connection_made(handler, transport)
-        if len(self.connections) > self.max_connections:
-            self.metrics.rejected_requests.labels("503").inc()
-            transport.write(self.busy_answer)
-            transport.close()
 
 
 def _busy_answer(retry_after: float) -> bytes:
@@ -379,8 +335,3 @@ def _busy_answer(retry_after: float) -> bytes:
         "Connection: close\r\n\r\n"
     )
     return head.encode("ascii") + body
-
-
-def http_runner(server: web.Server, *, settings: ForwarderSettings) -> web.ServerRunner:
-    """Runs `server`; at shutdown, requests in flight get `receiver_grace` to finish."""
-    return web.ServerRunner(server, handle_signals=False, shutdown_timeout=receiver_grace(settings))
