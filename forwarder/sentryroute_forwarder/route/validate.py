@@ -8,8 +8,9 @@ prost's rules: framing and lengths of every nested field, the wire type of every
 It runs compiled (mypyc, ~0.4 µs per span, less than upb's parse it replaced); docs/reliability.md has the
 figures.
 
-The walk also yields what routing needs: the item count and where the `Resource` is; only that small message
-is decoded (upb) for its routing attributes. A record that fails is rejected alone, with a short reason, and
+The walk also yields what routing needs: the item count and where the `Resource` is, whose string
+attributes the compiled `wirecheck.routing_attributes` reads; only a Resource in an unusual shape (fields that
+protobuf merges) is decoded by upb. A record that fails is rejected alone, with a short reason, and
 the request's other records go through.
 
 Not checked, on purpose: id sizes (`trace_id` 16 bytes, `span_id` 8). Relay decodes them as bytes and drops
@@ -91,12 +92,13 @@ def validate_request(signal: Signal, body: bytes | memoryview, *, keys: Collecti
     for index, (start, body_start, end) in enumerate(record_bounds(buf)):
         try:
             walk = check.check(data, body_start, end)
-            resource = _resource(data, walk.resources)
+            attributes = wirecheck.routing_attributes(data, walk.resources, keys)
+            if attributes is None:  # a Resource in an unusual shape: protobuf's merge rules, by upb
+                attributes = resource_attributes(_resource(data, walk.resources), keys)
         except (wirecheck.WireError, DecodeError) as exc:
             reason = f"not valid protobuf ({str(exc)[:160]})"
             result.rejected.append(Rejected(index, lite_items(buf[body_start:end]), reason))
             continue
-        attributes = resource_attributes(resource, keys)
         result.records.append(ResourceRecord(data=buf[start:end], attributes=attributes, items=walk.items))
     return result
 

@@ -26,12 +26,22 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Collection
 from types import ModuleType
 from typing import Any, Final
 
 from mypy_extensions import i64
 
-__all__ = ["COMPILED", "RecordCheck", "Walk", "WireError", "build_schema", "interpreted", "source_path"]
+__all__ = [
+    "COMPILED",
+    "RecordCheck",
+    "Walk",
+    "WireError",
+    "build_schema",
+    "interpreted",
+    "routing_attributes",
+    "source_path",
+]
 
 # Field kinds of the table (one byte per field; 0 = unknown field number); length-delimited ones from _BYTES up.
 _VARINT: Final = 1  # int32/int64/uint32/uint64/sint32/sint64/bool/enum: wire type 0
@@ -305,3 +315,107 @@ def _utf8(buf: bytes, start: i64, stop: i64, name: str) -> None:
         buf[start:stop].decode("utf-8")
     except UnicodeDecodeError:
         raise WireError(f"{name}: string field is not valid UTF-8") from None
+
+
+# Field keys (number << 3 | wire type) `routing_attributes` reads; opentelemetry-proto's common and resource messages.
+_KEY_VALUE: Final = 0x0A  # Resource.attributes = 1, length-delimited
+_KEY: Final = 0x0A  # KeyValue.key = 1
+_VALUE: Final = 0x12  # KeyValue.value = 2
+_STRING_VALUE: Final = 1  # AnyValue.string_value, the first of the `value` oneof's members (1-8)
+_ONEOF_MEMBERS: Final = 8
+
+
+def routing_attributes(
+    buf: bytes, resources: list[tuple[int, int]], keys: Collection[str] | None
+) -> dict[str, object] | None:
+    """The attributes named in `keys` (every one when None) of a walked record's Resource, as
+    `wire.resource_attributes` reads them from the decoded message: the first of duplicate keys wins, a string
+    value is a str, a pair without a value (or with an empty AnyValue) is None.
+
+    `resources` are the walk's Resource bounds, so the framing is known to be sound. None when the Resource is
+    not in the shape read here — several `resource` fields, a wanted key whose value is not a string, two
+    `value` fields in a pair, a group: protobuf's merge rules apply, and the caller decodes it in full instead.
+    """
+    attributes: dict[str, object] = {}
+    if len(resources) != 1:
+        return attributes if not resources else None
+    pos: i64 = resources[0][0]
+    end: i64 = resources[0][1]
+    while pos < end:
+        key, pos = _varint(buf, pos, end)
+        if key == _KEY_VALUE:
+            length, pos = _varint(buf, pos, end)
+            if not _read_pair(buf, pos, pos + length, keys, attributes):
+                return None
+            pos += length
+        else:
+            pos = _skip_value(buf, pos, end, key & 7)
+            if pos < 0:
+                return None
+    return attributes
+
+
+def _read_pair(buf: bytes, pos: i64, end: i64, keys: Collection[str] | None, attributes: dict[str, object]) -> bool:
+    """Adds one KeyValue to `attributes` when wanted; False when it is not in the shape `routing_attributes` reads."""
+    key_start: i64 = 0
+    key_end: i64 = 0
+    value_start: i64 = -1
+    value_end: i64 = -1
+    while pos < end:
+        field, pos = _varint(buf, pos, end)
+        if field == _KEY or field == _VALUE:
+            length, pos = _varint(buf, pos, end)
+            if field == _KEY:  # a repeated scalar field: the last one wins
+                key_start, key_end = pos, pos + length
+            elif value_start >= 0:
+                return False  # two AnyValue fields merge
+            else:
+                value_start, value_end = pos, pos + length
+            pos += length
+        else:
+            pos = _skip_value(buf, pos, end, field & 7)
+            if pos < 0:
+                return False
+    name = buf[key_start:key_end].decode("utf-8")  # the walk checked it is UTF-8
+    if (keys is not None and name not in keys) or name in attributes:
+        return True
+    # AnyValue: the last member of its `value` oneof wins.
+    member: i64 = 0
+    string_start: i64 = 0
+    string_end: i64 = 0
+    pos = value_start
+    while pos < value_end:
+        field, pos = _varint(buf, pos, value_end)
+        number = field >> 3
+        if 1 <= number <= _ONEOF_MEMBERS:
+            member = number
+        if field & 7 == 2:
+            length, pos = _varint(buf, pos, value_end)
+            if number == _STRING_VALUE:
+                string_start, string_end = pos, pos + length
+            pos += length
+        else:
+            pos = _skip_value(buf, pos, value_end, field & 7)
+            if pos < 0:
+                return False
+    if member == 0:
+        attributes[name] = None
+    elif member == _STRING_VALUE:
+        attributes[name] = buf[string_start:string_end].decode("utf-8")
+    else:
+        return False  # not a string: the decoded message's value is kept as it is
+    return True
+
+
+def _skip_value(buf: bytes, pos: i64, end: i64, wire: i64) -> i64:
+    """The position after a field value of wire type `wire` in framing the walk has checked; -1 for a group."""
+    if wire == 0:
+        return _varint(buf, pos, end)[1]
+    if wire == 1:
+        return pos + 8
+    if wire == 5:
+        return pos + 4
+    if wire == 2:
+        length, pos = _varint(buf, pos, end)
+        return pos + length
+    return -1
