@@ -3,7 +3,8 @@
 The unit of data after routing is a :class:`RoutedPart`: the original wire bytes of one or more whole
 resources (`ResourceSpans` / `ResourceLogs` records, each with its field-1 tag and length prefix), so that
 joining parts is byte concatenation and the payload alone is a valid `Export*ServiceRequest` body. Spans
-are never decoded on the hot path; only each small `Resource` message is.
+are never decoded on the hot path: intake walks them (route/wirecheck.py) and reads each `Resource`'s routing
+attributes off the wire.
 """
 
 from __future__ import annotations

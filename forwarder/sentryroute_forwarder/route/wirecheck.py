@@ -361,16 +361,16 @@ def _read_pair(buf: bytes, pos: i64, end: i64, keys: Collection[str] | None, att
     key_end: i64 = 0
     value_start: i64 = -1
     value_end: i64 = -1
+    values: i64 = 0
     while pos < end:
         field, pos = _varint(buf, pos, end)
-        if field == _KEY or field == _VALUE:
+        if field in (_KEY, _VALUE):
             length, pos = _varint(buf, pos, end)
             if field == _KEY:  # a repeated scalar field: the last one wins
                 key_start, key_end = pos, pos + length
-            elif value_start >= 0:
-                return False  # two AnyValue fields merge
             else:
                 value_start, value_end = pos, pos + length
+                values += 1
             pos += length
         else:
             pos = _skip_value(buf, pos, end, field & 7)
@@ -379,6 +379,8 @@ def _read_pair(buf: bytes, pos: i64, end: i64, keys: Collection[str] | None, att
     name = buf[key_start:key_end].decode("utf-8")  # the walk checked it is UTF-8
     if (keys is not None and name not in keys) or name in attributes:
         return True
+    if values > 1:
+        return False  # several AnyValue fields merge
     # AnyValue: the last member of its `value` oneof wins.
     member: i64 = 0
     string_start: i64 = 0
