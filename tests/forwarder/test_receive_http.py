@@ -158,6 +158,23 @@ async def test_gzip_and_deflate_bodies_are_inflated(forwarder, fake_pipeline, ht
     assert [p.payload for p in fake_pipeline.parts] == [body, body, body]
 
 
+async def test_gzip_bodies_inflating_past_the_event_loops_share_are_inflated_by_a_worker(
+    forwarder, fake_pipeline, http
+):
+    """A small compressed body is inflated on the event loop only up to 1 MiB of output; past that, it is
+    inflated again on a decode worker, and accepted all the same."""
+    small = logs_request(resource_logs("orders", records=4)).SerializeToString()
+    large = logs_request(resource_logs("orders", records=1, extra={"padding": "x" * 3_000_000})).SerializeToString()
+    for body in (small, large, small):
+        data = gzip.compress(body)
+        assert len(data) < 64 * 1024
+        async with http.post(
+            url(forwarder, "/v1/logs"), data=data, headers={**PROTOBUF, "Content-Encoding": "gzip"}
+        ) as resp:
+            assert resp.status == 200
+    assert [p.payload for p in fake_pipeline.parts] == [small, large, small]
+
+
 def metrics_request() -> ExportMetricsServiceRequest:
     points = [NumberDataPoint(as_int=i) for i in range(3)]
     return ExportMetricsServiceRequest(

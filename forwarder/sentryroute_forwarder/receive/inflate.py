@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from isal import isal_zlib
 
-__all__ = ["MAX_GZIP_MEMBERS", "CorruptBody", "InflatedTooLarge", "UnsupportedEncoding", "inflate"]
+__all__ = ["MAX_GZIP_MEMBERS", "CorruptBody", "InflatedTooLarge", "UnsupportedEncoding", "inflate", "inflate_within"]
 
 _GZIP_WBITS = 16 + 15
 _ZLIB_WBITS = 15
@@ -35,20 +35,32 @@ class UnsupportedEncoding(ValueError):
 
 def inflate(body: bytes, *, encoding: str, limit: int) -> bytes:
     """`body` decoded per `encoding` (a Content-Encoding value), at most `limit` bytes."""
+    inflated = _decode(body, encoding, limit, limit)
+    assert inflated is not None  # the cap is the limit: over it raises
+    return inflated
+
+
+def inflate_within(body: bytes, *, encoding: str, limit: int, budget: int) -> bytes | None:
+    """`inflate`, or None once the output passes `budget` bytes (less than `limit`): a body small enough to
+    inflate on the event loop, where a decode worker's thread hop would cost more than the inflation."""
+    return _decode(body, encoding, limit, min(budget, limit))
+
+
+def _decode(body: bytes, encoding: str, limit: int, cap: int) -> bytes | None:
     encoding = encoding.strip().lower()
     if encoding in ("", "identity"):
         return body
     if encoding in ("gzip", "x-gzip"):
-        return _inflate(body, _GZIP_WBITS, limit)
+        return _inflate(body, _GZIP_WBITS, limit, cap)
     if encoding == "deflate":
         # RFC 9110 deflate is zlib-wrapped; some clients send raw deflate. A zlib header's first byte
         # has compression method 8 in its low nibble and the header checksum holds.
         wrapped = len(body) >= 2 and body[0] & 0x0F == 8 and (body[0] << 8 | body[1]) % 31 == 0
-        return _inflate(body, _ZLIB_WBITS if wrapped else _RAW_DEFLATE_WBITS, limit)
+        return _inflate(body, _ZLIB_WBITS if wrapped else _RAW_DEFLATE_WBITS, limit, cap)
     raise UnsupportedEncoding(f"unsupported Content-Encoding {encoding[:40]!r}: use gzip, deflate or identity")
 
 
-def _inflate(data: bytes, wbits: int, limit: int) -> bytes:
+def _inflate(data: bytes, wbits: int, limit: int, cap: int) -> bytes | None:
     """Inflate every member (gzip) or the one stream (deflate), walking the input by offset.
 
     The first member is handed the whole body, so the body clients send (one member) inflates in one call,
@@ -56,7 +68,7 @@ def _inflate(data: bytes, wbits: int, limit: int) -> bytes:
     `unused_data`; handing every member the whole rest of the body would copy it once per member (300,000
     empty members: minutes). Later members are fed windows that grow from 4 KiB instead, so each costs at most
     about twice its own size (the first member's copy of the rest happens once), and the members are capped at
-    `MAX_GZIP_MEMBERS`.
+    `MAX_GZIP_MEMBERS`. Output stops one byte past `cap`: over `limit` is an error, over a smaller cap None.
     """
     view = memoryview(data)
     pieces: list[bytes] = []
@@ -72,12 +84,14 @@ def _inflate(data: bytes, wbits: int, limit: int) -> bytes:
             if not chunk:
                 raise CorruptBody("compressed body is truncated")
             try:
-                piece = decompressor.decompress(chunk, limit + 1 - size)
+                piece = decompressor.decompress(chunk, cap + 1 - size)
             except _INFLATE_ERROR:
                 raise CorruptBody("compressed body is corrupt") from None
             pieces.append(piece)
             size += len(piece)
-            if size > limit or decompressor.unconsumed_tail:
+            if size > cap or decompressor.unconsumed_tail:  # output stopped at cap + 1 bytes
+                if cap < limit:
+                    return None
                 raise InflatedTooLarge(f"inflated body is larger than {limit} bytes")
             pos += len(chunk) - len(decompressor.unused_data)
             window = min(window * 2, _MAX_WINDOW)
