@@ -376,7 +376,9 @@ class HttpConnection(asyncio.Protocol):
                 # The rest of this request is still coming: read and drop it for a while, so that closing
                 # with unread data does not reset the connection before the client has read the answer.
                 self._lingering = True
-                self._deadline = self._loop.time() + min(MAX_LINGER, self._server.read_timeout)
+                if self._timer is not None:
+                    self._timer.cancel()
+                self._wait(min(MAX_LINGER, self._server.read_timeout))
             else:
                 self._close()
 
