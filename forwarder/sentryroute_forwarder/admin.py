@@ -2,37 +2,71 @@
 
 Readiness means "a routes table is loaded and shutdown has not begun" — never queue fullness or Sentry
 reachability, so that an upstream outage does not take every forwarder out of its Service at once.
+
+It runs on the receivers' own HTTP/1.x server (`receive/http_protocol.py`) rather than aiohttp's: aiohttp's
+server package was imported for these three pages alone (~1.5 MB of the resting process, measured).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sentryroute_forwarder.metrics import ForwarderMetrics
+from sentryroute_forwarder.receive.http_answer import Answer
+from sentryroute_forwarder.receive.http_protocol import HttpServer, Request
 
-__all__ = ["build_admin_app"]
+__all__ = ["ADMIN_MAX_CONNECTIONS", "AdminPages", "build_admin_server"]
+
+#: Open connections the admin listener keeps (probes and scrapes need a few); more are answered 503.
+ADMIN_MAX_CONNECTIONS = 64
+_TEXT = "text/plain; charset=utf-8"
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 5\r\n"
+    b"Connection: close\r\n\r\nbusy\n"
+)
 
 
-def build_admin_app(*, metrics: ForwarderMetrics, not_ready_reason: Callable[[], str | None]) -> web.Application:
-    """`not_ready_reason()` returns None when ready, else a short reason shown by /readyz."""
+class AdminPages:
+    """/metrics, /healthz and /readyz for GET (and HEAD); everything is answered from the head alone."""
 
-    async def prometheus(request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    def __init__(self, *, metrics: ForwarderMetrics, not_ready_reason: Callable[[], str | None]) -> None:
+        self._metrics = metrics
+        self._not_ready_reason = not_ready_reason
 
-    async def healthz(request: web.Request) -> web.Response:
-        return web.Response(text="ok\n")  # answering at all proves the event loop runs
+    def begin(self, request: Request) -> Answer:
+        page = {"/metrics": self._prometheus, "/healthz": self._healthz, "/readyz": self._readyz}.get(request.path)
+        if page is None:
+            return Answer(404, _TEXT, b"404: Not Found\n")
+        if request.method not in ("GET", "HEAD"):
+            return Answer(405, _TEXT, b"405: Method Not Allowed\n", {"Allow": "GET, HEAD"})
+        return page()
 
-    async def readyz(request: web.Request) -> web.Response:
-        reason = not_ready_reason()
+    def refuse(self, request: Request | None, status: int, message: str) -> Answer:
+        return Answer(status, _TEXT, f"{status}: {message}\n".encode())
+
+    def _prometheus(self) -> Answer:
+        return Answer(200, CONTENT_TYPE_LATEST, generate_latest(self._metrics.registry))
+
+    def _healthz(self) -> Answer:
+        return Answer(200, _TEXT, b"ok\n")  # answering at all proves the event loop runs
+
+    def _readyz(self) -> Answer:
+        reason = self._not_ready_reason()
         if reason is None:
-            return web.Response(text="ready\n")
-        return web.Response(status=503, text=f"not ready: {reason}\n")
+            return Answer(200, _TEXT, b"ready\n")
+        return Answer(503, _TEXT, f"not ready: {reason}\n".encode())
 
-    app = web.Application()
-    app.router.add_get("/metrics", prometheus)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    return app
+
+def build_admin_server(
+    *, metrics: ForwarderMetrics, not_ready_reason: Callable[[], str | None], read_timeout: float
+) -> HttpServer:
+    """The admin server (not listening yet)."""
+    return HttpServer(
+        AdminPages(metrics=metrics, not_ready_reason=not_ready_reason),
+        read_timeout=read_timeout,
+        max_connections=ADMIN_MAX_CONNECTIONS,
+        busy_answer=_BUSY,
+        on_busy=lambda: None,
+    )

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 from types import TracebackType
 from typing import Protocol
 
-from aiohttp import web
-
 from sentryroute.routes import RoutesTable
-from sentryroute_forwarder.admin import build_admin_app
+from sentryroute_forwarder.admin import build_admin_server
 from sentryroute_forwarder.config import Address, ForwarderSettings
 from sentryroute_forwarder.metrics import ForwarderMetrics
 from sentryroute_forwarder.model import Pipeline
@@ -37,6 +34,9 @@ from sentryroute_forwarder.table.loader import TableLoader
 __all__ = ["Forwarder", "ManagedPipeline"]
 
 log = logging.getLogger(__name__)
+
+#: How long admin requests in flight may take to finish once everything else has stopped (they are instant).
+_ADMIN_GRACE = 1.0
 
 
 class ManagedPipeline(Pipeline, Protocol):
@@ -85,7 +85,7 @@ class Forwarder:
         self.http_port = self.grpc_port = self.admin_port = 0
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
-        self._runners: list[web.BaseRunner] = []  # started, in reverse order of stopping
+        self._admin_server: HttpServer | None = None
         self._http_server: HttpServer | None = None
         self._grpc_server: GrpcReceiver | None = None
         self._revision: str | None = None
@@ -100,12 +100,10 @@ class Forwarder:
         """Bind admin, load the first table if there is one, start the pipeline, then open the receivers."""
         settings = self.settings
         warn_if_slow()
-        admin = web.AppRunner(
-            build_admin_app(metrics=self.metrics, not_ready_reason=self.not_ready_reason),
-            handle_signals=False,
-            access_log=None,
+        self._admin_server = build_admin_server(
+            metrics=self.metrics, not_ready_reason=self.not_ready_reason, read_timeout=settings.read_timeout
         )
-        self.admin_port = await self._serve(admin, settings.admin, ssl_context=None)
+        self.admin_port = await self._admin_server.start(settings.admin.host, settings.admin.port, ssl_context=None)
         await self.pipeline.start()
         self._start_table_source()
         self._start_pod_watch()
@@ -149,8 +147,8 @@ class Forwarder:
             await self._http_server.stop(receiver_grace(self.settings))  # requests in flight finish (bounded)
         self.offload.close()
         undelivered = await self.pipeline.close(max(0.0, deadline - loop.time()))
-        for runner in reversed(self._runners):
-            await runner.cleanup()
+        if self._admin_server is not None:
+            await self._admin_server.stop(_ADMIN_GRACE)  # last: /healthz answered while flushing
         level = logging.WARNING if undelivered else logging.INFO
         if self.settings.queue_dir is not None:
             log.log(
@@ -235,13 +233,6 @@ class Forwarder:
         self.metrics.routes_revision.labels(table.revision).set(1)
         self.metrics.routes_loaded.set_to_current_time()
         self._revision = table.revision
-
-    async def _serve(self, runner: web.BaseRunner, address: Address, *, ssl_context: ssl.SSLContext | None) -> int:
-        """Start `runner` on `address`; returns the port bound (the one asked for, or a free one for 0)."""
-        await runner.setup()
-        self._runners.append(runner)
-        await web.TCPSite(runner, address.host, address.port, ssl_context=ssl_context).start()
-        return int(runner.addresses[0][1])
 
 
 def _bound(address: Address, port: int) -> str:

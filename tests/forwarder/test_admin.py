@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 from prometheus_client.parser import text_string_to_metric_families
 from sentryroute_forwarder.app import Forwarder
@@ -41,13 +43,22 @@ class SlowClosingPipeline:
         return 3
 
 
-async def test_health_readiness_and_metrics(tmp_path, http):
-    path = tmp_path / "routes.json"
+@contextlib.asynccontextmanager
+async def started(path) -> AsyncIterator[tuple[Forwarder, SlowClosingPipeline, str]]:
+    """A forwarder on `path` with a slowly closing pipeline: (forwarder, pipeline, admin URL)."""
     pipeline = SlowClosingPipeline()
     forwarder = Forwarder(local_settings(path), pipeline=pipeline)
     await forwarder.start()
-    admin = f"http://127.0.0.1:{forwarder.admin_port}"
     try:
+        yield forwarder, pipeline, f"http://127.0.0.1:{forwarder.admin_port}"
+    finally:
+        pipeline.release.set()
+        await forwarder.stop()
+
+
+async def test_health_readiness_and_metrics(tmp_path, http):
+    path = tmp_path / "routes.json"
+    async with started(path) as (forwarder, pipeline, admin):
         async with http.get(f"{admin}/healthz") as resp:
             assert (resp.status, await resp.text()) == (200, "ok\n")
         async with http.get(f"{admin}/readyz") as resp:
@@ -79,6 +90,20 @@ async def test_health_readiness_and_metrics(tmp_path, http):
             assert resp.status == 200
         pipeline.release.set()
         assert await asyncio.wait_for(stopping, 10) == 3
-    finally:
-        pipeline.release.set()
-        await forwarder.stop()
+
+
+async def test_unknown_pages_other_methods_and_head(tmp_path, http):
+    path = tmp_path / "routes.json"
+    write_table(path, DEFAULT_TABLE)
+    async with started(path) as (_, _, admin):
+        async with http.get(f"{admin}/nothing-here") as resp:
+            assert resp.status == 404
+        async with http.post(f"{admin}/metrics", data=b"x" * 10_000) as resp:  # its body is read and dropped
+            assert resp.status == 405
+            assert resp.headers["Allow"] == "GET, HEAD"
+        async with http.head(f"{admin}/healthz") as resp:  # the headers of GET, no body
+            assert resp.status == 200
+            assert resp.headers["Content-Length"] == "3"
+            assert await resp.read() == b""
+        async with http.get(f"{admin}/healthz?probe=1") as resp:  # the same connection, kept alive
+            assert (resp.status, await resp.text()) == (200, "ok\n")
