@@ -209,8 +209,8 @@ class HttpConnection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._write_paused = False
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.resume_reading()
+        if self._transport is not None and not self._queue and not self._transport.is_closing():
+            self._transport.resume_reading()  # (while an answer is awaited, reading stays paused: `_await`)
 
     # -- httptools callbacks --------------------------------------------------------------------------------
 
@@ -296,7 +296,11 @@ class HttpConnection(asyncio.Protocol):
         if exchange is not None:
             body = b"".join(incoming.chunks)  # the one chunk itself when it came in one piece
             incoming.chunks = []
-            result = exchange.complete(body)
+            try:
+                result = exchange.complete(body)
+            except BaseException:
+                exchange.discard()  # an internal error must not keep its reservation and concurrency slot
+                raise
             if isinstance(result, Answer):
                 self._answer(request, result)
             else:
@@ -444,10 +448,12 @@ class HttpConnection(asyncio.Protocol):
         if now < self._deadline:
             self._timer = self._loop.call_at(self._deadline, self._check_time)
             return
+        if self._queue:  # (never while lingering: an answer that closes empties the queue)
+            # Answers being awaited (pacing, a disk write): not idle, and reading is paused by us, not by a
+            # slow client, so the next request's clock starts again when reading resumes.
+            self._wait(self._server.read_timeout)
+            return
         if self._lingering or (self._incoming is None and not self._in_head):
-            if self._queue:  # answers being awaited (pacing, a disk write): not idle
-                self._wait(self._server.read_timeout)
-                return
             self._close()  # idle, or done lingering
             return
         incoming = self._incoming
@@ -496,7 +502,14 @@ class HttpServer:
     async def start(self, host: str, port: int, *, ssl_context: ssl.SSLContext | None) -> int:
         """Listen on `host`:`port` (0: a free port); returns the port bound."""
         self._server = await self.loop.create_server(
-            lambda: HttpConnection(self), host, port, ssl=ssl_context, backlog=128
+            lambda: HttpConnection(self),
+            host,
+            port,
+            ssl=ssl_context,
+            backlog=128,
+            # A client that connects and never completes the handshake is not yet a connection (not counted
+            # by `max_connections`): it gets `read_timeout`, not asyncio's 60 s.
+            ssl_handshake_timeout=self.read_timeout if ssl_context is not None else None,
         )
         return int(self._server.sockets[0].getsockname()[1])
 
