@@ -87,6 +87,20 @@ async def test_oversized_heads_are_400(running, request_bytes):
     assert "Got more than" in rpc_status(headers, body).message
 
 
+async def test_a_head_of_many_tiny_headers_in_one_write_is_400(running):
+    """Each header counts with its separators: 12,000 headers of `a: b` (72 KB, read at once) are over the
+    64 KiB head limit, though their names and values alone are 24 KB."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", running.http_port)
+    try:
+        writer.write(head(len(VALID), *(["a: b"] * 12_000)) + VALID)
+        async with asyncio.timeout(10):
+            status, headers, body = await read_answer(reader)
+    finally:
+        writer.close()
+    assert status == 400
+    assert f"Got more than {MAX_HEAD_BYTES} bytes of headers" in rpc_status(headers, body).message
+
+
 async def test_protocol_upgrades_are_refused(running, fake_pipeline):
     """An Upgrade (h2c) would make the parser take the body for the new protocol's bytes: refused and closed,
     never answered 200 for a body that was not read."""

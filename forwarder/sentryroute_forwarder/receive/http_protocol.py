@@ -230,7 +230,7 @@ class HttpConnection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         if len(name) + len(value) > MAX_FIELD_BYTES:
             raise _HeadTooLarge(f"Got more than {MAX_FIELD_BYTES} bytes when reading header {_printable(name)}")
-        self._head_bytes += len(name) + len(value)
+        self._head_bytes += len(name) + len(value) + 4  # with ": " and CRLF, so tiny headers count as sent
         if self._head_bytes > MAX_HEAD_BYTES:
             raise _HeadTooLarge(f"Got more than {MAX_HEAD_BYTES} bytes of headers")
         self._fields.append((name, value))
