@@ -1,7 +1,7 @@
 """Inflating `Content-Encoding: gzip` / `deflate` request bodies with a cap on the inflated size.
 
-aiohttp's own inflation is switched off: it has no bound, and a few kilobytes of gzip can inflate to
-gigabytes. ISA-L (`isal`, already used for export) inflates about twice as fast as zlib.
+The receiver inflates bodies here rather than in an HTTP library: a few kilobytes of gzip can inflate to
+gigabytes, so every call is bounded. ISA-L (`isal`, already used for export) inflates about twice as fast as zlib.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """TLS and mTLS for both receivers, with the certificate files reloaded when they change.
 
 Kubernetes rotates mounted Secrets by swapping a symlink, so the files are compared by the stat of their
-targets, at most once per `check_interval`, when a new connection arrives: aiohttp connections get the
+targets, at most once per `check_interval`, when a new connection arrives: OTLP/HTTP and admin connections get the
 new `SSLContext` from the SNI callback (called for every handshake, with or without SNI), gRPC from its
 certificate-configuration fetcher. Established connections keep the context they started with. A
 half-written rotation (key and certificate not matching yet) keeps the previous context.
