@@ -249,17 +249,9 @@ class Walk:
         """prost's skip_field: the position after an unknown field's value."""
         if ctx == 0:
             raise WireError("nested deeper than 100 messages")
-        if wire == 0:
-            return _varint(buf, pos, end)[1]
-        if wire == 1:
-            return pos + 8
-        if wire == 5:
-            return pos + 4
-        if wire == 2:
-            length, pos = _varint(buf, pos, end)
-            if length < 0 or length > end - pos:
-                raise WireError("length-delimited field runs past the end of its message")
-            return pos + length
+        after = _skip_value(buf, pos, end, wire)
+        if after >= 0:
+            return after
         if wire == 3:
             while True:
                 if pos >= end:
@@ -410,7 +402,8 @@ def _read_pair(buf: bytes, pos: i64, end: i64, keys: Collection[str] | None, att
 
 
 def _skip_value(buf: bytes, pos: i64, end: i64, wire: i64) -> i64:
-    """The position after a field value of wire type `wire` in framing the walk has checked; -1 for a group."""
+    """The position after a field value of wire type `wire`; -1 for a group or an invalid wire type (the caller
+    decides). A length past `end` raises; fixed-size values are checked against `end` by the caller."""
     if wire == 0:
         return _varint(buf, pos, end)[1]
     if wire == 1:
@@ -419,5 +412,7 @@ def _skip_value(buf: bytes, pos: i64, end: i64, wire: i64) -> i64:
         return pos + 4
     if wire == 2:
         length, pos = _varint(buf, pos, end)
+        if length < 0 or length > end - pos:
+            raise WireError("length-delimited field runs past the end of its message")
         return pos + length
     return -1
