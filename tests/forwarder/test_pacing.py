@@ -8,9 +8,11 @@ below is on a condition (a metric, a finished request, what the emulator recorde
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import aiohttp
 import grpc
@@ -67,12 +69,28 @@ def clients_for(transports_for: Transports) -> Callable[[Forwarder], Awaitable[C
     return make
 
 
-async def hold_slow_clients(forwarder: Forwarder, clients: Clients) -> tuple[asyncio.Task[int], asyncio.Task[None]]:
-    """Closed-loop clients of the stalled project, one over HTTP and one over gRPC: both accepted, then held."""
-    slow_http = asyncio.create_task(clients.post(SLOW))
-    slow_grpc = asyncio.create_task(clients.export(SLOW))
-    await wait_until(lambda: held(forwarder) == 2, what="both answers held")
-    return slow_http, slow_grpc
+class SlowClientsHeld(NamedTuple):
+    forwarder: Forwarder
+    ids: dict[str, str]
+    clients: Clients
+    slow_http: asyncio.Task[int]
+    slow_grpc: asyncio.Task[None]
+
+
+@contextlib.asynccontextmanager
+async def slow_clients_held(
+    emulator: SentryEmulator, tmp_path: Path, clients_for: Callable[[Forwarder], Awaitable[Clients]]
+) -> AsyncIterator[SlowClientsHeld]:
+    """A running forwarder whose SLOW project is stalled, with closed-loop clients of it over HTTP and gRPC:
+    both accepted, then held."""
+    forwarder, ids = start(emulator, tmp_path)
+    emulator.faults.stall(ids[SLOW])
+    async with forwarder:
+        clients = await clients_for(forwarder)
+        slow_http = asyncio.create_task(clients.post(SLOW))
+        slow_grpc = asyncio.create_task(clients.export(SLOW))
+        await wait_until(lambda: held(forwarder) == 2, what="both answers held")
+        yield SlowClientsHeld(forwarder, ids, clients, slow_http, slow_grpc)
 
 
 def held(forwarder: Forwarder) -> float:
@@ -95,11 +113,7 @@ def start(emulator: SentryEmulator, tmp_path: Path, **overrides: object) -> tupl
 async def test_a_slow_project_holds_its_own_answers_until_export_catches_up_and_loses_nothing(
     emulator: SentryEmulator, tmp_path: Path, clients_for
 ) -> None:
-    forwarder, ids = start(emulator, tmp_path)
-    emulator.faults.stall(ids[SLOW])
-    async with forwarder:
-        clients = await clients_for(forwarder)
-        slow_http, slow_grpc = await hold_slow_clients(forwarder, clients)
+    async with slow_clients_held(emulator, tmp_path, clients_for) as (forwarder, ids, clients, slow_http, slow_grpc):
         queued = metric_value(forwarder, "sentryroute_queued_bytes")
         assert 0 < queued <= 2 * len(body(SLOW)), "only what the held clients sent is queued"
 
@@ -190,11 +204,7 @@ async def test_with_a_queue_directory_the_answer_waits_for_the_write_then_for_pa
 async def test_shutdown_answers_every_held_request_at_once(
     emulator: SentryEmulator, tmp_path: Path, clients_for
 ) -> None:
-    forwarder, ids = start(emulator, tmp_path)
-    emulator.faults.stall(ids[SLOW])
-    async with forwarder:
-        clients = await clients_for(forwarder)
-        slow_http, slow_grpc = await hold_slow_clients(forwarder, clients)
+    async with slow_clients_held(emulator, tmp_path, clients_for) as (forwarder, ids, _, slow_http, slow_grpc):
         stopping = asyncio.create_task(forwarder.stop())
         assert await slow_http == 200  # answered by the shutdown, not by export (still stalled)
         await slow_grpc
