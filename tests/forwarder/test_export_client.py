@@ -53,6 +53,17 @@ async def test_a_batch_is_posted_as_pieces_without_being_joined(upstream: Upstre
         assert gzip.decompress(upstream.seen[-1].body) == b"".join(pieces)
 
 
+async def test_a_body_compressed_beforehand_is_posted_as_it_is(upstream: Upstream, client: ExportClient) -> None:
+    """`post_gzipped` sends what `compress` made, byte for byte (the exporter holds a batch in flight as it)."""
+    pieces = [b"\x0a\x02\x0a\x00" * 50, b"\x0a\x00"]
+    gzipped = await client.compress(pieces)
+    answer = await client.post_gzipped(upstream.url, public_key=KEY, gzipped=gzipped)
+    assert answer.status == 202
+    assert upstream.seen[-1].body == gzipped
+    assert upstream.seen[-1].headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(upstream.seen[-1].body) == b"".join(pieces)
+
+
 async def test_transport_errors_carry_no_secret(client: ExportClient, upstream: Upstream) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

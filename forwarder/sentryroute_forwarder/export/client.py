@@ -95,9 +95,13 @@ class ExportClient:
     async def post(self, url: str, *, public_key: str, body: Body) -> UpstreamAnswer:
         """POST one OTLP protobuf body (bytes, or pieces that concatenate to it); raises TransportError when no
         HTTP answer arrives."""
+        return await self.post_gzipped(url, public_key=public_key, gzipped=await self.compress(body))
+
+    async def post_gzipped(self, url: str, *, public_key: str, gzipped: bytes) -> UpstreamAnswer:
+        """POST a body `compress` already made (the exporter keeps a batch in flight as that body, not as its
+        pieces); raises TransportError when no HTTP answer arrives."""
         if self._session is None:
             raise RuntimeError("ExportClient.start() was not awaited")
-        compressed = await self.compress(body)
         headers = {
             "Content-Type": "application/x-protobuf",
             "Content-Encoding": "gzip",
@@ -110,7 +114,7 @@ class ExportClient:
             raise TransportError("invalid ingest URL") from None
         try:
             # Redirects are not followed: they would carry the key in `x-sentry-auth` to another host.
-            async with self._session.post(target, data=compressed, headers=headers, allow_redirects=False) as response:
+            async with self._session.post(target, data=gzipped, headers=headers, allow_redirects=False) as response:
                 return UpstreamAnswer(response.status, response.headers, await _read_start(response))
         except TimeoutError:
             raise TransportError("timed out") from None
