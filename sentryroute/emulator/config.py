@@ -40,6 +40,8 @@ class EmulatorConfig:
     new_key_drop_seconds: float = 0.0
     # Decoded spans/logs kept per project and signal; beyond it items are only counted (long perf runs).
     record_limit: int = 100_000
+    # Keep each ingest request's body (decompressed) in its record, for byte-level checks in tests.
+    keep_bodies: bool = False
     # Org flag `disable_member_project_creation`: creating a project then needs org:write/org:admin.
     disable_member_project_creation: bool = False
 

@@ -45,6 +45,7 @@ class IngestRequest:
     public_key: str | None
     time: float  # time.monotonic() when answered
     outcome: str = ""  # "accepted", "invalid", "dropped", or why it was rejected
+    body: bytes = b""  # decompressed, with `EmulatorConfig.keep_bodies` (whatever the answer, once it was read)
 
 
 def _pid(project_id: str | int) -> str:

@@ -17,6 +17,7 @@ from sentryroute_forwarder.model import Signal
 from tests.forwarder.queue_support import Upstream
 
 KEY = "0123456789abcdef0123456789abcdef"
+EMPTY_GZIP = gzip.compress(b"")  # what the sender posts: a body the client compressed beforehand
 
 
 @pytest.fixture
@@ -98,7 +99,7 @@ async def test_sender_verdicts(
 ) -> None:
     upstream.status, upstream.body = status, body
     outcome = await Sender(client, default_rate_limit=60).send(
-        url=upstream.url, public_key=KEY, body=b"", signal=Signal.LOGS
+        url=upstream.url, public_key=KEY, gzipped=EMPTY_GZIP, signal=Signal.LOGS
     )
     assert (outcome.verdict, outcome.status, outcome.hold_reason) == (verdict, status, hold_reason)
 
@@ -106,7 +107,7 @@ async def test_sender_verdicts(
 async def test_rate_limits_are_read_on_success(upstream: Upstream, client: ExportClient) -> None:
     upstream.headers = {"X-Sentry-Rate-Limits": "7:log_item:project"}
     outcome = await Sender(client, default_rate_limit=60).send(
-        url=upstream.url, public_key=KEY, body=b"", signal=Signal.LOGS
+        url=upstream.url, public_key=KEY, gzipped=EMPTY_GZIP, signal=Signal.LOGS
     )
     assert outcome.verdict is Verdict.DELIVERED
     assert [(limit.seconds, set(limit.signals)) for limit in outcome.limits] == [(7, {Signal.LOGS})]
@@ -114,7 +115,7 @@ async def test_rate_limits_are_read_on_success(upstream: Upstream, client: Expor
 
 async def test_sender_turns_transport_errors_into_retries(client: ExportClient) -> None:
     outcome = await Sender(client, default_rate_limit=60).send(
-        url="http://127.0.0.1:9/x", public_key=KEY, body=b"", signal=Signal.TRACES
+        url="http://127.0.0.1:9/x", public_key=KEY, gzipped=EMPTY_GZIP, signal=Signal.TRACES
     )
     assert (outcome.verdict, outcome.status) == (Verdict.RETRY, None)
 
@@ -135,7 +136,7 @@ async def test_redirects_are_not_followed_with_the_key(upstream: Upstream, clien
     # A redirect (to another host, in real life) would carry `x-sentry-auth` along: kept and retried instead.
     upstream.script = [(307, {"Location": f"{upstream.base}/api/2/integration/otlp/v1/traces/"})]
     outcome = await Sender(client, default_rate_limit=60).send(
-        url=upstream.url, public_key=KEY, body=b"", signal=Signal.TRACES
+        url=upstream.url, public_key=KEY, gzipped=EMPTY_GZIP, signal=Signal.TRACES
     )
     assert (outcome.verdict, outcome.status) == (Verdict.RETRY, 307)
     assert len(upstream.seen) == 1

@@ -81,9 +81,14 @@ class Sender:
         self._client = client
         self._default_rate_limit = default_rate_limit
 
-    async def send(self, *, url: str, public_key: str, body: Body, signal: Signal) -> Outcome:
+    async def compress(self, body: Body) -> bytes:
+        """The gzip body `send` takes (made first, so that a batch is held compressed while it is in flight)."""
+        return await self._client.compress(body)
+
+    async def send(self, *, url: str, public_key: str, gzipped: bytes, signal: Signal) -> Outcome:
+        """Post a body `compress` made."""
         try:
-            answer = await self._client.post(url, public_key=public_key, body=body)
+            answer = await self._client.post_gzipped(url, public_key=public_key, gzipped=gzipped)
         except TransportError as exc:
             return Outcome(Verdict.RETRY, None, detail=excerpt(str(exc), secrets=(public_key,)))
         return classify(answer, sent=signal, default_rate_limit=self._default_rate_limit, public_key=public_key)

@@ -11,7 +11,8 @@
   than half live is compacted (its live records copied forward) by `maintain()` once it has stopped taking
   writes for a whole `maintain()` period: records that are being delivered anyway are not copied.
 - **Memory** holds the index and, up to `memory_bytes` (`--max-bytes`), the payloads; beyond that a record's
-  payload stays on disk only and is read back when it is sent.
+  payload stays on disk only and is read back when it is sent. A batch being sent leaves memory too (it is
+  held as its gzip body meanwhile): should it be sent again, it is read back from disk.
 - **Replay** (`open()`) rebuilds every queue from the live records, oldest first; a torn last frame (a write
   cut short) is truncated, a corrupt stretch skipped and counted, the rest replayed. A crash may duplicate
   (a record sent but not yet marked done), never lose.
@@ -31,10 +32,11 @@ import os
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sentryroute_forwarder.metrics import ForwarderMetrics
+from sentryroute_forwarder.queue.compressed import CompressedBatch
 from sentryroute_forwarder.queue.segments import (
     KIND_HOLD,
     KIND_PROJECT,
@@ -88,7 +90,7 @@ class _Segment:
 @dataclass(eq=False, slots=True)
 class _Entry:
     key: QueueKey
-    record: Record  # payload is b"" while it lives on disk only (and `nbytes` > 0)
+    record: Record  # released (payload b"") while it lives on disk only
     nbytes: int
     segment: _Segment
     offset: int
@@ -96,7 +98,7 @@ class _Entry:
 
     @property
     def resident(self) -> bool:
-        return len(self.record.payload) == self.nbytes
+        return not self.record.released
 
 
 @dataclass(slots=True)
@@ -251,6 +253,23 @@ class DiskStore(QueueTotals[_Queue]):
                 removed.append(entry.record)
         self._forget_if_empty(key, queue)
         return removed
+
+    def release(self, key: QueueKey, batch: CompressedBatch) -> None:
+        """The batch's payloads leave memory: they are on disk (read back if the batch is sent again)."""
+        queue = self._queues.get(key)
+        if queue is None:
+            return
+        for record in batch.records:
+            entry = queue.entries.get(record.seq)
+            if entry is not None and entry.resident:
+                self._resident -= entry.nbytes
+                entry.record = record
+
+    def restore(self, key: QueueKey, batch: CompressedBatch) -> list[Record]:
+        queue = self._queues.get(key)
+        if queue is None:
+            return []
+        return [self._load(entry) for r in batch.records if (entry := queue.entries.get(r.seq)) is not None]
 
     def replace(self, key: QueueKey, seq: int, records: list[Record]) -> None:
         queue = self._queues[key]
@@ -411,9 +430,9 @@ class DiskStore(QueueTotals[_Queue]):
             self._metrics.queue_write_errors.labels(name).inc()
 
     def _index(self, key: QueueKey, record: Record, segment: _Segment, offset: int, size: int) -> None:
-        nbytes = len(record.payload)
+        nbytes = record.nbytes
         if self._resident + nbytes > self._memory_bytes:
-            record = replace(record, payload=b"")  # on disk only: read back when sent
+            record = record.release()  # on disk only: read back when sent
         else:
             self._resident += nbytes
         entry = _Entry(key, record, nbytes, segment, offset, size)
@@ -593,7 +612,7 @@ class DiskStore(QueueTotals[_Queue]):
         if entry.resident:
             return entry.record
         data = os.pread(entry.segment.fd, entry.size, entry.offset)
-        return replace(entry.record, payload=data[entry.size - entry.nbytes :])
+        return entry.record.restore(data[entry.size - entry.nbytes :])
 
     def _lock(self) -> None:
         path = self.directory / "lock"

@@ -20,6 +20,7 @@ from sentryroute_forwarder.metrics import ForwarderMetrics
 from sentryroute_forwarder.model import Signal
 from sentryroute_forwarder.queue.accounting import QueueAccounting
 from sentryroute_forwarder.queue.bounds import Bounds
+from sentryroute_forwarder.queue.compressed import CompressedBatch
 from sentryroute_forwarder.queue.lane import Lane, ProjectHold, backoff_delay
 from sentryroute_forwarder.queue.settings import QueueSettings
 from sentryroute_forwarder.queue.states import QueueStates
@@ -160,8 +161,7 @@ class Exporter:
                 admitted = True
                 continue  # a limit, a hold or a table may have arrived meanwhile: look again
             admitted = False
-            batch = self._store.peek(key, max_items=self._settings.batch_max_items, max_bytes=self._byte_cap(lane))
-            await self._send(lane, endpoint, batch)
+            await self._send(lane, endpoint)
 
     def _pressed(self) -> bool:
         """More than `--pace-bytes` is queued: a batch does not wait to fill (memory over bigger batches).
@@ -183,15 +183,16 @@ class Exporter:
             lane
         )
 
-    async def _send(self, lane: Lane, endpoint: ProjectEndpoint, batch: list[Record]) -> None:
+    async def _send(self, lane: Lane, endpoint: ProjectEndpoint) -> None:
         key = lane.key
         project = key.project or ""
         url = endpoint.tracesUrl if key.signal is Signal.TRACES else endpoint.logsUrl
-        body = [record.payload for record in batch]  # compressed piece by piece: never joined into one buffer
         started = time.monotonic()
-        lane.sending = len(batch)
         try:
-            outcome = await self._sender.send(url=url, public_key=endpoint.publicKey, body=body, signal=key.signal)
+            batch = await self._compress(lane)
+            outcome = await self._sender.send(
+                url=url, public_key=endpoint.publicKey, gzipped=batch.gzipped, signal=key.signal
+            )
         finally:
             lane.sending = 0
         now = time.monotonic()
@@ -205,8 +206,23 @@ class Exporter:
         self._bounds.trim(key, now)
         self._accounting.refresh(key)
 
-    def _settle(self, lane: Lane, endpoint: ProjectEndpoint, batch: list[Record], outcome: Outcome, now: float) -> None:
-        """Act on an answer: acknowledge, keep (waiting on a limit or a back-off), split, hold or drop."""
+    async def _compress(self, lane: Lane) -> CompressedBatch:
+        """The next batch, compressed; from here on it is held as its gzip body (see `compressed`), and the
+        store's copies of its records' payloads are released until an answer needs them back."""
+        key = lane.key
+        records = self._store.peek(key, max_items=self._settings.batch_max_items, max_bytes=self._byte_cap(lane))
+        lane.sending = len(records)  # from now: neither trimmed nor re-routed
+        # Compressed piece by piece: never joined into one buffer.
+        batch = CompressedBatch(records, await self._sender.compress([record.payload for record in records]))
+        self._store.release(key, batch)
+        return batch
+
+    def _settle(
+        self, lane: Lane, endpoint: ProjectEndpoint, batch: CompressedBatch, outcome: Outcome, now: float
+    ) -> None:
+        """Act on an answer: acknowledge, keep (waiting on a limit or a back-off), split, hold or drop.
+
+        Only the records' metadata is at hand: what needs their payloads asks the store for them."""
         key = lane.key
         project = key.project or ""
         verdict = outcome.verdict
@@ -214,10 +230,10 @@ class Exporter:
             log.info("%s: Sentry answers again (%s) after %d failures", key.describe(), outcome.status, lane.failures)
             lane.failures, lane.backoff_until = 0, 0.0
         if verdict is Verdict.DELIVERED:
-            self._store.ack(key, [r.seq for r in batch])  # never sent again
-            self._bounds.delivered(sum(len(r.payload) for r in batch))
+            self._store.ack(key, batch.seqs)  # never sent again
+            self._bounds.delivered(batch.nbytes)
             lane.relax_byte_cap(self._settings.batch_max_bytes)
-            self._metrics.exported_items.labels(key.signal.value, project).inc(sum(r.items for r in batch))
+            self._metrics.exported_items.labels(key.signal.value, project).inc(batch.items)
         elif verdict is Verdict.RATE_LIMITED:
             until = self._states.limits.until(project, key.signal, now=now)
             log.info("%s: rate limited by Sentry for %.0f s", key.describe(), max(0.0, until - now))
@@ -241,8 +257,8 @@ class Exporter:
         elif verdict is Verdict.HOLD:
             self._hold(project, endpoint, outcome, now)
         else:
-            self._store.ack(key, [r.seq for r in batch])
-            self._accounting.dropped(key.signal, f"rejected_{outcome.status}", sum(r.items for r in batch))
+            self._store.ack(key, batch.seqs)
+            self._accounting.dropped(key.signal, f"rejected_{outcome.status}", batch.items)
             log.warning("%s: Sentry rejected a batch (%s: %s); dropped", key.describe(), outcome.status, outcome.detail)
 
     def _hold(self, project: str, endpoint: ProjectEndpoint, outcome: Outcome, now: float) -> None:
@@ -260,15 +276,18 @@ class Exporter:
             self._bounds.trim(QueueKey.for_project(signal, project), now)
         self._accounting.refresh_all()
 
-    def _bisect(self, lane: Lane, batch: list[Record], *, reason: str, why: str) -> None:
+    def _bisect(self, lane: Lane, batch: CompressedBatch, *, reason: str, why: str) -> None:
         """413 / 400: halve the batch by records, then a record by resources, until the resource Sentry refuses
         is alone; that one is dropped and counted under `reason`, everything else is delivered."""
         key = lane.key
-        nbytes = sum(len(r.payload) for r in batch)
-        if len(batch) > 1:
+        nbytes = batch.nbytes
+        if len(batch.records) > 1:
             lane.byte_cap = max(1, nbytes // 2)
             return
-        record = batch[0]
+        restored = self._store.restore(key, batch)
+        if not restored:
+            return  # no longer queued (re-routed meanwhile)
+        record = restored[0]
         if record.resources <= 1:
             self._store.ack(key, [record.seq])
             self._accounting.dropped(key.signal, reason, record.items)
@@ -286,6 +305,7 @@ class Exporter:
                 attribute=record.attribute,
                 value=record.value,
                 accepted_at=record.accepted_at,
+                namespace=record.namespace,
             )
             for part in (resources[:half], resources[half:])
         ]

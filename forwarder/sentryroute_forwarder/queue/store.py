@@ -14,10 +14,13 @@ import itertools
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from sentryroute_forwarder.logs import quoted
 from sentryroute_forwarder.model import RoutedPart, Signal
+
+if TYPE_CHECKING:
+    from sentryroute_forwarder.queue.compressed import CompressedBatch
 
 __all__ = ["MemoryStore", "QueueKey", "QueueStore", "QueueTotals", "Record"]
 
@@ -93,6 +96,44 @@ class Record:
     value: str | None
     accepted_at: float  # time.monotonic() when a receiver accepted it (kept through re-routing and restarts)
     namespace: str | None = None  # the namespace it was routed by (SPEC §6.1), kept through re-routing
+    #: > 0: the payload is released (b"": it is held elsewhere, compressed or on disk) and this is its length.
+    released: int = 0
+
+    @property
+    def nbytes(self) -> int:
+        """The payload's length, also while it is released: what every bound, pace and metric counts."""
+        return self.released or len(self.payload)
+
+    def release(self) -> Record:
+        """This record without its payload (kept where it can be rebuilt from): a copy that keeps its length."""
+        return Record(
+            self.seq,
+            self.signal,
+            b"",
+            self.items,
+            self.resources,
+            self.attribute,
+            self.value,
+            self.accepted_at,
+            self.namespace,
+            self.nbytes,
+        )
+
+    def restore(self, payload: bytes) -> Record:
+        """This released record with its payload again (equal to the record it was released from)."""
+        if len(payload) != self.nbytes:
+            raise ValueError(f"record {self.seq} held {self.nbytes} bytes, not {len(payload)}")
+        return Record(
+            self.seq,
+            self.signal,
+            payload,
+            self.items,
+            self.resources,
+            self.attribute,
+            self.value,
+            self.accepted_at,
+            self.namespace,
+        )
 
     @classmethod
     def from_part(cls, part: RoutedPart, *, seq: int, accepted_at: float) -> Record:
@@ -150,6 +191,18 @@ class QueueStore(Protocol):
 
     def peek(self, key: QueueKey, *, max_items: int, max_bytes: int) -> list[Record]:
         """The oldest records within both bounds, but always at least one when the queue is not empty."""
+        ...
+
+    def release(self, key: QueueKey, batch: CompressedBatch) -> None:
+        """`batch` (peeked from `key`) is being sent as its gzip body: its records' payloads may leave memory.
+
+        They stay queued; whatever reads their payloads later (`peek`, `records`, `take_all`, `restore`) gets
+        them back, rebuilt from the body or read from disk.
+        """
+        ...
+
+    def restore(self, key: QueueKey, batch: CompressedBatch) -> list[Record]:
+        """The records of a released `batch` that are still queued, with their payloads."""
         ...
 
     def ack(self, key: QueueKey, seqs: Iterable[int]) -> list[Record]:
@@ -244,6 +297,7 @@ class _Queue:
     records: OrderedDict[int, Record]
     items: int = 0
     bytes: int = 0
+    released: CompressedBatch | None = None  # a batch sent from here: its records are held as its gzip body
 
 
 class MemoryStore(QueueTotals[_Queue]):
@@ -286,6 +340,8 @@ class MemoryStore(QueueTotals[_Queue]):
         queue = self._queues.get(key)
         if queue is None:
             return []
+        if queue.released is not None:
+            self._rebuild(queue)
         batch: list[Record] = []
         items = nbytes = 0
         for record in queue.records.values():
@@ -306,11 +362,36 @@ class MemoryStore(QueueTotals[_Queue]):
             if record is not None:
                 self._count(queue, record, -1)
                 removed.append(record)
+        released = queue.released
+        if released is not None and removed and any(r.seq not in queue.records for r in released.records):
+            self._rebuild(queue)  # delivered (or dropped): the body goes; what is left of it gets its payloads
         self._forget_if_empty(key, queue)
         return removed
 
+    def release(self, key: QueueKey, batch: CompressedBatch) -> None:
+        queue = self._queues.get(key)
+        if queue is None:
+            return
+        if queue.released is not None:
+            self._rebuild(queue)  # an earlier batch whose answer never came (its sender was cancelled)
+        records = queue.records
+        for record in batch.records:
+            if record.seq in records:
+                records[record.seq] = record  # same key: the order stays
+        queue.released = batch
+
+    def restore(self, key: QueueKey, batch: CompressedBatch) -> list[Record]:
+        queue = self._queues.get(key)
+        if queue is None:
+            return []
+        if queue.released is batch:
+            self._rebuild(queue)
+        return [queue.records[r.seq] for r in batch.records if r.seq in queue.records]
+
     def replace(self, key: QueueKey, seq: int, records: list[Record]) -> None:
         queue = self._queues[key]
+        if queue.released is not None:
+            self._rebuild(queue)
         old = queue.records.pop(seq)
         self._count(queue, old, -1)
         rest = list(queue.records.items())
@@ -334,19 +415,36 @@ class MemoryStore(QueueTotals[_Queue]):
         queue = self._queues.pop(key, None)
         if queue is None:
             return []
+        if queue.released is not None:
+            self._rebuild(queue)
         self._items -= queue.items
         self._bytes -= queue.bytes
         return list(queue.records.values())
 
     def records(self, key: QueueKey, *, payloads: bool = True) -> Iterator[Record]:
         queue = self._queues.get(key)
-        return iter(list(queue.records.values()) if queue is not None else [])
+        if queue is None:
+            return iter([])
+        if payloads and queue.released is not None:
+            self._rebuild(queue)
+        return iter(list(queue.records.values()))
+
+    def _rebuild(self, queue: _Queue) -> None:
+        """Give the released records still queued their payloads back (inflated from the batch's body)."""
+        released, queue.released = queue.released, None
+        records = queue.records
+        if released is None or not any(r.seq in records for r in released.records):
+            return
+        for record in released.rebuild():
+            if record.seq in records:
+                records[record.seq] = record
 
     def _count(self, queue: _Queue, record: Record, sign: int) -> None:
+        nbytes = record.nbytes
         queue.items += sign * record.items
-        queue.bytes += sign * len(record.payload)
+        queue.bytes += sign * nbytes
         self._items += sign * record.items
-        self._bytes += sign * len(record.payload)
+        self._bytes += sign * nbytes
 
     def _forget_if_empty(self, key: QueueKey, queue: _Queue) -> None:
         if not queue.records:

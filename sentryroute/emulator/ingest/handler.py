@@ -67,6 +67,7 @@ class IngestHandler:
         project_id = request.match_info["project_id"]
         key: str | None = None
         raw_size = 0
+        body = b""
         try:
             delay = ctx.faults.ingest_delay(project_id)
             if delay:
@@ -96,6 +97,7 @@ class IngestHandler:
                 public_key=key,
                 time=time.monotonic(),
                 outcome=outcome,
+                body=body if ctx.config.keep_bodies else b"",
             )
         )
         return response
