@@ -45,7 +45,7 @@ unit: $(VENV)/.dev-installed
 ## bench: sentryroute and rotel (a Rust collector) side by side on every shape of traffic, ~10 minutes
 BENCH_ROUNDS ?= 3
 BENCH_SECONDS ?= 3
-BENCH_ARGS ?= --known-variants
+BENCH_ARGS ?= --known-variants --steady-cpu 10
 bench: $(VENV)/.dev-installed
 	@echo "make bench: installs wrk + h2load (apt-get) and downloads rotel (PyPI wheel) if missing, then runs"
 	@echo "  $(BENCH_ROUNDS) interleaved rounds of every shape (about 10 minutes); results in .bench/"

@@ -33,6 +33,8 @@ def test_bench_runs_and_delivers_everything(tmp_path: Path) -> None:
             "peer=--namespace-from peer --batch-timeout 50ms@grpc-traces-1x50",
             "--peer-pods",
             "50",
+            "--steady-cpu",
+            "10",
             "--json",
             str(report),
             "--markdown",
@@ -52,5 +54,6 @@ def test_bench_runs_and_delivers_everything(tmp_path: Path) -> None:
     for r in rounds:  # every item the load generator got an answer for arrived at the sink
         assert r["requests"] > 0 and r["items"] == r["requests"] * (500 if r["shape"] == "http-logs-10x50" else 50)
         assert r["derived"]["cpu_us_per_item"] > 0
+        assert r["cpu0_pace_us"] > 0  # the pace probe ran beside every round (bench/cpu_pace.py)
     assert "| HTTP logs, 10 services x 50 records |" in table.read_text()
     assert "sentryroute[peer] on gRPC, 1 service x 50 spans" in table.read_text()
