@@ -106,23 +106,16 @@ class Record:
 
     def release(self) -> Record:
         """This record without its payload (kept where it can be rebuilt from): a copy that keeps its length."""
-        return Record(
-            self.seq,
-            self.signal,
-            b"",
-            self.items,
-            self.resources,
-            self.attribute,
-            self.value,
-            self.accepted_at,
-            self.namespace,
-            self.nbytes,
-        )
+        return self._with(b"", self.nbytes)
 
     def restore(self, payload: bytes) -> Record:
         """This released record with its payload again (equal to the record it was released from)."""
         if len(payload) != self.nbytes:
             raise ValueError(f"record {self.seq} held {self.nbytes} bytes, not {len(payload)}")
+        return self._with(payload, 0)
+
+    def _with(self, payload: bytes, released: int) -> Record:
+        # Positional: `dataclasses.replace` costs several times more, and this runs for every record sent.
         return Record(
             self.seq,
             self.signal,
@@ -133,6 +126,7 @@ class Record:
             self.value,
             self.accepted_at,
             self.namespace,
+            released,
         )
 
     @classmethod
