@@ -1,4 +1,5 @@
-"""The export client and the sender's verdicts, against a real aiohttp server that records what it got."""
+"""The export client and the sender's verdicts, against a real aiohttp server that records what it got (the
+client's connection handling: test_export_connections.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import socket
 from collections.abc import AsyncIterator
 
 import pytest
-from multidict import CIMultiDict
 from sentryroute_forwarder.export.client import ExportClient, TransportError, UpstreamAnswer
+from sentryroute_forwarder.export.connection import Headers
 from sentryroute_forwarder.export.sender import Sender, Verdict, classify, excerpt
 from sentryroute_forwarder.export.settings import ExportSettings
 from sentryroute_forwarder.model import Signal
@@ -126,7 +127,7 @@ def test_excerpt_is_short_printable_and_keyless(caplog: pytest.LogCaptureFixture
     assert KEY not in text
     assert "\n" not in text and "\r" not in text
     assert len(text) <= 201
-    answer = UpstreamAnswer(403, CIMultiDict(), body)
+    answer = UpstreamAnswer(403, Headers({}), body)
     with caplog.at_level(logging.DEBUG):
         outcome = classify(answer, sent=Signal.TRACES, default_rate_limit=60, public_key=KEY)
     assert KEY not in outcome.detail

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 
 from sentryroute.routes import RoutesTable
-from sentryroute_forwarder.export.client import ExportClient, SessionFactory
+from sentryroute_forwarder.export.client import ExportClient
 from sentryroute_forwarder.export.sender import Sender
 from sentryroute_forwarder.metrics import ForwarderMetrics
 from sentryroute_forwarder.model import Overloaded, RoutedPart, Signal, Unavailable
@@ -62,7 +62,6 @@ class QueuePipeline:
         settings: PipelineSettings,
         metrics: ForwarderMetrics,
         *,
-        session_factory: SessionFactory | None = None,
         store: QueueStore | None = None,
         strict_namespaces: bool = False,
     ) -> None:
@@ -79,7 +78,7 @@ class QueuePipeline:
         self._bounds = Bounds(
             settings, store=self._store, states=self._states, accounting=self._accounting, pacer=self._pacer
         )
-        self._client = ExportClient(settings, session_factory=session_factory)
+        self._client = ExportClient(settings)
         self._seq = itertools.count(1)  # renumbered above what the store holds by start()
         self._exporter = Exporter(
             settings,
