@@ -80,7 +80,7 @@ class Connection(asyncio.Protocol):
         self._on_lost = on_lost
         self.transport: asyncio.Transport | None = None
         self.closed = False
-        self.counted = True  # holds a slot of the pool's limits (until discarded or lost)
+        self.counted = False  # holds a slot of the pool's limits (from when the pool has it, until it is lost)
         self.idle_since = 0.0
         self.reusable = False  # the last answer was complete and allows another request
         self._parser = httptools.HttpResponseParser(self)
@@ -204,7 +204,7 @@ class Connection(asyncio.Protocol):
             self._decoder = zlib.decompressobj(zlib.MAX_WBITS)
         self._until_eof = (
             "content-length" not in items
-            and "chunked" not in items.get("transfer-encoding", "")
+            and "chunked" not in items.get("transfer-encoding", "").lower()
             and status not in (204, 304)
         )
 

@@ -239,6 +239,9 @@ class Pool:
             server_hostname=host if context is not None else None,
             happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY,
         )
+        # From here the connection holds the slot (freed when it is discarded or lost); until here, a failure
+        # frees it in `acquire`.
+        connection.counted = True
         return connection
 
     def _close_idle(self) -> None:
