@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import functools
-from typing import Any
+from collections.abc import Iterator, Sequence
 
 from sentryroute_forwarder.export.sender import Verdict
-from sentryroute_forwarder.metrics import ForwarderMetrics
+from sentryroute_forwarder.metrics import ForwarderMetrics, SeriesCounter
 from sentryroute_forwarder.model import Signal
 from sentryroute_forwarder.queue.states import QueueStates
 from sentryroute_forwarder.queue.store import QueueKey, QueueStore
@@ -23,10 +22,10 @@ class QueueAccounting:
         self._held_reasons: set[str] = set()  # every label ever set, so a gauge goes back to 0
         self.projects: set[str] = set()  # projects with per-project metric labels
         self._statuses: dict[str, set[str]] = {}  # project → HTTP statuses counted in export_responses
-        self._queued_items: dict[str, Any] = {}  # project → its bound `queued_items` child (labels() per request
-        # costs a lock, a tuple and a dict lookup; this is one dict lookup)
+        self._queued_projects: set[str] = set()  # projects with a `queued_items` series
         # Read when scraped, not written per request.
         metrics.queued_bytes.set_function(store.bytes)
+        metrics.queued_items.source = self._queued_series
 
     def dropped(self, signal: Signal, reason: str, items: int) -> None:
         if items:
@@ -36,14 +35,14 @@ class QueueAccounting:
         """After a queue changed: make sure its project has a `queued_items` series (one dict lookup per request;
         the value is read from the store when scraped, like `queued_bytes`)."""
         project = key.project
-        if project is not None and project not in self._queued_items:
-            child = self._queued_items[project] = self._metrics.queued_items.labels(project)
-            child.set_function(functools.partial(self._project_items, project))
+        if project is not None and project not in self._queued_projects:
+            self._queued_projects.add(project)
             self.projects.add(project)
 
-    def _project_items(self, project: str) -> int:
+    def _queued_series(self) -> Iterator[tuple[Sequence[str], float]]:
         items = self._store.items
-        return sum(items(QueueKey.for_project(signal, project)) for signal in Signal)
+        for project in list(self._queued_projects):
+            yield (project,), sum(items(QueueKey.for_project(signal, project)) for signal in Signal)
 
     def note_project(self, project: str) -> None:
         """`project` got per-project metric labels (an export, a rate limit)."""
@@ -51,14 +50,14 @@ class QueueAccounting:
 
     def count_response(self, project: str, status: str) -> None:
         """One of Sentry's answers to `project`, by HTTP status (remembered, so `forget_project` can remove it)."""
-        self._metrics.export_responses.labels(project, status).inc()
+        self._metrics.export_responses.inc((project, status))
         self._statuses.setdefault(project, set()).add(status)
 
     def forget_project(self, project: str) -> None:
         """Remove every per-project metric series of a project that left the table (cardinality stays bounded
         by the table, not by every project ever routed)."""
         metrics = self._metrics
-        series: list[tuple[Any, tuple[str, ...]]] = [(metrics.queued_items, (project,))]
+        series: list[tuple[SeriesCounter, tuple[str, ...]]] = []
         for signal in Signal:
             series.append((metrics.exported_items, (signal.value, project)))
             series.append((metrics.rate_limited_seconds, (project, signal.value)))
@@ -68,7 +67,7 @@ class QueueAccounting:
             with contextlib.suppress(KeyError):
                 metric.remove(*labels)
         self.projects.discard(project)
-        self._queued_items.pop(project, None)
+        self._queued_projects.discard(project)
 
     def refresh_all(self) -> None:
         """Every gauge, `held_items` included (walks all queues: on table changes, holds and the sweeper)."""

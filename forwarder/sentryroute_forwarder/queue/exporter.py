@@ -197,11 +197,11 @@ class Exporter:
             lane.sending = 0
         now = time.monotonic()
         self._metrics.export_duration.observe(now - started)
-        self._metrics.export_requests.labels(project, outcome.verdict.value).inc()
+        self._metrics.export_requests.inc((project, outcome.verdict.value))
         self._accounting.note_project(project)
         self._accounting.count_response(project, str(outcome.status or "none"))
         for signal, seconds in self._states.limits.impose(project, outcome.limits, now=now).items():
-            self._metrics.rate_limited_seconds.labels(project, signal.value).inc(seconds)
+            self._metrics.rate_limited_seconds.inc((project, signal.value), seconds)
         self._settle(lane, endpoint, batch, outcome, now)
         self._bounds.trim(key, now)
         self._accounting.refresh(key)
@@ -233,7 +233,7 @@ class Exporter:
             self._store.ack(key, batch.seqs)  # never sent again
             self._bounds.delivered(batch.nbytes)
             lane.relax_byte_cap(self._settings.batch_max_bytes)
-            self._metrics.exported_items.labels(key.signal.value, project).inc(batch.items)
+            self._metrics.exported_items.inc((key.signal.value, project), batch.items)
         elif verdict is Verdict.RATE_LIMITED:
             until = self._states.limits.until(project, key.signal, now=now)
             log.info("%s: rate limited by Sentry for %.0f s", key.describe(), max(0.0, until - now))

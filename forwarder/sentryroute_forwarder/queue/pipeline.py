@@ -72,7 +72,7 @@ class QueuePipeline:
         self._store: QueueStore = store if store is not None else _make_store(settings, metrics)
         self._metrics = metrics
         self._states = QueueStates()
-        metrics.rate_limit_deadlines.source = self._states.limits.active
+        metrics.rate_limit_deadlines.limits = self._states.limits.active
         self._accounting = QueueAccounting(metrics, self._store, self._states)
         self._pacer = Pacer(settings, store=self._store, states=self._states, metrics=metrics)
         self._bounds = Bounds(
