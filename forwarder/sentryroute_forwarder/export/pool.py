@@ -1,10 +1,13 @@
 """Keep-alive connections to ingest hosts, within limits: at most 64 per host and 256 in all.
 
-Why not aiohttp's client: it was the only reason the forwarder imported aiohttp (with yarl and multidict:
-~7.4 MB of resting RSS, ~1.5 MB of it SSL contexts built at import), and its per-request machinery (a
-response object, a StreamReader, timers and traces per request) is a large part of what each upstream post
-costs, which matters most with many projects posting small batches. The forwarder only ever POSTs a
-gzipped body and reads a short answer, so the pool below is small; the parsing is llhttp's (`connection.py`).
+Why not aiohttp's client: it was the only reason the forwarder imported aiohttp (with yarl and multidict;
+~1.5 MB of it SSL contexts built at import), and its per-request machinery (a response object, a
+StreamReader, timers and traces per request) is a large part of what each upstream post costs, which matters
+most with many projects posting small batches. The forwarder only ever POSTs a gzipped body and reads a short
+answer, so the pool below is small; the parsing is llhttp's (`connection.py`). Measured against aiohttp's
+client (2 vCPU): the forwarder at rest 64.7 -> 56.6 MB; ~40-50 instead of ~90-130 µs of CPU per 1 KB post,
+~125-170 instead of ~200-270 per 500 KB; on 1,000 services posting small batches, 4.2-4.8 -> 3.2-3.5 µs
+per span.
 
 What the pool guarantees:
 - an idle connection to the same origin is reused (the one used last first: the others idle out);
