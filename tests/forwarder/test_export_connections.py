@@ -443,3 +443,23 @@ def test_the_forwarder_process_imports_no_aiohttp(tmp_path: Path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "loaded: []"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\nframes",
+        b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+    ],
+)
+async def test_an_upgrade_answer_is_a_transport_error_not_a_crash_of_the_protocol(raw, client, answer, caplog):
+    """The parser stops at a 101 (httptools raises HttpParserUpgrade, not an HttpParserError): that must end
+    this request like any malformed answer, not escape data_received as asyncio's 'Fatal error'."""
+    upstream = await raw(always(answer))
+    with pytest.raises(TransportError, match=r"upgrade"):
+        await client.post(upstream.url(), public_key=KEY, body=b"")
+    await wait_until(lambda: upstream.open == 0, what="the connection closed")
+    assert not [record for record in caplog.records if "Fatal error" in record.getMessage()]
+    # The next post is unaffected.
+    upstream.answer = always(OK)
+    assert (await client.post(upstream.url(), public_key=KEY, body=b"")).status == 200

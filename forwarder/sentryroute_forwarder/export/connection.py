@@ -189,6 +189,8 @@ class Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
+        if status == 101:  # (llhttp would stop parsing here, and httptools raise HttpParserUpgrade)
+            raise MalformedAnswer("a 101 answer: an upgrade nobody asked for")
         if 100 <= status < 200:
             return  # an interim answer (100 Continue, 103 Early Hints): the final one follows
         items: dict[str, str] = {}
