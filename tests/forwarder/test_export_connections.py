@@ -445,6 +445,34 @@ def test_the_forwarder_process_imports_no_aiohttp(tmp_path: Path):
     assert done.stdout.strip().splitlines()[-1] == "loaded: []"
 
 
+async def test_an_endless_answer_head_is_refused_within_a_bound(client):
+    """A hostile or broken upstream that streams one header value forever: httptools keeps a header in its
+    own buffer until the header ends, so the bound on the head must hold before the parser sees it — not grow
+    until `export_timeout` (about 40 MB a second over loopback)."""
+    gave_up = asyncio.Event()
+
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nX-Endless: ")
+        try:
+            while True:
+                writer.write(b"a" * 65536)
+                await writer.drain()
+        except ConnectionError:
+            gave_up.set()
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(endless, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        with pytest.raises(TransportError, match=r"answer head over 65536 bytes"):
+            await client.post(f"http://127.0.0.1:{port}/api/1/", public_key=KEY, body=b"")
+        await wait_until(gave_up.is_set, what="the client to drop the connection")
+    finally:
+        server.close()
+
+
 @pytest.mark.parametrize(
     "answer",
     [

@@ -88,6 +88,7 @@ class Connection(asyncio.Protocol):
         self._started = False  # a byte of the current answer has arrived
         self._fields: list[tuple[bytes, bytes]] = []
         self._head_bytes = 0
+        self._before_head = 0  # bytes received for the current request before its final head was complete
         self._status = 0
         self._headers: Headers | None = None  # set once the head of a final answer is complete
         self._body = bytearray()
@@ -104,6 +105,7 @@ class Connection(asyncio.Protocol):
         self.reusable = False
         self._started = False
         self._headers = None
+        self._before_head = 0
         self._waiter = waiter = asyncio.get_running_loop().create_future()
         if self.closed:  # lost between being handed out and this request
             self._waiter = None
@@ -159,6 +161,13 @@ class Connection(asyncio.Protocol):
             self.abort()  # bytes nobody asked for: the connection cannot be trusted for the next request
             return
         self._started = True
+        if self._headers is None:
+            # httptools keeps a header in its own buffer until the header ends (on_header sees it whole): an
+            # endless one must be cut off here, before the parser holds it. (At most one more read past the bound.)
+            if self._before_head > MAX_HEAD_BYTES:
+                self._fail(MalformedAnswer(f"answer head over {MAX_HEAD_BYTES} bytes"))
+                return
+            self._before_head += len(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
