@@ -148,3 +148,19 @@ def test_disk_store_reads_a_released_batch_back_from_disk(tmp_path: Path) -> Non
     store.close()
     again = disk_store(tmp_path)  # and a restart replays them whole
     assert [(r.seq, r.payload) for r in again.records(KEY)] == [(r.seq, r.payload) for r in originals]
+
+
+def test_memory_store_keeps_the_body_when_a_rebuild_fails() -> None:
+    """An inflate that raises (here a truncated body; a MemoryError alike) must leave the batch's body held: the
+    records stay released and the next read rebuilds them. Dropping the body first left them released for good,
+    and the next peek handed them out with empty payloads, to be sent (and acknowledged) as nothing."""
+    store = MemoryStore()
+    originals, compressed = queued_with_a_batch_in_flight(store)
+    body = compressed.gzipped
+    compressed.gzipped = body[: len(body) // 2]
+    with pytest.raises(Exception, match=r"(?i)truncated|incomplete|end"):
+        store.peek(KEY, max_items=9, max_bytes=1 << 20)
+    assert released(store) == [1, 2, 3]
+    compressed.gzipped = body
+    assert store.peek(KEY, max_items=9, max_bytes=1 << 20) == originals[:3]
+    assert list(store.records(KEY)) == originals

@@ -421,14 +421,17 @@ class MemoryStore(QueueTotals[_Queue]):
         return iter(list(queue.records.values()))
 
     def _rebuild(self, queue: _Queue) -> None:
-        """Give the released records still queued their payloads back (inflated from the batch's body)."""
-        released, queue.released = queue.released, None
+        """Give the released records still queued their payloads back (inflated from the batch's body).
+
+        The body is let go only once the inflate has succeeded: should it raise, the records stay released and
+        the next read tries again (never handing out a released record, whose payload is empty)."""
+        released = queue.released
         records = queue.records
-        if released is None or not any(r.seq in records for r in released.records):
-            return
-        for record in released.rebuild():
-            if record.seq in records:
-                records[record.seq] = record
+        if released is not None and any(r.seq in records for r in released.records):
+            for record in released.rebuild():
+                if record.seq in records:
+                    records[record.seq] = record
+        queue.released = None
 
     def _count(self, queue: _Queue, record: Record, sign: int) -> None:
         nbytes = record.nbytes
