@@ -164,3 +164,19 @@ def test_memory_store_keeps_the_body_when_a_rebuild_fails() -> None:
     compressed.gzipped = body
     assert store.peek(KEY, max_items=9, max_bytes=1 << 20) == originals[:3]
     assert list(store.records(KEY)) == originals
+
+
+def test_memory_store_take_all_keeps_the_queue_when_a_rebuild_fails() -> None:
+    """Re-routing or shutdown empties a queue with `take_all`: an inflate that raises must not have taken the
+    queue out of the store already (its records gone, the totals still counting them)."""
+    store = MemoryStore()
+    originals, compressed = queued_with_a_batch_in_flight(store)
+    body = compressed.gzipped
+    compressed.gzipped = body[: len(body) // 2]
+    with pytest.raises(Exception, match=r"(?i)truncated|incomplete|end"):
+        store.take_all(KEY)
+    assert store.items() == 15
+    assert store.queues() == [KEY]
+    compressed.gzipped = body
+    assert store.take_all(KEY) == originals
+    assert (store.items(), store.bytes(), store.queues()) == (0, 0, [])

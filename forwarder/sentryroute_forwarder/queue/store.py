@@ -403,11 +403,12 @@ class MemoryStore(QueueTotals[_Queue]):
         return next(itertools.islice(queue.records.values(), skip, None), None)
 
     def take_all(self, key: QueueKey) -> list[Record]:
-        queue = self._queues.pop(key, None)
+        queue = self._queues.get(key)
         if queue is None:
             return []
         if queue.released is not None:
-            self._rebuild(queue)
+            self._rebuild(queue)  # before the queue leaves the store: should the inflate raise, it stays
+        del self._queues[key]
         self._items -= queue.items
         self._bytes -= queue.bytes
         return list(queue.records.values())
