@@ -52,3 +52,26 @@ async def test_batches_stop_waiting_to_fill_once_everything_queued_passes_pace_b
         await wait_until(
             lambda: sum(emulator.received.span_count(i) for i in ids) >= 1 + 8 * 9, within=30, what="every span sent"
         )
+
+
+async def test_with_many_queues_batches_stop_waiting_from_half_of_pace_bytes(
+    emulator: SentryEmulator, tmp_path
+) -> None:
+    """Many queues (their equal share of --pace-bytes below one batch): their clients are paced above 1.5 x
+    --pace-bytes, so their batches leave in turn from half of it instead of waiting out the batch timeout."""
+    services = emulator_projects(emulator, {f"svc-{n}": f"svc-{n}" for n in range(8)})
+    path = tmp_path / "routes.json"
+    write_table(path, emulator_table(emulator, services))
+    ids = [project.id for project, _ in services.values()]
+    settings = local_settings(path, batch_timeout=3600, pace_bytes=PACE_BYTES)  # 8 queues x 1 MiB batches > 64 KiB
+    padding = {"padding": "x" * 4500}
+    async with Forwarder(settings) as forwarder, aiohttp.ClientSession() as http:
+        url = f"http://127.0.0.1:{forwarder.http_port}/v1/traces"
+        spread = traces_request(*(resource_spans(f"svc-{n}", spans=9, extra=padding) for n in range(8)))
+        body = spread.SerializeToString()
+        assert PACE_BYTES // 2 < len(body) < PACE_BYTES
+        async with http.post(url, data=body, headers={"Content-Type": "application/x-protobuf"}) as resp:
+            assert resp.status == 200
+        await wait_until(
+            lambda: sum(emulator.received.span_count(i) for i in ids) >= 8 * 9, within=30, what="every span sent"
+        )

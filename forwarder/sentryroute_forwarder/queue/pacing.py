@@ -12,6 +12,10 @@ when that is shorter) — the data is ours, and a client told to retry would sen
 - above it, a request whose project queue holds more than an equal share of `--pace-bytes` (among the
   non-empty queues, but at least one batch) and can flow: a slow project's clients wait, clients of projects
   that keep up do not;
+- with many queues (their equal share below one batch) above 1.5 x `--pace-bytes` in all, every request into a
+  queue that can flow: each queue holds less than a batch, so no share ever holds anyone, while together they
+  hold the memory (1,000 projects at saturation: ~48 MB queued; bounded: 90 MB peak RSS instead of 114, p99
+  12 ms, 0.76x the throughput);
 - never data for queues that cannot flow (rate limited, failing, held): admission bounds those (half of the
   global bound, SPEC §6), and a project that is down keeps its data without holding its clients.
 Held answers are looked at again when a batch is delivered and on every sweep, and released in arrival order;
@@ -29,7 +33,11 @@ from sentryroute_forwarder.queue.settings import QueueSettings
 from sentryroute_forwarder.queue.states import QueueStates
 from sentryroute_forwarder.queue.store import QueueKey, QueueStore
 
-__all__ = ["Pacer", "after_commit"]
+__all__ = ["CROWDED", "Pacer", "after_commit"]
+
+#: With many queues (see `Pacer.crowded`), requests are paced above this many times `--pace-bytes` queued in all.
+#: Measured on the 1,000-services shape: 1.0x cost 48 % of throughput, 1.5x 24 % (p99 12 ms), unbounded 114 MB.
+CROWDED = 1.5
 
 
 class _Held:
@@ -50,6 +58,7 @@ class Pacer:
         self._soft = settings.pace_bytes
         self._timeout = settings.pace_timeout
         self._floor = min(settings.batch_max_bytes, settings.pace_bytes)
+        self._crowd_bytes = settings.pace_bytes * CROWDED
         self._store = store
         self._states = states
         self._held: dict[_Held, None] = {}  # in arrival order
@@ -59,13 +68,16 @@ class Pacer:
     def hold(self, keys: Iterable[QueueKey], *, limit: float | None = None) -> asyncio.Future[None] | None:
         """After a request's records were appended to `keys`: a future to await before answering, or None when
         its queues keep up. `limit`: the longest the client can wait (seconds), when it said so."""
-        if self._store.bytes() <= self._soft:
+        total = self._store.bytes()
+        if total <= self._soft:
             return None
         timeout = self._timeout if limit is None else min(self._timeout, limit)
         if timeout <= 0:
             return None
         share, now = self._share(), time.monotonic()
         backed_up = tuple(key for key in dict.fromkeys(keys) if self._backed_up(key, share, now))
+        if not backed_up and self.crowded(total):
+            backed_up = tuple(key for key in dict.fromkeys(keys) if self._flows(key, now))
         if not backed_up:
             return None
         loop = asyncio.get_running_loop()
@@ -79,10 +91,11 @@ class Pacer:
         """Queues shrank or changed state: release the held answers whose queues keep up now."""
         if not self._held:
             return
-        calm = self._store.bytes() <= self._soft
+        total = self._store.bytes()
+        calm, crowded = total <= self._soft, self.crowded(total)
         share, now = self._share(), time.monotonic()
         for held in list(self._held):
-            if calm or not any(self._backed_up(key, share, now) for key in held.keys):
+            if calm or not (crowded or any(self._backed_up(key, share, now) for key in held.keys)):
                 self._release(held, "released")
 
     def release_all(self) -> None:
@@ -97,12 +110,17 @@ class Pacer:
         # held almost every client (measured: p99 24-64 ms instead of 12-13 ms on that benchmark shape).
         return max(self._floor, self._soft / max(1, self._store.queue_count()))
 
+    def crowded(self, total: int) -> bool:
+        """Many queues, each below one batch, together above `CROWDED` x `--pace-bytes`: every flowing queue's
+        clients wait (the per-queue share, never less than one batch, would hold no one)."""
+        return total > self._crowd_bytes and self._soft / max(1, self._store.queue_count()) < self._floor
+
     def _backed_up(self, key: QueueKey, share: float, now: float) -> bool:
-        return (
-            key.project is not None
-            and self._store.bytes(key) > share
-            and self._states.stuck_reason(key, now) is None  # stuck data is bounded by admission, not paced
-        )
+        return self._store.bytes(key) > share and self._flows(key, now)
+
+    def _flows(self, key: QueueKey, now: float) -> bool:
+        # Stuck data (rate limited, failing, held) is bounded by admission, not paced.
+        return key.project is not None and self._states.stuck_reason(key, now) is None
 
     def _release(self, held: _Held, outcome: str) -> None:
         if not held.future.done():
