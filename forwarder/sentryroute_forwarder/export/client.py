@@ -2,7 +2,7 @@
 
 Keep-alive HTTP/1.1 connections shared by every project (all projects of a sentry.io org share the ingest
 host), from a small pool of our own (`pool.py`; `connection.py` parses answers with httptools) rather than
-aiohttp's client: see pool.py for why. Bodies are gzipped with ISA-L (`isal.igzip`, ~6x faster than zlib,
+aiohttp's client: see pool.py for why. Bodies are gzipped with ISA-L (`isal.isal_zlib`, ~6x faster than zlib,
 docs/performance-facts.md); big bodies are compressed in a worker thread — ISA-L releases the GIL — so a 1 MiB
 batch (~0.4 ms) does not stall receiving.
 
@@ -32,13 +32,13 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from urllib.parse import quote, urlsplit
 
-from isal import igzip, isal_zlib
+from isal import isal_zlib
 
 from sentryroute_forwarder.export.connection import MAX_ANSWER_BODY, Connection, ConnectionLost, MalformedAnswer
 from sentryroute_forwarder.export.pool import Origin, Pool
 from sentryroute_forwarder.export.settings import ExportSettings
 
-__all__ = ["MAX_ANSWER_BODY", "Body", "ExportClient", "TransportError", "UpstreamAnswer", "user_agent"]
+__all__ = ["GZIP_WBITS", "MAX_ANSWER_BODY", "Body", "ExportClient", "TransportError", "UpstreamAnswer", "user_agent"]
 
 #: Bodies at least this big are compressed off the event loop. Measured (2 vCPU, level 1): inline 40 µs for
 #: 64 KiB, 105 µs for 256 KiB, 260 µs for 720 KiB; a thread hop adds ~110-150 µs of latency but frees the loop.
@@ -46,7 +46,8 @@ THREAD_COMPRESS_BYTES = 256 * 1024
 
 #: An upstream request body: bytes, or pieces (a batch's records) that concatenate to it.
 Body = bytes | Sequence[bytes]
-_GZIP_WBITS = 16 + 15  # deflate in a gzip wrapper, 32 KiB window (what igzip.compress writes)
+#: What `ExportClient.compress` writes: one gzip member (deflate in a gzip wrapper, 32 KiB window).
+GZIP_WBITS = 16 + 15
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _HOST_NAME = re.compile(r"[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?\.?")
 #: What stays as it is in a request target; anything else is percent-encoded (as yarl did).
@@ -99,13 +100,10 @@ class ExportClient:
         """gzip of `body` (or of its pieces, concatenated: they are compressed one after another, so a batch of
         queued records is never copied into one big buffer first)."""
         level = self._settings.gzip_level
-        if isinstance(body, bytes):
-            if len(body) >= THREAD_COMPRESS_BYTES:
-                return await asyncio.to_thread(igzip.compress, body, level)
-            return igzip.compress(body, level)
-        if sum(len(piece) for piece in body) >= THREAD_COMPRESS_BYTES:
-            return await asyncio.to_thread(_gzip_pieces, body, level)
-        return _gzip_pieces(body, level)
+        pieces = (body,) if isinstance(body, bytes) else body
+        if sum(len(piece) for piece in pieces) >= THREAD_COMPRESS_BYTES:
+            return await asyncio.to_thread(_gzip_pieces, pieces, level)
+        return _gzip_pieces(pieces, level)
 
     async def post(self, url: str, *, public_key: str, body: Body) -> UpstreamAnswer:
         """POST one OTLP protobuf body (bytes, or pieces that concatenate to it); raises TransportError when no
@@ -235,8 +233,8 @@ def _target(url: str, agent: str) -> _Target:
 
 
 def _gzip_pieces(pieces: Sequence[bytes], level: int) -> bytes:
-    """One gzip member of the pieces' concatenation: `igzip.compress(b"".join(pieces))` without the join."""
-    compressor = isal_zlib.compressobj(level, isal_zlib.DEFLATED, _GZIP_WBITS)
+    """One gzip member of the pieces' concatenation, without joining them into one buffer first."""
+    compressor = isal_zlib.compressobj(level, isal_zlib.DEFLATED, GZIP_WBITS)
     out = [compressor.compress(piece) for piece in pieces]
     out.append(compressor.flush())
     return b"".join(out)

@@ -14,11 +14,10 @@ from collections.abc import Sequence
 
 from isal import isal_zlib
 
+from sentryroute_forwarder.export.client import GZIP_WBITS
 from sentryroute_forwarder.queue.store import Record
 
 __all__ = ["CompressedBatch", "inflate_pieces"]
-
-_GZIP_WBITS = 16 + 15  # a gzip member, what `ExportClient.compress` writes
 
 
 class CompressedBatch:
@@ -51,7 +50,7 @@ class CompressedBatch:
 
 def inflate_pieces(gzipped: bytes, lengths: Sequence[int]) -> list[bytes]:
     """Inflate a gzip body and cut it into pieces of `lengths` (which must add up to what it inflates to)."""
-    whole = isal_zlib.decompress(gzipped, wbits=_GZIP_WBITS, bufsize=max(1, sum(lengths)))
+    whole = isal_zlib.decompress(gzipped, wbits=GZIP_WBITS, bufsize=max(1, sum(lengths)))
     if len(whole) != sum(lengths):
         raise ValueError(f"a batch body inflates to {len(whole)} bytes, its records hold {sum(lengths)}")
     if len(lengths) == 1:
