@@ -15,6 +15,12 @@ request message referenced from its own frame until the handler returns, and a h
 was already copied into the queue. Taking the one message from the request iterator, the handler holds the
 only reference and lets it go once the request is routed. Like grpcio's unary handler, it reads exactly the
 first message.
+
+Calls past `--grpc-max-concurrent-requests` are refused by `_ConcurrencyBound`, not by grpcio's
+`maximum_concurrent_rpcs`: grpcio's refusal is RESOURCE_EXHAUSTED without RetryInfo, which spec-following
+OTLP clients (the Go SDK, the Collector's otlp exporter) do not retry, so they drop that data. The bound is
+decided where grpcio looks up a call's handler (before any thread runs it or its message is read) and the
+refusal carries RetryInfo like every other pushback.
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import NoReturn
 
@@ -45,10 +52,13 @@ from sentryroute_forwarder.route.wire import MalformedPayload
 __all__ = ["start_grpc_server"]
 
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
+_RETRY_INFO_KEY = "google.rpc.retryinfo-bin"
 _EMPTY_RESPONSE = b""
 #: Threads that run handlers. Each waits while the event loop routes its request (and, with a disk queue,
 #: commits it), so more threads than cores let group commits batch; measured: see README's performance section.
 HANDLER_THREADS = 16
+#: Threads beyond the admitted calls' own, so that a refusal never waits behind calls held by pacing.
+REFUSAL_THREADS = 2
 
 
 class _PeerNotSeen(Exception):
@@ -137,11 +147,87 @@ class _ExportHandler:
     def _abort(
         self, context: grpc.ServicerContext, code: grpc.StatusCode, message: str, *, retry: float | None = None
     ) -> NoReturn:
-        self._metrics.rejected_requests.labels(code.name).inc()
-        status = build_status(code.value[0], message, retry_after=retry)
-        context.set_trailing_metadata(((_STATUS_DETAILS_KEY, status.SerializeToString()),))
-        context.abort(code, message)
-        raise AssertionError("grpc's abort returns only by raising")  # pragma: no cover
+        _abort(context, self._metrics, code, message, retry=retry)
+
+
+def _abort(
+    context: grpc.ServicerContext,
+    metrics: ForwarderMetrics,
+    code: grpc.StatusCode,
+    message: str,
+    *,
+    retry: float | None = None,
+) -> NoReturn:
+    """End the call with `code`; with `retry`, a RetryInfo in the status details (what OTLP clients read) and
+    the same RetryInfo as `google.rpc.retryinfo-bin` (what the OpenTelemetry Python SDK reads for its delay)."""
+    metrics.rejected_requests.labels(code.name).inc()
+    status = build_status(code.value[0], message, retry_after=retry)
+    trailers: tuple[tuple[str, str | bytes], ...] = ((_STATUS_DETAILS_KEY, status.SerializeToString()),)
+    if retry is not None:
+        trailers += ((_RETRY_INFO_KEY, status.details[0].value),)
+    context.set_trailing_metadata(trailers)
+    context.abort(code, message)
+    raise AssertionError("grpc's abort returns only by raising")  # pragma: no cover
+
+
+class _ConcurrencyBound(grpc.GenericRpcHandler):
+    """At most `limit` Export calls in progress; a call past it is refused with RESOURCE_EXHAUSTED and RetryInfo.
+
+    grpcio calls `service` in its one polling thread for every new call, before the call is given a thread or
+    its message is read; an admitted call is counted until its handler returns (answer held by pacing
+    included). A refusal runs on one of the executor's spare threads (`REFUSAL_THREADS`: admitted calls never
+    take them all) and never reads the message, so memory stays bounded by `limit` messages being received.
+    """
+
+    def __init__(
+        self,
+        exports: Mapping[str, Callable[[Iterator[bytes], grpc.ServicerContext], bytes]],
+        *,
+        limit: int,
+        metrics: ForwarderMetrics,
+        retry_after: float,
+    ) -> None:
+        self._limit = limit
+        self._active = 0
+        self._lock = threading.Lock()  # `service` increments in grpcio's polling thread, handlers decrement
+        self._metrics = metrics
+        self._retry_after = retry_after
+        self._handlers = {
+            method: grpc.stream_unary_rpc_method_handler(  # unary on the wire; see the module's docstring
+                self._admitted(export),
+                request_deserializer=None,  # raw bytes: the router walks the wire format itself
+                response_serializer=None,  # the handler returns the serialized response
+            )
+            for method, export in exports.items()
+        }
+        self._refusal = grpc.stream_unary_rpc_method_handler(self._refuse)
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        handler = self._handlers.get(handler_call_details.method)
+        if handler is None:
+            return None  # grpcio answers UNIMPLEMENTED
+        with self._lock:
+            if self._active >= self._limit:
+                return self._refusal
+            self._active += 1
+        return handler
+
+    def _admitted(
+        self, export: Callable[[Iterator[bytes], grpc.ServicerContext], bytes]
+    ) -> Callable[[Iterator[bytes], grpc.ServicerContext], bytes]:
+        def run(requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
+            try:
+                return export(requests, context)
+            finally:
+                with self._lock:
+                    self._active -= 1
+
+        return run
+
+    def _refuse(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> NoReturn:
+        message = f"more than --grpc-max-concurrent-requests ({self._limit}) calls in progress"
+        retry = retry_hint(None, self._retry_after)
+        _abort(context, self._metrics, grpc.StatusCode.RESOURCE_EXHAUSTED, message, retry=retry)
 
 
 def _metadata(context: grpc.ServicerContext, key: str) -> str | None:
@@ -197,14 +283,13 @@ async def start_grpc_server(
     tls: ReloadingTls | None,
 ) -> tuple[GrpcReceiver, int]:
     """Start the server on `--otlp-grpc`; returns it and the port actually bound."""
-    # A thread for every call grpc admits: an answer held by pacing must never keep another call from a thread.
-    workers = max(HANDLER_THREADS, settings.grpc_max_concurrent_requests)
+    # A thread for every call admitted (an answer held by pacing must never keep another call from a thread),
+    # and spare ones for refusals.
+    workers = max(HANDLER_THREADS, settings.grpc_max_concurrent_requests) + REFUSAL_THREADS
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sentryroute-grpc")
     server = grpc.server(
         executor,
-        # RPCs past this are refused with RESOURCE_EXHAUSTED before their message is read: gRPC reads a whole
-        # message before the handler runs, so this bounds the memory of requests being received.
-        maximum_concurrent_rpcs=settings.grpc_max_concurrent_requests,
+        # No maximum_concurrent_rpcs: its refusal has no RetryInfo (see `_ConcurrencyBound`).
         options=[
             ("grpc.max_receive_message_length", settings.max_request_bytes),  # checked after decompression
             ("grpc.so_reuseport", 0),
@@ -216,23 +301,24 @@ async def start_grpc_server(
         ],
     )
     bridge = LoopBridge(asyncio.get_running_loop())
-    for service in SERVICES:
-        handler = _ExportHandler(
+    exports = {
+        f"/{service.grpc_service}/Export": _ExportHandler(
             service=service,
             intake=intake,
             bridge=bridge,
             auth=auth,
             metrics=metrics,
             retry_after=settings.retry_after,
-        )
-        method = grpc.stream_unary_rpc_method_handler(  # unary on the wire; see the module's docstring
-            handler.export,
-            request_deserializer=None,  # raw bytes: the router walks the wire format itself
-            response_serializer=None,  # the handler returns the serialized response
-        )
-        server.add_generic_rpc_handlers(
-            [grpc.method_handlers_generic_handler(service.grpc_service, {"Export": method})]
-        )
+        ).export
+        for service in SERVICES
+    }
+    bound = _ConcurrencyBound(
+        exports,
+        limit=settings.grpc_max_concurrent_requests,
+        metrics=metrics,
+        retry_after=settings.retry_after,
+    )
+    server.add_generic_rpc_handlers([bound])
     address = str(settings.otlp_grpc)
     _probe_bind(settings.otlp_grpc.host, settings.otlp_grpc.port)
     try:

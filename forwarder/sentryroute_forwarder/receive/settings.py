@@ -47,8 +47,8 @@ class ReceiverSettings(SettingsGroup):
     )
     grpc_max_concurrent_requests: Annotated[int, Text("N", whole_number(1, 100_000)), Ge(1), Le(100_000)] = option(
         "64",
-        "most gRPC requests in progress (more: RESOURCE_EXHAUSTED); gRPC reads each whole message before the "
-        "forwarder sees it, so this times --max-request-bytes bounds their memory",
+        "most gRPC requests in progress (more: RESOURCE_EXHAUSTED with a retry hint, before their message is "
+        "read); each holds its whole message, so this times --max-request-bytes bounds their memory",
     )
     max_connection_age: Seconds = option(
         "10m", "gRPC connections are asked to reconnect (GOAWAY) after this long, spreading clients over replicas"
