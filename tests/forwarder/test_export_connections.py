@@ -165,13 +165,71 @@ async def test_a_stale_kept_alive_connection_is_retried_once_on_a_new_one(raw, c
     assert len(never.requests) == 1  # a new connection that fails is not retried
 
 
-async def test_a_connection_closed_mid_answer_is_not_retried(raw, client):
+async def test_a_connection_closed_mid_head_is_not_retried(raw, client):
     upstream = await raw(always(OK))
     await client.post(upstream.url(), public_key=KEY, body=b"")  # a kept-alive connection to fail on
-    upstream.answer, upstream.closing = always(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nok"), True
+    upstream.answer, upstream.closing = always(b"HTTP/1.1 200 OK\r\nContent-Len"), True
     with pytest.raises(TransportError, match="during the answer"):
         await client.post(upstream.url(), public_key=KEY, body=b"")
     assert len(upstream.requests) == 2  # sent once: an answer had begun, the data may have been taken
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nok",  # then closed: 8 bytes short
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\nzz\r\n",  # a broken chunk size
+    ],
+    ids=["closed-mid-body", "broken-body"],
+)
+async def test_a_success_whose_body_is_cut_short_is_delivered_not_sent_again(raw, client, answer):
+    """The status line and headers of a 2xx say the batch was taken; the body is only informational. Taken as a
+    transport error, the batch would be sent again (a duplicate at Sentry)."""
+    upstream = await raw(always(OK))
+    await client.post(upstream.url(), public_key=KEY, body=b"")  # a kept-alive connection, as in production
+    upstream.answer, upstream.closing = always(answer), True
+    result = await client.post(upstream.url(), public_key=KEY, body=b"")
+    assert (result.status, result.body) == (200, b"ok")
+    upstream.answer, upstream.closing = always(OK), False
+    assert (await client.post(upstream.url(), public_key=KEY, body=b"")).status == 200  # on a new connection
+    assert [r.connection for r in upstream.requests] == [0, 0, 1]
+
+
+async def test_an_answer_that_comes_before_the_request_is_written_ends_its_connection(raw):
+    """A server that answers (413) from the head alone and does not read the body: the rest of the body is still
+    unsent, and would go before the next request on that connection. It is dropped with the connection."""
+    client = ExportClient(ExportSettings(export_timeout=3, connect_timeout=3))
+    await client.start()
+    served: list[int] = []
+    stop = asyncio.Event()
+
+    async def early(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        number = len(served)
+        served.append(number)
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                if number == 0:  # answer from the head, then read nothing more
+                    writer.write(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n")
+                    await stop.wait()
+                    return
+                writer.write(OK)  # (the bodies of other connections' requests are empty)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(early, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/api/1/integration/otlp/v1/traces/"
+    try:
+        # More than the sockets' buffers hold on loopback, so most of it is still being written at the answer.
+        big = await client.post_gzipped(url, public_key=KEY, gzipped=b"\0" * (48 << 20))
+        assert big.status == 413
+        assert (await client.post_gzipped(url, public_key=KEY, gzipped=b"")).status == 200
+        assert served == [0, 1]  # the second request on a new connection, not behind the first one's body
+    finally:
+        stop.set()
+        server.close()
+        await client.close()
 
 
 async def test_chunked_and_gzip_encoded_answers_are_decoded(raw, client):

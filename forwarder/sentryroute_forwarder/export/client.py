@@ -16,7 +16,9 @@ What a post does, and guarantees:
 - a request that fails on a kept-alive connection before any byte of its answer (the server had closed it
   while idle) is sent once more on a new connection, so a stale connection costs no back-off;
 - redirects are not followed (the key in `x-sentry-auth` would go along); the answer is returned as it is;
-- the answer's first MAX_ANSWER_BODY bytes are kept (gzip/deflate decoded), its headers by case-insensitive name.
+- the answer's first MAX_ANSWER_BODY bytes are kept (gzip/deflate decoded), its headers by case-insensitive name;
+  once an answer's head is in, its status is the answer even if the body is then cut short (closed, broken or
+  slow): a 2xx means the batch was taken, and sending it again would duplicate it.
 TransportError messages name the host and the failure, never a header or a key.
 """
 

@@ -7,7 +7,14 @@ gzip or deflate decoded. The rest of a body is read and dropped up to `MAX_DRAIN
 is taken as it is and the connection closed. Content-Length, chunked and close-delimited bodies; interim (1xx)
 answers are skipped.
 
-The connection is reusable after an answer only if it was complete, HTTP/1.1 and not `Connection: close`.
+Once the head of a final answer is in, its status is the answer: a body cut short by the connection closing,
+by a framing error or by a timeout is only a shorter excerpt (the batch was taken or refused all the same;
+calling it a transport error would send a delivered batch again).
+
+The connection is reusable after an answer only if it was complete, HTTP/1.1, not `Connection: close`, and
+the request had been written whole: an answer that came while the request was still being written (the
+server answered early, without reading the rest) leaves unsent bytes that would go before the next request,
+so that connection is dropped with them.
 """
 
 from __future__ import annotations
@@ -61,7 +68,7 @@ class Answer:
 
 
 class ConnectionLost(Exception):
-    """The connection closed before the answer was complete. `answer_started`: some of it had arrived."""
+    """The connection closed before the answer's head was complete. `answer_started`: some of it had arrived."""
 
     def __init__(self, message: str, *, answer_started: bool) -> None:
         super().__init__(message)
@@ -124,7 +131,7 @@ class Connection(asyncio.Protocol):
         return self._headers is not None
 
     def partial_answer(self) -> Answer:
-        """What arrived of an answer whose head is in (its body cut short)."""
+        """What arrived of an answer whose head is in (its body cut short, or ended by closing)."""
         assert self._headers is not None
         return Answer(self._status, self._headers, self._body_text())
 
@@ -149,8 +156,8 @@ class Connection(asyncio.Protocol):
         self.reusable = False
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
-            if self._headers is not None and self._until_eof:
-                waiter.set_result(Answer(self._status, self._headers, self._body_text()))
+            if self._headers is not None:  # the body ends here (delimited by closing) or was cut short
+                waiter.set_result(self.partial_answer())
             else:
                 what = "during the answer" if self._started else "before an answer"
                 waiter.set_exception(ConnectionLost(f"connection closed {what}", answer_started=self._started))
@@ -240,6 +247,12 @@ class Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if self._headers is None:
             return  # the end of an interim answer
+        transport = self.transport
+        assert transport is not None
+        if transport.get_write_buffer_size():  # answered before the request was written whole: see the docstring
+            self._settle(reusable=False)
+            self.abort()  # (a graceful close would wait for the server to read what it does not want)
+            return
         reusable = bool(self._parser.should_keep_alive()) and self._parser.get_http_version() == "1.1"
         self._settle(reusable=reusable)
         if not reusable:
@@ -260,7 +273,10 @@ class Connection(asyncio.Protocol):
     def _fail(self, error: Exception) -> None:
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
-            waiter.set_exception(error)
+            if self._headers is not None:  # a broken body after a final head: the status is still the answer
+                waiter.set_result(self.partial_answer())
+            else:
+                waiter.set_exception(error)
         self.abort()
 
 
