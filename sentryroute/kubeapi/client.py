@@ -114,15 +114,41 @@ class KubeClient:
         self, collection_path: str, *, field_selector: str | None = None, label_selector: str | None = None
     ) -> tuple[list[dict[str, Any]], str]:
         """Every item (all pages) and the list's resourceVersion, the point a watch continues from."""
-        params = selector_params(field_selector, label_selector)
         items: list[dict[str, Any]] = []
+        version = ""
+        async for page, page_version in self.list_pages(
+            collection_path, field_selector=field_selector, label_selector=label_selector
+        ):
+            items += page
+            version = page_version
+        return items, version
+
+    async def list_pages(
+        self,
+        collection_path: str,
+        *,
+        field_selector: str | None = None,
+        label_selector: str | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
+        """The items page by page (at most `limit` each; None: as many as the server sends at once), each with
+        the list's resourceVersion. The API server serves every page of one list from the same snapshot
+        (`continue`), so a caller that keeps only what it needs of each page never holds the whole list —
+        a cluster's Pods are megabytes of JSON and several times that parsed."""
+        params = selector_params(field_selector, label_selector)
+        if limit is not None:
+            params["limit"] = str(limit)
         while True:
             listing = await self.get(collection_path, params=params)
-            items += [item for item in listing.get("items") or () if isinstance(item, dict)]
             metadata = listing.get("metadata") or {}
-            if not metadata.get("continue"):
-                return items, str(metadata.get("resourceVersion") or "")
-            params = {**params, "continue": str(metadata["continue"])}
+            items = [item for item in listing.get("items") or () if isinstance(item, dict)]
+            del listing  # only this page's items stay referenced while the caller works on them
+            token = metadata.get("continue")
+            yield items, str(metadata.get("resourceVersion") or "")
+            del items  # not alive while the next page is read
+            if not token:
+                return
+            params = {**params, "continue": str(token)}
 
     async def request(
         self,

@@ -1,7 +1,8 @@
 """List, then watch from the list's resourceVersion; relist on 410 Gone; reconnect after errors.
 
 `ListWatch.events()` yields a `LISTED` event with every current object after each (re)list — the consumer
-replaces what it knew — and then `ADDED` / `MODIFIED` / `DELETED` per change. Bookmarks only move the
+replaces what it knew; with `keep`, what it keeps of each, read page by page (`page_size`) so the whole
+list is never in memory at once — and then `ADDED` / `MODIFIED` / `DELETED` per change. Bookmarks only move the
 resume point. Errors (the API server restarting, a network blip, missing RBAC) go to `on_problem` and the
 list+watch starts over after `retry_delay`; the generator itself never ends until it is closed or cancelled.
 """
@@ -36,7 +37,7 @@ class WatchEventType(StrEnum):
 class WatchEvent:
     type: WatchEventType
     object: Mapping[str, Any] = field(default_factory=dict)  # ADDED / MODIFIED / DELETED
-    objects: tuple[Mapping[str, Any], ...] = ()  # LISTED
+    objects: tuple[Any, ...] = ()  # LISTED: the objects, or what ListWatch's `keep` made of them
 
 
 class _Gone(Exception):
@@ -54,8 +55,11 @@ class ListWatch:
         timeout_seconds: int = 300,
         retry_delay: float = 2.0,
         on_problem: Callable[[str], None] | None = None,
+        keep: Callable[[dict[str, Any]], Any] | None = None,
+        page_size: int | None = None,
     ) -> None:
-        """`timeout_seconds`: how long the server keeps one watch request open (it is then resumed)."""
+        """`timeout_seconds`: how long the server keeps one watch request open (it is then resumed).
+        `keep`: what a listing keeps of each object (None: leave it out); `page_size`: items per list request."""
         self._client = client
         self._path = collection_path
         self._selector_params = selector_params(field_selector, label_selector)
@@ -63,14 +67,15 @@ class ListWatch:
         self._timeout = timeout_seconds
         self._retry_delay = retry_delay
         self._on_problem = on_problem or (lambda problem: log.warning("%s", problem))
+        self._keep = keep
+        self._page_size = page_size
 
     async def events(self) -> AsyncIterator[WatchEvent]:
         while True:
             try:
-                items, version = await self._client.list(
-                    self._path, field_selector=self._field_selector, label_selector=self._label_selector
-                )
-                yield WatchEvent(WatchEventType.LISTED, objects=tuple(items))
+                objects, version = await self._list()
+                yield WatchEvent(WatchEventType.LISTED, objects=objects)
+                del objects  # the consumer has what it needs of them
                 while True:  # each watch request ends after timeoutSeconds; resume from the last version seen
                     started = asyncio.get_running_loop().time()
                     async for event, resumed_at in self._watch(version):
@@ -84,6 +89,20 @@ class ListWatch:
             except KubeApiError as exc:
                 self._on_problem(f"cannot watch {self._path}: {exc}")
             await asyncio.sleep(self._retry_delay)
+
+    async def _list(self) -> tuple[tuple[Any, ...], str]:
+        kept: list[Any] = []
+        version = ""
+        async for items, page_version in self._client.list_pages(
+            self._path, field_selector=self._field_selector, label_selector=self._label_selector, limit=self._page_size
+        ):
+            if self._keep is None:
+                kept += items
+            else:
+                kept += [found for item in items if (found := self._keep(item)) is not None]
+            version = page_version
+            del items  # the page goes before the next one is read
+        return tuple(kept), version
 
     async def _watch(self, version: str) -> AsyncIterator[tuple[WatchEvent | None, str | None]]:
         params = {

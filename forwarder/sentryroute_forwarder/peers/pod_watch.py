@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 
 _FINISHED = frozenset({"Succeeded", "Failed"})
 PODS = "/api/v1/pods"
+#: Pods per list request: a page of real pods is ~5 KB of JSON each and ~4x that parsed, so 250 of them are
+#: ~7 MB while they are read — also when a relist (after 410 Gone) happens under full load.
+LIST_PAGE = 250
 
 
 def indexed_pod(obj: Mapping[str, Any], relays: LabelSelector | None) -> IndexedPod | None:
@@ -73,6 +76,8 @@ class PodWatcher:
                 timeout_seconds=self._watch_timeout,
                 retry_delay=self._retry_delay,
                 on_problem=self._on_problem,
+                keep=lambda obj: indexed_pod(obj, self._relays),
+                page_size=LIST_PAGE,
             )
             async for event in watch.events():
                 if event.type == WatchEventType.LISTED:
@@ -81,9 +86,9 @@ class PodWatcher:
                     self._on_event(event.type, event.object)
                 self._on_change()
 
-    def _on_list(self, items: tuple[Mapping[str, Any], ...]) -> None:
+    def _on_list(self, pods: tuple[IndexedPod, ...]) -> None:
         first = not self._index.synced
-        self._index.replace_all(pod for item in items if (pod := indexed_pod(item, self._relays)) is not None)
+        self._index.replace_all(pods)
         self._problem = None
         if first:
             log.info("pod index ready: %d pods with addresses of their own", len(self._index))
