@@ -78,9 +78,13 @@ def _pod(name: str, namespace: str, ip: str) -> dict[str, Any]:
             "capabilities": {"drop": ["ALL"]},
         },
     }
-    spec_fields = {f"f:{key}": {} for key in ("dnsPolicy", "enableServiceLinks", "restartPolicy", "volumes")}
-    container_fields = {f"f:{key}": {} for key in container}
-    status_fields = {f"f:{key}": {} for key in ("conditions", "containerStatuses", "hostIP", "phase", "startTime")}
+    spec_fields: dict[str, Any] = {
+        f"f:{key}": {} for key in ("dnsPolicy", "enableServiceLinks", "restartPolicy", "volumes")
+    }
+    container_fields: dict[str, Any] = {f"f:{key}": {} for key in container}
+    status_fields: dict[str, Any] = {
+        f"f:{key}": {} for key in ("conditions", "containerStatuses", "hostIP", "phase", "startTime")
+    }
     api_access = [
         {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
         {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},

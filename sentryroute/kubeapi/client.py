@@ -22,6 +22,8 @@ __all__ = ["KubeApiError", "KubeClient", "configmap_path", "object_path", "secre
 
 _MESSAGE_LIMIT = 300
 
+Items = list[dict[str, Any]]  # a listing's objects (named here: `KubeClient.list` hides the builtin in the class)
+
 
 class KubeApiError(Exception):
     """A Kubernetes API call failed: an error `status` from the server, or no answer at all (`status` None)."""
@@ -130,7 +132,7 @@ class KubeClient:
         field_selector: str | None = None,
         label_selector: str | None = None,
         limit: int | None = None,
-    ) -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
+    ) -> AsyncIterator[tuple[Items, str]]:
         """The items page by page (at most `limit` each; None: as many as the server sends at once), each with
         the list's resourceVersion. The API server serves every page of one list from the same snapshot
         (`continue`), so a caller that keeps only what it needs of each page never holds the whole list —

@@ -93,3 +93,31 @@ async def test_list_watch_follows_changes_and_relists_after_410(kube: KubeEmulat
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
+
+
+async def test_list_pages_and_keep_read_a_listing_page_by_page(kube: KubeEmulator) -> None:
+    for i in range(7):
+        kube.apply(configmap(f"cm-{i}", n=str(i)), namespace=NS)
+    async with KubeClient(kubeconfig=str(kube.kubeconfig_path)) as client:
+        pages = [(page, version) async for page, version in client.list_pages(configmap_path(NS), limit=3)]
+        assert [len(page) for page, _ in pages] == [3, 3, 1]
+        assert len({version for _, version in pages}) == 1  # one snapshot, one resourceVersion
+        assert [i["metadata"]["name"] for page, _ in pages for i in page] == [f"cm-{i}" for i in range(7)]
+
+        # The listing keeps what `keep` returns and leaves out its Nones; the watch then sees later changes.
+        watch = ListWatch(
+            client,
+            configmap_path(NS),
+            keep=lambda obj: None if obj["data"]["n"] == "4" else int(obj["data"]["n"]),
+            page_size=2,
+            timeout_seconds=5,
+        )
+        events = watch.events()
+        try:
+            listed = await anext(events)
+            assert listed.type == WatchEventType.LISTED and listed.objects == (0, 1, 2, 3, 5, 6)
+            kube.apply(configmap("cm-7", n="7"), namespace=NS)
+            added = await asyncio.wait_for(anext(events), 30)
+            assert added.type == WatchEventType.ADDED and added.object["data"] == {"n": "7"}
+        finally:
+            await events.aclose()
