@@ -252,6 +252,33 @@ def test_the_installed_wire_check_is_compiled() -> None:
     assert not MODULES["interpreted"].COMPILED
 
 
+@pytest.mark.parametrize("mode", sorted(MODULES))
+def test_strings_of_every_length_with_a_bad_or_a_wide_byte_at_every_place(mode: str) -> None:
+    """The ASCII scan reads 8 bytes at a time (and, for a short string, the bytes before it, masked out): a
+    byte >= 0x80 anywhere in a string of any length sends it to the full UTF-8 check, and one just before it
+    (here the span id and the name's own key and length, or nothing at all) never does."""
+    check = walker(MODULES[mode], Signal.TRACES)
+    module = MODULES[mode]
+    schema = module.build_schema([ExportTraceServiceRequest.DESCRIPTOR])
+    record = module.RecordCheck(schema, *RECORD[Signal.TRACES], "opentelemetry.proto.resource.v1.Resource")
+    for length in range(0, 41):
+        ascii_name = b"n" * length
+        for before in (b"", field(2, b"\xff" * 8), field(2, b"\xff" * 8) + vint(900, 2**63)):
+            assert check(traces(span(before, field(5, ascii_name)))) is None, (length, before)
+        # A record that is one string field: the string starts within the first 8 bytes of the buffer.
+        record.check(field(3, ascii_name), 0, len(field(3, ascii_name)))
+        with pytest.raises(module.WireError, match="UTF-8"):
+            bad = field(3, ascii_name + b"\xff")
+            record.check(bad, 0, len(bad))
+        for place in range(length):
+            bad = ascii_name[:place] + b"\xff" + ascii_name[place + 1 :]
+            reason = check(traces(span(field(2, b"\xff" * 8), field(5, bad))))
+            assert reason is not None and "Span.name" in reason and "UTF-8" in reason, (length, place)
+            if place + 2 <= length:
+                wide = ascii_name[:place] + "é".encode() + ascii_name[place + 2 :]
+                assert check(traces(span(field(5, wide)))) is None, (length, place)
+
+
 # -- random requests from the OTLP schema, faults injected by construction ---------------------------------
 
 _WIRE = {"varint": 0, "fixed64": 1, "length": 2, "fixed32": 5}

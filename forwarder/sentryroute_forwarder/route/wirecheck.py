@@ -30,6 +30,7 @@ from collections.abc import Collection
 from types import ModuleType
 from typing import Any, Final
 
+from librt.strings import read_i64_le
 from mypy_extensions import i64
 
 __all__ = [
@@ -214,12 +215,8 @@ class Walk:
                     raise WireError("length-delimited field runs past the end of its message")
                 stop = pos + length
                 if kind == _STRING:
-                    i = pos
-                    while i < stop:
-                        if buf[i] >= 0x80:
-                            _utf8(buf, pos, stop, self._name(mtype, number))
-                            break
-                        i += 1
+                    if not _ascii(buf, pos, stop):
+                        _utf8(buf, pos, stop, self._name(mtype, number))
                 elif kind >= _MESSAGE:
                     if ctx == 0:
                         raise WireError("nested deeper than 100 messages")
@@ -300,6 +297,39 @@ def _varint(buf: bytes, pos: i64, end: i64) -> tuple[i64, i64]:
         if byte < 0x80:
             return value, pos
         shift += 7
+
+
+# The top bit of each of the low 7 bytes of a little-endian word; the 8th byte's is the word's sign (a literal
+# with all eight does not fit mypyc's tagged integers, and would be unboxed from a Python int at every use).
+_HIGH_BITS_7: Final = 0x0080808080808080
+
+
+def _ascii(buf: bytes, pos: i64, stop: i64) -> bool:
+    """Whether buf[pos:stop] is all ASCII (then it is UTF-8), read 8 bytes at a time: most strings are ASCII, and
+    a byte at a time this scan was half of the whole walk. Bytes before `pos` may be read, never judged."""
+    length = stop - pos
+    if length >= 8:
+        while pos + 8 <= stop:
+            word = read_i64_le(buf, pos)
+            if word < 0 or word & _HIGH_BITS_7:
+                return False
+            pos += 8
+        if pos == stop:
+            return True
+        word = read_i64_le(buf, stop - 8)  # the last 8 bytes: those before `pos` were seen to be ASCII
+        return word >= 0 and not (word & _HIGH_BITS_7)
+    if length <= 0:
+        return True
+    if stop >= 8:
+        # The 8 bytes ending at `stop`: the string is the top `length` of them, the low ones are masked out.
+        word = read_i64_le(buf, stop - 8)
+        before: i64 = (1 << (8 * (8 - length))) - 1
+        return word >= 0 and not (word & _HIGH_BITS_7 & ~before)
+    while pos < stop:
+        if buf[pos] >= 0x80:
+            return False
+        pos += 1
+    return True
 
 
 def _utf8(buf: bytes, start: i64, stop: i64, name: str) -> None:
