@@ -15,8 +15,7 @@ What the pool guarantees:
   came as connections are released or closed (an idle connection of another origin is closed to make room);
 - connections idle longer than `keepalive` (15 s, as aiohttp) are closed;
 - a connection that is not reusable (an error, a timeout, `Connection: close`, HTTP/1.0, an answer that came
-  before its request was written whole, an answer body cut
-  short) is closed, never handed out again.
+  before its request was written whole, an answer body cut short) is closed, never handed out again.
 """
 
 from __future__ import annotations

@@ -16,6 +16,9 @@
 - **Replay** (`open()`) rebuilds every queue from the live records, oldest first; a torn last frame (a write
   cut short) is truncated, a corrupt stretch skipped and counted, the rest replayed. A crash may duplicate
   (a record sent but not yet marked done), never lose.
+- **Reading back** a payload that is on disk only checks its frame as replay does (CRC, length, seq): a record
+  whose bytes changed on disk after start is dropped, counted (`queue_corrupt_bytes`,
+  `dropped_items{reason="corrupt"}`) and logged, never sent; the rest of its queue flows on.
 - **Errors** (disk full, read-only or vanished directory) fail the append with `QueueWriteError` — the
   receivers answer 503 with Retry-After — and never stop delivery of what is queued; writing is retried on
   the next request.
@@ -45,6 +48,7 @@ from sentryroute_forwarder.queue.segments import (
     encode_frame,
     iter_segment_numbers,
     read_acks,
+    read_back,
     scan,
     segment_name,
 )
@@ -232,13 +236,19 @@ class DiskStore(QueueTotals[_Queue]):
         if queue is None:
             return []
         batch: list[Record] = []
+        corrupt: list[_Entry] = []
         items = nbytes = 0
         for entry in queue.entries.values():
             if batch and (items + entry.record.items > max_items or nbytes + entry.nbytes > max_bytes):
                 break
-            batch.append(self._load(entry))
-            items += entry.record.items
+            record = self._load(entry)
+            if record is None:
+                corrupt.append(entry)
+                continue
+            batch.append(record)
+            items += record.items
             nbytes += entry.nbytes
+        self._drop_corrupt(corrupt)
         return batch
 
     def ack(self, key: QueueKey, seqs: Iterable[int]) -> list[Record]:
@@ -269,7 +279,7 @@ class DiskStore(QueueTotals[_Queue]):
         queue = self._queues.get(key)
         if queue is None:
             return []
-        return [self._load(entry) for r in batch.records if (entry := queue.entries.get(r.seq)) is not None]
+        return self._load_all([entry for r in batch.records if (entry := queue.entries.get(r.seq)) is not None])
 
     def replace(self, key: QueueKey, seq: int, records: list[Record]) -> None:
         queue = self._queues[key]
@@ -296,7 +306,10 @@ class DiskStore(QueueTotals[_Queue]):
         queue = self._queues.get(key)
         if queue is None:
             return []
-        records = [self._load(entry) for entry in queue.entries.values()]
+        records = self._load_all(list(queue.entries.values()))
+        queue = self._queues.get(key)
+        if queue is None:
+            return records  # every record was corrupt: the queue is gone already
         for entry in list(queue.entries.values()):
             self._forget(queue, entry)
         queue.entries.clear()
@@ -306,7 +319,9 @@ class DiskStore(QueueTotals[_Queue]):
     def records(self, key: QueueKey, *, payloads: bool = True) -> Iterator[Record]:
         queue = self._queues.get(key)
         entries = list(queue.entries.values()) if queue is not None else []
-        return iter([self._load(entry) if payloads else entry.record for entry in entries])
+        if not payloads:
+            return iter([entry.record for entry in entries])
+        return iter(self._load_all(entries))
 
     # -- durability and housekeeping --------------------------------------------------------------------
 
@@ -590,13 +605,18 @@ class DiskStore(QueueTotals[_Queue]):
         buffers: _Chunks = []
         offset = target.size
         moves: list[tuple[_Entry, int, int]] = []
+        corrupt: list[_Entry] = []
         for entry in entries:
             record = self._load(entry)
+            if record is None:
+                corrupt.append(entry)
+                continue
             head, size = _encode(entry.key, record, target.number, accepted_wall=record.accepted_at + skew)
             buffers += (head, record.payload)
             moves.append((entry, offset, size))
             offset += size
-        self._write(target, buffers, offset - target.size)
+        if moves:
+            self._write(target, buffers, offset - target.size)
         for entry, at, size in moves:
             old = entry.segment
             old.entries.pop(entry.record.seq, None)
@@ -604,15 +624,63 @@ class DiskStore(QueueTotals[_Queue]):
             entry.segment, entry.offset, entry.size = target, at, size
             target.entries[entry.record.seq] = entry
             target.live_bytes += size
+        self._drop_corrupt(corrupt)
 
     # -- internals: reading ---------------------------------------------------------------------------------
 
-    def _load(self, entry: _Entry) -> Record:
-        """The record with its payload (read back from its segment when it is not in memory)."""
+    def _load(self, entry: _Entry) -> Record | None:
+        """The record with its payload (read back from its segment when it is not in memory); None when what is
+        on disk is no longer what was written (see `_drop_corrupt`)."""
         if entry.resident:
             return entry.record
-        data = os.pread(entry.segment.fd, entry.size, entry.offset)
-        return entry.record.restore(data[entry.size - entry.nbytes :])
+        segment = entry.segment
+        try:
+            data = os.pread(segment.fd, entry.size, entry.offset)
+        except OSError:
+            return None
+        payload = read_back(data, segment.number, entry.record.seq)
+        if payload is None or len(payload) != entry.nbytes:
+            return None
+        return entry.record.restore(bytes(payload))
+
+    def _load_all(self, entries: list[_Entry]) -> list[Record]:
+        """The records of `entries` with their payloads; corrupt ones are dropped (`_drop_corrupt`)."""
+        records: list[Record] = []
+        corrupt: list[_Entry] = []
+        for entry in entries:
+            record = self._load(entry)
+            if record is None:
+                corrupt.append(entry)
+            else:
+                records.append(record)
+        self._drop_corrupt(corrupt)
+        return records
+
+    def _drop_corrupt(self, entries: list[_Entry]) -> None:
+        """Records whose frames no longer read back intact (changed on disk after they were written, or
+        unreadable): acknowledged so that they are never sent, counted like replay's corrupt stretches, and
+        their items as dropped (`reason="corrupt"`), with a log line each."""
+        for entry in entries:
+            key, record = entry.key, entry.record
+            queue = self._queues.get(key)
+            if queue is None or queue.entries.pop(record.seq, None) is None:
+                continue
+            self._forget(queue, entry)
+            self._forget_if_empty(key, queue)
+            log.error(
+                "queue directory %s: record %d of %s in segment %d (offset %d, %d bytes) is corrupt on disk; "
+                "its %d items are dropped, not sent",
+                self.directory,
+                record.seq,
+                key.describe(),
+                entry.segment.number,
+                entry.offset,
+                entry.size,
+                record.items,
+            )
+            if self._metrics is not None:
+                self._metrics.queue_corrupt_bytes.inc(entry.size)
+                self._metrics.dropped_items.labels(record.signal.value, "corrupt").inc(record.items)
 
     def _lock(self) -> None:
         path = self.directory / "lock"

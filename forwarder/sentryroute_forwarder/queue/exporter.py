@@ -196,6 +196,8 @@ class Exporter:
         started = time.monotonic()
         try:
             batch = await self._compress(lane)
+            if not batch.records:
+                return  # what the queue held was corrupt on disk (dropped and counted by the store)
             outcome = await self._sender.send(
                 url=url, public_key=endpoint.publicKey, gzipped=batch.gzipped, signal=key.signal
             )

@@ -41,6 +41,7 @@ __all__ = [
     "encode_acks",
     "encode_frame",
     "read_acks",
+    "read_back",
     "scan",
     "segment_name",
 ]
@@ -202,6 +203,19 @@ def _frame_at(data: memoryview, offset: int, epoch: int) -> tuple[Frame, bool, i
     except (ValueError, struct.error, UnicodeDecodeError):
         return None
     return frame, state == DONE[0], HEADER + length
+
+
+def read_back(data: bytes, epoch: int, seq: int) -> memoryview | None:
+    """The payload of record `seq` from its frame as read back whole from segment `epoch` (`data`: exactly the
+    frame's bytes), or None when those bytes are not that frame intact (a CRC mismatch, cut short, another's).
+    The same checks as replay, so corruption after start is never sent either."""
+    found = _frame_at(memoryview(data), 0, epoch)
+    if not isinstance(found, tuple):
+        return None
+    frame, _, size = found
+    if size != len(data) or frame.seq != seq:
+        return None
+    return frame.payload
 
 
 def scan(data: bytes, epoch: int, acked: frozenset[int] | set[int] = frozenset()) -> ScanResult:
