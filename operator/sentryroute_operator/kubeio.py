@@ -32,15 +32,18 @@ class KubeIO:
 
     async def read_configmap(self, ref: ObjectRef) -> dict[str, str] | None:
         """The ConfigMap's data, or None when it does not exist."""
-        cm = await self.client.get_or_none(configmap_path(ref.namespace, ref.name))
-        return None if cm is None else dict(cm.get("data") or {})
+        found = await self.read_configmap_and_annotations(ref)
+        return None if found is None else found[0]
 
-    async def read_configmap_annotation(self, ref: ObjectRef, name: str) -> str | None:
-        """One annotation of the ConfigMap (None when it or the ConfigMap does not exist)."""
+    async def read_configmap_and_annotations(self, ref: ObjectRef) -> tuple[dict[str, str], dict[str, str]] | None:
+        """The ConfigMap's data and its annotations (string values only), read with one GET; None when it does
+        not exist."""
         cm = await self.client.get_or_none(configmap_path(ref.namespace, ref.name))
-        annotations = ((cm or {}).get("metadata") or {}).get("annotations") or {}
-        value = annotations.get(name)
-        return value if isinstance(value, str) else None
+        if cm is None:
+            return None
+        annotations = (cm.get("metadata") or {}).get("annotations") or {}
+        strings = {name: value for name, value in annotations.items() if isinstance(value, str)}
+        return dict(cm.get("data") or {}), strings
 
     async def patch_configmap_annotation(self, ref: ObjectRef, name: str, value: str) -> None:
         await self.client.merge_patch(

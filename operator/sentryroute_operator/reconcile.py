@@ -218,8 +218,10 @@ class Engine:
     async def run(self, indexes: Indexes, *, stopped: Any) -> None:
         """The daemon body: cycle until kopf stops the daemon (shutdown, or paused by a peer)."""
         self.indexes = indexes
-        self.previous = PreviousTable.of(await self.routes_configmap.read())
-        await self._restore_provenance()
+        stored = await self.routes_configmap.read()  # one GET for the table and the remembered values
+        self.previous = PreviousTable.of(stored.table)
+        self._restore_provenance(stored.annotations.get(provenance.ANNOTATION))
+        self._configmap_verified_at = time.monotonic()  # just read: the first write need not read it again
 
         async def wake_on_stop() -> None:
             await stopped.wait()
@@ -440,13 +442,9 @@ class Engine:
         await self._persist_provenance()
         await self._remove_handled_reports()
 
-    async def _restore_provenance(self) -> None:
-        """Read back which reported values had projects, and which sentryroute created (SPEC §4)."""
-        try:
-            text = await self.kube.read_configmap_annotation(self.settings.routes_configmap, provenance.ANNOTATION)
-        except KubeApiError as exc:
-            log.warning("Reading the reported values remembered in the routes ConfigMap failed: %s", exc)
-            return
+    def _restore_provenance(self, text: str | None) -> None:
+        """Take back which reported values had projects, and which sentryroute created (SPEC §4), from the
+        routes ConfigMap's annotation `text` as read at start."""
         entries = provenance.decode(text)
         self.reported.restore(entries)
         self._provenance_written = text

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from sentryroute.routes import RoutesTable, RoutesTableError, parse_routes_table
 
@@ -27,6 +28,11 @@ from .size import SizeCheck, check_size
 log = logging.getLogger(__name__)
 
 DATA_KEY = "routes.json"
+
+
+class StoredTable(NamedTuple):
+    table: RoutesTable | None  # None: no ConfigMap, no table in it, or not parseable (logged)
+    annotations: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -49,10 +55,17 @@ class RoutesConfigMap:
         self.written_revision: str | None = None
         self.writes = 0  # for tests and the HA check: how many times this replica wrote
 
-    async def read(self) -> RoutesTable | None:
-        """The table currently in the ConfigMap (the "previous" entries after a restart), if parseable."""
-        data = await self.kube.read_configmap(self.ref)
-        if not data or DATA_KEY not in data:
+    async def read(self) -> StoredTable:
+        """The table currently in the ConfigMap (the "previous" entries after a restart), if parseable, and the
+        ConfigMap's annotations (what else the operator keeps there), from one GET: the ConfigMap can be ~1 MB."""
+        found = await self.kube.read_configmap_and_annotations(self.ref)
+        if found is None:
+            return StoredTable(None, {})
+        data, annotations = found
+        return StoredTable(self._parse(data), annotations)
+
+    def _parse(self, data: dict[str, str]) -> RoutesTable | None:
+        if DATA_KEY not in data:
             return None
         try:
             table = parse_routes_table(data[DATA_KEY])
