@@ -73,7 +73,7 @@ def _inflate(data: bytes, flag: int, limit: int, cap: int) -> bytes | None:
 
     The first member is handed the whole body, and its output buffer is sized once from the size the gzip
     trailer states (`_expected_size`), so the body clients send (one member) inflates in one call straight into
-    the bytes returned: grown step by step from 16 KiB instead, it cost ~10-15 % more in the forwarder. The
+    the bytes returned (grown step by step from 16 KiB, it cost ~5 % more: docs/performance-facts.md). The
     trailer is the sender's word, only mod 2^32, and the last member's: it is a hint, never more than `cap` + 1
     bytes are asked for, and a body that inflates past it is inflated on in growing steps. A decompressor copies
     the input left after its stream into `unused_data`; handing every member the whole rest of the body would
