@@ -1,7 +1,8 @@
 """One async client for the few Kubernetes API calls both programs make outside kopf.
 
 The operator (its ConfigMaps, SentryRoute status, token Secrets, the report ConfigMap watch) and the forwarder
-(the routes ConfigMap watch, the report channel) talk to the API server through this package only: aiohttp,
+(the routes ConfigMap watch, the report channel) talk to the API server through this package only: HTTP/1.1 on
+httptools (http.py, no aiohttp: the forwarder imports it for nothing else),
 credentials resolved the standard way (in-cluster service account, else the kubeconfig) and re-read on a 401
 or a reconnect, one error type (`KubeApiError`), and a list+watch that resumes at its resourceVersion and
 relists on 410 Gone. kopf keeps its own client for what it watches.

@@ -1,4 +1,4 @@
-"""`KubeClient`: get, list, create and JSON-merge-patch over aiohttp, every failure one `KubeApiError`.
+"""`KubeClient`: get, list, create and JSON-merge-patch over HTTP/1.1 (http.py), every failure one `KubeApiError`.
 
 Path segments that come from configuration (namespaces, names) are escaped as one segment each. A 401 re-reads
 the credentials once and resends (rotated service-account tokens); any other error status raises with the API
@@ -14,9 +14,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
-
 from .access import ApiAccess, load_api_access
+from .http import Response, open_request
 
 __all__ = ["KubeApiError", "KubeClient", "configmap_path", "object_path", "secret_path", "selector_params"]
 
@@ -65,8 +64,7 @@ class KubeClient:
         """`kubeconfig`: a file to use instead of the standard resolution; `timeout`: per request (not watches)."""
         self._load: Callable[[], ApiAccess] = access_loader or (lambda: load_api_access(kubeconfig))
         self._access: ApiAccess | None = None
-        self._timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 10.0))
-        self._session: aiohttp.ClientSession | None = None
+        self._timeout = timeout
 
     async def __aenter__(self) -> KubeClient:
         return self
@@ -75,9 +73,7 @@ class KubeClient:
         await self.close()
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        """Nothing to release (a connection lives for one call); kept so callers need not know."""
 
     def invalidate(self) -> None:
         """Re-read the credentials before the next request (after a 401 or a broken connection)."""
@@ -163,7 +159,9 @@ class KubeClient:
     ) -> dict[str, Any]:
         data = None if body is None else json.dumps(body, ensure_ascii=False).encode()
         for attempt in (1, 2):
-            async with self._send(method, path, params=params, data=data, content_type=content_type) as resp:
+            async with self._send(
+                method, path, params=params, data=data, content_type=content_type, total_timeout=self._timeout
+            ) as resp:
                 if resp.status == 401 and attempt == 1:
                     self.invalidate()
                     continue
@@ -178,10 +176,10 @@ class KubeClient:
         raise AssertionError("unreachable")
 
     @asynccontextmanager
-    async def stream(self, path: str, params: Mapping[str, str], *, read_timeout: float) -> AsyncIterator[Any]:
-        """A long-running GET (a watch): the response, whose body the caller reads line by line."""
-        timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_read=read_timeout)
-        async with self._send("GET", path, params=params, client_timeout=timeout) as resp:
+    async def stream(self, path: str, params: Mapping[str, str], *, read_timeout: float) -> AsyncIterator[Response]:
+        """A long-running GET (a watch): the response, whose body (`chunks()`) the caller reads as it arrives;
+        `read_timeout` bounds each wait for more of it."""
+        async with self._send("GET", path, params=params, read_timeout=read_timeout, total_timeout=None) as resp:
             if resp.status == 401:
                 self.invalidate()
             if resp.status >= 300:
@@ -198,27 +196,29 @@ class KubeClient:
         params: Mapping[str, str] | None = None,
         data: bytes | None = None,
         content_type: str = "application/json",
-        client_timeout: aiohttp.ClientTimeout | None = None,
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        read_timeout: float | None = None,
+        total_timeout: float | None,
+    ) -> AsyncIterator[Response]:
+        """One call; `total_timeout` bounds it whole, the caller's reading included (None: no bound),
+        `read_timeout` each read."""
         access = await self.access()
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
         headers = dict(access.headers)
         if data is not None:
             headers["Content-Type"] = content_type
         try:
-            async with self._session.request(
-                method,
-                access.base_url + path,
-                params=params,
-                data=data,
-                headers=headers,
-                ssl=access.ssl_context or True,
-                timeout=client_timeout or self._timeout,
-                allow_redirects=False,
-            ) as resp:
-                yield resp
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            async with asyncio.timeout(total_timeout):
+                async with open_request(
+                    method,
+                    access.base_url + path,
+                    params=params,
+                    headers=headers,
+                    body=data,
+                    ssl_context=access.ssl_context,
+                    connect_timeout=min(self._timeout, 10.0),
+                    read_timeout=read_timeout,
+                ) as resp:
+                    yield resp
+        except OSError as exc:  # HttpError, TimeoutError and ssl.SSLError are OSErrors
             self.invalidate()  # a new API server address or certificate may be behind it
             raise KubeApiError(f"{method} {path}: {type(exc).__name__}: {str(exc)[:_MESSAGE_LIMIT]}") from None
 

@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from .client import KubeApiError, KubeClient, selector_params
+from .http import Response
 
 __all__ = ["ListWatch", "WatchEvent", "WatchEventType"]
 
@@ -144,11 +145,11 @@ def _event(raw: Mapping[str, Any]) -> tuple[WatchEvent | None, str | None]:
     return WatchEvent(event_type, object=obj), version
 
 
-async def _lines(resp: Any) -> AsyncIterator[dict[str, Any]]:
+async def _lines(resp: Response) -> AsyncIterator[dict[str, Any]]:
     """The JSON events of a watch stream, one per line (lines can be large: split by hand)."""
     pending = b""
     try:
-        async for chunk in resp.content.iter_any():
+        async for chunk in resp.chunks():
             pending += chunk
             *lines, pending = pending.split(b"\n")
             for line in lines:
@@ -156,7 +157,7 @@ async def _lines(resp: Any) -> AsyncIterator[dict[str, Any]]:
                     yield _json_line(line)
             if len(pending) > _MAX_EVENT_BYTES:
                 raise KubeApiError("watch event larger than any object can be")
-    except (OSError, asyncio.IncompleteReadError) as exc:
+    except OSError as exc:  # HttpError, TimeoutError (no event, not even a bookmark, for too long)
         raise KubeApiError(f"watch stream broke: {type(exc).__name__}") from None
     if pending.strip():
         yield _json_line(pending)

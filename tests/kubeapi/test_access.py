@@ -19,19 +19,6 @@ import yaml
 
 from sentryroute.kubeapi import ApiAccess, load_api_access
 from sentryroute.kubeapi.access import _kubernetes_loaders, _simple_kubeconfig
-from tests.forwarder.test_receive_security import issue, openssl
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A CA and a client certificate it signed."""
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is needed to make test certificates")
-    cwd = tmp_path_factory.mktemp("pki")
-    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "ca.key",
-            "-out", "ca.crt", "-days", "2", "-subj", "/CN=kube-test-ca", cwd=cwd)  # fmt: skip
-    issue("client", ca="ca", cwd=cwd, san="DNS:client")
-    return cwd
 
 
 def kubeconfig(path: Path, cluster: dict[str, Any], user: dict[str, Any]) -> Path:
