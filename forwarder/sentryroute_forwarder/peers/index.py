@@ -1,8 +1,10 @@
 """Pod addresses → who is sending (SPEC §6.1): a small in-memory index fed by the Pod watch.
 
 Per pod only its uid, namespace, addresses and whether it is a trusted relay are kept (no labels, no
-spec), so memory stays at a few hundred bytes per pod on big clusters. Each address maps to the pods that
-currently claim it; the answer per address is computed when it changes, so a lookup is one dict read:
+spec), so memory stays at a few hundred bytes per pod on big clusters (~330 with one address; namespaces
+are interned by the Pod watch and the answers shared per namespace). Each address maps to the pod that
+claims it, or to all of them when several do; the answer per address is computed when it changes, so a
+lookup is one dict read:
 - one namespace among its pods → that pod's namespace (or "relay" if any of them is a trusted relay);
 - pods of different namespaces (a reused IP whose old pod's deletion has not arrived yet) → ambiguous.
 Requests from an address the index does not know yet can wait for it (`wait_for`), bounded.
@@ -42,8 +44,11 @@ class Lookup:
 class PeerIndex:
     def __init__(self) -> None:
         self._pods: dict[str, IndexedPod] = {}
-        self._claims: dict[str, dict[str, IndexedPod]] = {}  # address → uid → pod
+        # address → the pod claiming it, or uid → pod when several do (a reused IP): one dict per address
+        # would be most of the index's memory, and addresses claimed twice are rare and short-lived.
+        self._claims: dict[str, IndexedPod | dict[str, IndexedPod]] = {}
         self._answers: dict[str, Lookup] = {}  # address → resolved answer
+        self._pod_answers: dict[str, Lookup] = {}  # namespace → its answer, shared by its pods' addresses
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self.synced = False  # True once a complete listing has been applied
 
@@ -104,7 +109,13 @@ class PeerIndex:
             self._unclaim(old)
         self._pods[pod.uid] = pod
         for address in pod.addresses:
-            self._claims.setdefault(address, {})[pod.uid] = pod
+            claims = self._claims.get(address)
+            if claims is None or (isinstance(claims, IndexedPod) and claims.uid == pod.uid):
+                self._claims[address] = pod
+            elif isinstance(claims, IndexedPod):
+                self._claims[address] = {claims.uid: claims, pod.uid: pod}
+            else:
+                claims[pod.uid] = pod
             self._resolve(address)
 
     def remove(self, uid: str) -> None:
@@ -115,24 +126,36 @@ class PeerIndex:
     def _unclaim(self, pod: IndexedPod) -> None:
         for address in pod.addresses:
             claims = self._claims.get(address)
-            if claims is not None:
-                claims.pop(pod.uid, None)
-                if not claims:
+            if isinstance(claims, IndexedPod):
+                if claims.uid == pod.uid:
                     del self._claims[address]
+            elif claims is not None:
+                claims.pop(pod.uid, None)
+                if len(claims) == 1:
+                    self._claims[address] = next(iter(claims.values()))
             self._resolve(address)
 
     def _resolve(self, address: str) -> None:
         claims = self._claims.get(address)
-        if not claims:
+        if claims is None:
             self._answers.pop(address, None)
             return
-        namespaces = {pod.namespace for pod in claims.values()}
+        pods = (claims,) if isinstance(claims, IndexedPod) else tuple(claims.values())
+        namespaces = {pod.namespace for pod in pods}
         if len(namespaces) > 1:
-            self._answers[address] = Lookup(UNKNOWN, "ambiguous")
-        elif any(pod.relay for pod in claims.values()):
-            self._answers[address] = Lookup(RELAY, "relay")
+            self._answers[address] = _AMBIGUOUS
+        elif any(pod.relay for pod in pods):
+            self._answers[address] = _RELAY
         else:
-            self._answers[address] = Lookup(Origin.pod(next(iter(namespaces))), "pod")
+            namespace = pods[0].namespace
+            found = self._pod_answers.get(namespace)
+            if found is None:
+                found = self._pod_answers[namespace] = Lookup(Origin.pod(namespace), "pod")
+            self._answers[address] = found
         for future in self._waiters.pop(address, ()):
             if not future.done():
                 future.set_result(None)
+
+
+_AMBIGUOUS = Lookup(UNKNOWN, "ambiguous")
+_RELAY = Lookup(RELAY, "relay")

@@ -10,6 +10,7 @@ A terminating pod stays until its deletion arrives — it may still flush its te
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -26,7 +27,7 @@ _FINISHED = frozenset({"Succeeded", "Failed"})
 PODS = "/api/v1/pods"
 #: Pods per list request: a page of real pods is ~5 KB of JSON each and ~4x that parsed, so 250 of them are
 #: ~7 MB while they are read — also when a relist (after 410 Gone) happens under full load.
-LIST_PAGE = 250
+LIST_PAGE = 100
 
 
 def indexed_pod(obj: Mapping[str, Any], relays: LabelSelector | None) -> IndexedPod | None:
@@ -47,7 +48,8 @@ def indexed_pod(obj: Mapping[str, Any], relays: LabelSelector | None) -> Indexed
         return None
     labels = metadata.get("labels") or {}
     relay = relays is not None and relays.matches(labels if isinstance(labels, dict) else {})
-    return IndexedPod(uid=uid, namespace=namespace, addresses=addresses, relay=relay)
+    # One copy of each namespace's name for all its pods (each parsed listing makes a new one per pod).
+    return IndexedPod(uid=uid, namespace=sys.intern(namespace), addresses=addresses, relay=relay)
 
 
 class PodWatcher:
