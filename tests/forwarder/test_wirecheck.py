@@ -125,6 +125,8 @@ def nested(deepest: int, inner: bytes = b"", *, beside: bytes = b"") -> bytes:
     return traces(span(attribute(body), beside))
 
 
+PLAIN_PAIR = field(1, b"k") + field(2, field(1, b"s"))  # a KeyValue as most attributes are
+
 UNKNOWN_OF_EVERY_WIRE_TYPE = (
     vint(100, 1) + fixed64(101) + fixed32(102) + field(103, b"\xff\xfe")
     # a group holding a varint and an empty nested group
@@ -179,7 +181,7 @@ OTHER_RULES: dict[str, tuple[Signal, bytes, str | None]] = {
     # an AnyValue at 97 holding a KeyValueList (98), a KeyValue (99) and its AnyValue (100) with a string
     "a-known-field-at-level-100": (
         Signal.TRACES,
-        nested(97, field(6, field(1, field(1, b"k") + field(2, field(1, b"s"))))),
+        nested(97, field(6, field(1, PLAIN_PAIR))),
         None,
     ),
     "a-group-at-level-98": (Signal.TRACES, nested(98, key(900, 3) + vint(1, 1) + key(900, 4)), None),
@@ -200,6 +202,13 @@ OTHER_RULES: dict[str, tuple[Signal, bytes, str | None]] = {
     "length-past-its-message": (Signal.TRACES, traces(span(key(5, 2) + varint(50) + b"ab")), "past the end"),
     "fixed64-past-its-message": (Signal.TRACES, traces(span(key(7, 1) + b"\x00" * 4)), "past the end"),
     "a-message-at-level-101": (Signal.TRACES, nested(101), "deeper than 100"),
+    # an AnyValue at 95, then KeyValueList 96, KeyValue 97, AnyValue 98, KeyValueList 99 and a plain KeyValue
+    # at 100 whose AnyValue would be at 101 (the walk's pair shortcut must not take it)
+    "a-known-field-at-level-101": (
+        Signal.TRACES,
+        nested(95, field(6, field(1, field(1, b"k") + field(2, field(6, field(1, PLAIN_PAIR)))))),
+        "deeper than 100",
+    ),
     "an-unknown-field-at-level-100": (Signal.TRACES, nested(100, vint(900, 1), beside=vint(900, 1)), "deeper"),
     "a-group-at-level-99": (
         Signal.TRACES,
@@ -277,6 +286,63 @@ def test_strings_of_every_length_with_a_bad_or_a_wide_byte_at_every_place(mode: 
             if place + 2 <= length:
                 wide = ascii_name[:place] + "é".encode() + ascii_name[place + 2 :]
                 assert check(traces(span(field(5, wide)))) is None, (length, place)
+
+
+def _pairs() -> list[bytes]:
+    """KeyValue bodies in the shape the walk's pair shortcut takes and in every near miss of it."""
+    text = {"empty": b"", "short": b"k", "127": b"k" * 127, "128": b"k" * 128, "wide": "é".encode(), "bad": b"\xff"}
+    values = [
+        field(1, s)
+        for s in text.values()  # string_value
+    ] + [
+        b"",  # an empty AnyValue
+        vint(2, 1),  # bool_value
+        field(1, b"s") + vint(3, 7),  # a string, then an int_value
+        field(1, b"s") + vint(900, 1),  # and an unknown field
+        vint(1, 1),  # string_value as a varint
+        field(1, b"s") + field(1, b"t"),  # two strings
+        key(1, 2) + varint(5) + b"abc",  # a length past its end
+    ]
+    pairs = []
+    for k in text.values():
+        for v in values:
+            pairs += [field(1, k) + field(2, v), field(2, v) + field(1, k), field(1, k) + field(2, v) + vint(900, 1)]
+            pairs += [field(1, k) + field(2, v) + field(2, v), field(1, k) + key(2, 0) + varint(len(v))]
+            # lengths as 2-byte varints of the same values (not minimal: prost reads them all the same)
+            pairs += [key(1, 2) + bytes([0x80 | len(k), 0]) + k + field(2, v) if len(k) < 0x80 else field(2, v)]
+            pairs += [field(1, k) + key(2, 2) + bytes([0x80 | len(v), 0]) + v if len(v) < 0x80 else field(1, k)]
+        pairs += [field(1, k), field(1, k)[:-1] if k else b"\x0a"]
+    # a value whose length is the 2-byte varint 0x82 0x0a (1,282: past the end), but whose first byte, 130, is
+    # what is left after it, followed by what would be a string of 128 ASCII bytes
+    pairs.append(field(1, b"k") + b"\x12\x82\x0a\x80" + b"s" * 128)
+    return pairs
+
+
+@pytest.mark.parametrize("mode", sorted(MODULES))
+def test_the_pair_shortcut_gives_the_verdicts_of_the_field_by_field_walk(mode: str) -> None:
+    """An attribute in its everyday shape is checked without the walk's two nested calls; every pair here, as a
+    span attribute and as a resource attribute, gets the same verdict and reason with the shortcut and without
+    it, and the same acceptance from the emulator's reading of prost's rules."""
+    module = MODULES[mode]
+    schema = module.build_schema([ExportTraceServiceRequest.DESCRIPTOR])
+    checks = [module.RecordCheck(schema, *RECORD[Signal.TRACES], "opentelemetry.proto.resource.v1.Resource")]
+    checks.append(module.RecordCheck(schema, *RECORD[Signal.TRACES], "opentelemetry.proto.resource.v1.Resource"))
+    assert checks[0].pair_type >= 0, "the shortcut is off: opentelemetry-proto's KeyValue changed shape"
+    checks[1].pair_type = -1
+    taken = 0
+    for pair in _pairs():
+        for body in (traces(span(field(9, pair))), traces(span(), resource=field(1, pair))):
+            reasons = []
+            for check in checks:
+                try:
+                    walk = check.check(body, *record_bounds(memoryview(body))[0][1:])
+                    reasons.append(f"ok {walk.items} {walk.resources}")
+                except module.WireError as exc:
+                    reasons.append(str(exc))
+            assert reasons[0] == reasons[1], (pair, reasons)
+            assert (emulator(Signal.TRACES, body) is None) == reasons[0].startswith("ok "), (pair, reasons)
+        taken += module._plain_pair(pair, 0, len(pair))
+    assert taken == 3 * 2  # ASCII keys of 0, 1 or 127 bytes with an ASCII value of 0 or 1 byte
 
 
 # -- random requests from the OTLP schema, faults injected by construction ---------------------------------
