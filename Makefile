@@ -60,9 +60,10 @@ reliability: $(VENV)/.dev-installed
 	bash scripts/install-rotel.sh
 	$(BIN)/python bench/reliability.py --rounds $(BENCH_ROUNDS) --seconds $(BENCH_SECONDS)
 
-## fuzz: the receivers' hypothesis fuzzing, long (the suite runs a small derandomized set)
+## fuzz: the receivers' hypothesis fuzzing and the wire check's ASCII scan, long (the suite runs small seeded sets)
 fuzz: $(VENV)/.dev-installed
-	SENTRYROUTE_FUZZ=long $(BIN)/pytest -q -p no:cacheprovider tests/forwarder/test_fuzz_receivers.py
+	SENTRYROUTE_FUZZ=long $(BIN)/pytest -q -p no:cacheprovider tests/forwarder/test_fuzz_receivers.py \
+		tests/forwarder/test_wirecheck.py::test_the_ascii_scan_agrees_with_bytes_isascii_on_random_strings
 
 ## dashboard-picture: docs/dashboard.png — the Grafana dashboard's queries evaluated on a ~90 s demo run
 dashboard-picture: $(VENV)/.dev-installed

@@ -345,10 +345,12 @@ def _ascii(buf: bytes, pos: i64, stop: i64) -> bool:
     if length <= 0:
         return True
     if stop >= 8:
-        # The 8 bytes ending at `stop`: the string is the top `length` of them, the low ones are masked out.
+        # The 8 bytes ending at `stop`: the string is the top `length` of them; shifting the bytes before it out
+        # leaves it in the low `length` bytes. (Not a mask `(1 << n) - 1`: mypyc emits that literal 1 as a C
+        # int, and shifting it by 32 or more is undefined; the masks came out short, so short strings after
+        # high bytes went to the full UTF-8 decode.)
         word = read_i64_le(buf, stop - 8)
-        before: i64 = (1 << (8 * (8 - length))) - 1
-        return word >= 0 and not (word & _HIGH_BITS_7 & ~before)
+        return word >= 0 and not ((word >> (8 * (8 - length))) & _HIGH_BITS_7)
     while pos < stop:
         if buf[pos] >= 0x80:
             return False
