@@ -19,7 +19,7 @@ decodes it and refuses exactly what prost refuses:
 The schema is opentelemetry-proto's (the same descriptors upb decodes with), flattened at import time into a
 table of one byte per (message, field number). The module is compiled with mypyc when the package is
 installed (setup.py): typed Python with native integers, ~0.2 µs per span (docs/performance-facts.md). Run
-interpreted, it is ~100x slower; `COMPILED` says which one is running. Two shortcuts keep the same verdicts:
+interpreted, it is ~80x slower; `COMPILED` says which one is running. Two shortcuts keep the same verdicts:
 strings are scanned for non-ASCII bytes 8 at a time (only those that have one are decoded), and an attribute
 (KeyValue) in its everyday shape — an ASCII key and one ASCII string value — is checked in one pass instead of
 two nested walks; any other attribute is walked field by field.
