@@ -92,3 +92,33 @@ async def test_a_call_past_the_bound_is_refused_with_retry_info_and_the_sdk_retr
         assert await exported == SpanExportResult.SUCCESS
         exporter.shutdown()
         await wait_until(lambda: emulator.received.span_count(ids[FAST]) == 5, what="the SDK's spans delivered")
+
+
+async def test_a_call_whose_message_never_comes_gives_its_place_back_after_the_read_timeout(
+    emulator: SentryEmulator, tmp_path
+) -> None:
+    """A client that opens calls and never sends their message (a pod in the cluster, or a stuck client) must
+    not hold `--grpc-max-concurrent-requests` closed: each call gets `--read-timeout` for its message, as an
+    OTLP/HTTP body does, and is then ended, so that the bound opens again for everyone else."""
+    forwarder, ids = start(emulator, tmp_path, grpc_max_concurrent_requests=2, read_timeout=0.5)
+    never = asyncio.Event()
+
+    async def nothing() -> Any:  # the request stream of a client that never sends its message
+        await never.wait()
+        yield b""  # pragma: no cover
+
+    async with (
+        forwarder,
+        grpc.aio.insecure_channel(f"127.0.0.1:{forwarder.grpc_port}", options=OWN_CONNECTION) as stuck,
+        grpc.aio.insecure_channel(f"127.0.0.1:{forwarder.grpc_port}", options=OWN_CONNECTION) as other,
+    ):
+        method = stuck.stream_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+        calls = [method(nothing()) for _ in range(2)]  # headers only: no deadline, no message
+        for call in calls:  # cancelled after --read-timeout (OTLP clients retry CANCELLED)
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await call
+            assert caught.value.code() == grpc.StatusCode.CANCELLED, caught.value
+        assert metric_value(forwarder, "sentryroute_rejected_requests_total", {"code": "CANCELLED"}) == 2
+        await export(other, FAST, deadline=10)  # the bound is open again: delivered
+        await wait_until(lambda: emulator.received.span_count(ids[FAST]) == SPANS, what="the later call's spans")
+        never.set()

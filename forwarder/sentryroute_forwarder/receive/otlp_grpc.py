@@ -21,14 +21,21 @@ Calls past `--grpc-max-concurrent-requests` are refused by `_ConcurrencyBound`, 
 OTLP clients (the Go SDK, the Collector's otlp exporter) do not retry, so they drop that data. The bound is
 decided where grpcio looks up a call's handler (before any thread runs it or its message is read) and the
 refusal carries RetryInfo like every other pushback.
+
+A call's message must arrive within `--read-timeout` of its start, as an OTLP/HTTP body must (`_MessageDeadlines`):
+grpcio's request iterator waits for it without a timeout, so calls opened and never given their message would
+otherwise hold the bound (and their threads) closed to every other client for as long as their connection
+lives.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import NoReturn
@@ -65,6 +72,58 @@ class _PeerNotSeen(Exception):
     """The request's peer address belongs to no pod the index knows yet: wait for the Pod watch first."""
 
 
+class _MessageTimedOut(grpc.RpcError):
+    """The call's message did not arrive within `--read-timeout`; the call was cancelled (`_MessageDeadlines`)."""
+
+
+class _MessageDeadlines:
+    """Cancels calls whose request message has not arrived `timeout` after they began waiting for it.
+
+    One thread looks over the waiting calls four times per `timeout` (a call is cancelled between 1 and 1.25 x
+    `timeout`); a call costs two lock round trips here. The client sees CANCELLED, which OTLP clients retry; the
+    call is counted in `sentryroute_rejected_requests_total{code="CANCELLED"}`.
+    """
+
+    def __init__(self, timeout: float, metrics: ForwarderMetrics) -> None:
+        self._timeout = timeout
+        self._metrics = metrics
+        self._waiting: dict[int, tuple[float, grpc.ServicerContext]] = {}
+        self._lock = threading.Lock()
+        self._tokens = itertools.count()
+        self._stopped = threading.Event()
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="sentryroute-grpc-deadlines", daemon=True).start()
+
+    def receive(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
+        """The call's message (StopIteration: half-closed without one; grpc.RpcError: cancelled first, by the
+        client or, as `_MessageTimedOut`, by this watch)."""
+        token = next(self._tokens)
+        with self._lock:
+            self._waiting[token] = (time.monotonic() + self._timeout, context)
+        try:
+            return next(requests)
+        finally:
+            with self._lock:
+                expired = self._waiting.pop(token, None) is None
+            if expired:  # cancelled already, under the lock: the client was told, whatever arrived meanwhile
+                raise _MessageTimedOut  # (instead of the message or the error: the call is over)
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self._timeout / 4):
+            now = time.monotonic()
+            with self._lock:
+                expired = [token for token, (deadline, _) in self._waiting.items() if deadline <= now]
+                for token in expired:
+                    _, context = self._waiting.pop(token)
+                    context.cancel()
+            if expired:
+                self._metrics.rejected_requests.labels(grpc.StatusCode.CANCELLED.name).inc(len(expired))
+
+
 class _Call:
     """One request on its way to the event loop. The loop takes `message` out once the request is routed, so
     that an answer held afterwards (pacing) does not keep the message alive."""
@@ -90,8 +149,10 @@ class _ExportHandler:
         auth: BearerAuth | None,
         metrics: ForwarderMetrics,
         retry_after: float,
+        deadlines: _MessageDeadlines,
     ) -> None:
         self._service = service
+        self._deadlines = deadlines
         self._intake = intake
         self._bridge = bridge
         self._auth = auth
@@ -107,10 +168,10 @@ class _ExportHandler:
         remaining = context.time_remaining()
         limit = remaining / 2 if remaining is not None else None
         try:
-            call = _Call(next(requests), host, limit)
+            call = _Call(self._deadlines.receive(requests, context), host, limit)
         except StopIteration:  # half-closed without a message (grpcio's unary handler answers the same)
             self._abort(context, grpc.StatusCode.UNIMPLEMENTED, "Export requires exactly one request message")
-        except grpc.RpcError:  # cancelled by the client before its message arrived: nobody reads an answer
+        except grpc.RpcError:  # cancelled before its message arrived (by the client, or after --read-timeout)
             return _EMPTY_RESPONSE
         try:
             try:
@@ -262,9 +323,10 @@ def _millis(seconds: float) -> int:
 class GrpcReceiver:
     """The running gRPC server and its handler threads."""
 
-    def __init__(self, server: grpc.Server, executor: ThreadPoolExecutor) -> None:
+    def __init__(self, server: grpc.Server, executor: ThreadPoolExecutor, deadlines: _MessageDeadlines) -> None:
         self._server = server
         self._executor = executor
+        self._deadlines = deadlines
 
     async def stop(self, grace: float) -> None:
         """Refuse new calls, let calls in flight finish for at most `grace` seconds (their intake runs on the
@@ -272,6 +334,7 @@ class GrpcReceiver:
         stopped = self._server.stop(grace)
         await asyncio.to_thread(stopped.wait)
         self._executor.shutdown(wait=False)
+        self._deadlines.stop()
 
 
 async def start_grpc_server(
@@ -301,6 +364,7 @@ async def start_grpc_server(
         ],
     )
     bridge = LoopBridge(asyncio.get_running_loop())
+    deadlines = _MessageDeadlines(settings.read_timeout, metrics)
     exports = {
         f"/{service.grpc_service}/Export": _ExportHandler(
             service=service,
@@ -309,6 +373,7 @@ async def start_grpc_server(
             auth=auth,
             metrics=metrics,
             retry_after=settings.retry_after,
+            deadlines=deadlines,
         ).export
         for service in SERVICES
     }
@@ -331,5 +396,6 @@ async def start_grpc_server(
     if not port:
         executor.shutdown(wait=False)
         raise OSError(f"cannot listen for OTLP/gRPC on {address}")
+    deadlines.start()
     server.start()
-    return GrpcReceiver(server, executor), port
+    return GrpcReceiver(server, executor, deadlines), port
