@@ -136,6 +136,7 @@ class KubeClient:
         params = selector_params(field_selector, label_selector)
         if limit is not None:
             params["limit"] = str(limit)
+        tokens: set[str] = set()  # a server handing back a token it was sent would have this list forever
         while True:
             listing = await self.get(collection_path, params=params)
             metadata = listing.get("metadata") or {}
@@ -146,6 +147,9 @@ class KubeClient:
             del items  # not alive while the next page is read
             if not token:
                 return
+            if str(token) in tokens:
+                raise KubeApiError(f"list {collection_path}: the API server repeated a continue token")
+            tokens.add(str(token))
             params = {**params, "continue": str(token)}
 
     async def request(

@@ -130,3 +130,21 @@ asyncio.run(main())
         out, _ = await asyncio.wait_for(run.communicate(), 60)
     assert run.returncode == 0
     assert json.loads(out) == [[{"k": "v"}], []]
+
+
+async def test_a_server_repeating_its_continue_token_does_not_list_forever() -> None:
+    """An API server (or proxy) that hands back the continue token it was sent would have `list_pages` loop
+    and the listing grow without end: the repeated token is refused, and no listing is applied."""
+    seen: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(b"")
+        body = json.dumps({"metadata": {"resourceVersion": "7", "continue": "again"}, "items": [{"n": 1}]}).encode()
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+
+    async with raw_server(handler) as port:
+        client = client_for(f"http://127.0.0.1:{port}")
+        with pytest.raises(KubeApiError, match="continue token"):
+            await asyncio.wait_for(client.list("/api/v1/pods"), 30)
+    assert len(seen) == 2  # the first page, then the token once: its repetition ends the listing
