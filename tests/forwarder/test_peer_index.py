@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import tracemalloc
 
 from sentryroute_forwarder.peers.address import canonical_ip, grpc_peer_host, http_peer_host
 from sentryroute_forwarder.peers.index import IndexedPod, PeerIndex
@@ -98,3 +99,29 @@ def test_peer_addresses_from_aiohttp_and_grpc():
     assert grpc_peer_host("unix:/tmp/socket") is None and grpc_peer_host("") is None
     assert canonical_ip("::ffff:10.1.2.3") == "10.1.2.3" and canonical_ip("FD00::0001") == "fd00::1"
     assert canonical_ip("not-an-ip") is None
+
+
+def test_namespaces_that_are_gone_leave_nothing_behind():
+    """Namespaces come and go (a CI cluster makes one per job): once no pod of a namespace is indexed, its
+    shared answer is released, so a forwarder running for months does not grow with every namespace it saw."""
+    index = PeerIndex()
+    index.upsert(IndexedPod("keep", "shop", ("10.0.0.1",)))
+    shared = index.lookup("10.0.0.1")
+
+    def churn(first: int) -> None:
+        for n in range(first, first + 2000):
+            index.upsert(IndexedPod(f"job-{n}", f"ci-{n}", (f"10.1.{n // 250}.{n % 250}",)))
+            index.remove(f"job-{n}")
+
+    churn(0)  # warm: whatever one-off allocations there are
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        churn(2000)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 20_000, f"{grown} bytes kept for 2,000 namespaces that are gone"
+    assert index.lookup("10.0.0.1") is shared  # still one answer shared by the namespace's addresses
+    index.upsert(IndexedPod("keep2", "shop", ("10.0.0.3",)))
+    assert index.lookup("10.0.0.3") is shared

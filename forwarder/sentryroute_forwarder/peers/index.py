@@ -13,6 +13,7 @@ Requests from an address the index does not know yet can wait for it (`wait_for`
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -33,7 +34,7 @@ class IndexedPod:
     relay: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class Lookup:
     """What an address resolved to; `result` is the metric label (pod, relay, ambiguous)."""
 
@@ -48,7 +49,9 @@ class PeerIndex:
         # would be most of the index's memory, and addresses claimed twice are rare and short-lived.
         self._claims: dict[str, IndexedPod | dict[str, IndexedPod]] = {}
         self._answers: dict[str, Lookup] = {}  # address → resolved answer
-        self._pod_answers: dict[str, Lookup] = {}  # namespace → its answer, shared by its pods' addresses
+        # namespace → its answer, shared by its pods' addresses; weak, so a namespace whose pods are all gone
+        # leaves nothing behind (CI clusters make one per job, and the forwarder runs for months)
+        self._pod_answers: weakref.WeakValueDictionary[str, Lookup] = weakref.WeakValueDictionary()
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self.synced = False  # True once a complete listing has been applied
 
@@ -150,7 +153,8 @@ class PeerIndex:
             namespace = pods[0].namespace
             found = self._pod_answers.get(namespace)
             if found is None:
-                found = self._pod_answers[namespace] = Lookup(Origin.pod(namespace), "pod")
+                found = Lookup(Origin.pod(namespace), "pod")
+                self._pod_answers[namespace] = found
             self._answers[address] = found
         for future in self._waiters.pop(address, ()):
             if not future.done():
