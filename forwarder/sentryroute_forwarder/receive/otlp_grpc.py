@@ -117,11 +117,11 @@ class _MessageDeadlines:
             now = time.monotonic()
             with self._lock:
                 expired = [token for token, (deadline, _) in self._waiting.items() if deadline <= now]
+                if expired:  # counted before the clients can see CANCELLED
+                    self._metrics.rejected_requests.labels(grpc.StatusCode.CANCELLED.name).inc(len(expired))
                 for token in expired:
                     _, context = self._waiting.pop(token)
                     context.cancel()
-            if expired:
-                self._metrics.rejected_requests.labels(grpc.StatusCode.CANCELLED.name).inc(len(expired))
 
 
 class _Call:
