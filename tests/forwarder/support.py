@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 from sentryroute_forwarder.app import Forwarder
 from sentryroute_forwarder.config import Address, ForwarderSettings
+from sentryroute_forwarder.export.client import ExportClient
+from sentryroute_forwarder.export.settings import ExportSettings
 from sentryroute_forwarder.model import RoutedPart
 
 from sentryroute.emulator import Key, Project, SentryEmulator
@@ -259,6 +262,17 @@ async def wait_until(condition: Callable[[], object], *, within: float = 20.0, w
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.02)
+
+
+@asynccontextmanager
+async def started_export_client(seconds: float) -> AsyncIterator[ExportClient]:
+    """An `ExportClient` with `seconds` as its export and connect timeouts, started, and closed after the block."""
+    client = ExportClient(ExportSettings(export_timeout=seconds, connect_timeout=seconds))
+    await client.start()
+    try:
+        yield client
+    finally:
+        await client.close()
 
 
 DEFAULT_TABLE = routes_table(

@@ -12,10 +12,10 @@ import pytest
 from sentryroute_forwarder.export.client import ExportClient, TransportError, UpstreamAnswer
 from sentryroute_forwarder.export.connection import Headers
 from sentryroute_forwarder.export.sender import Sender, Verdict, classify, excerpt
-from sentryroute_forwarder.export.settings import ExportSettings
 from sentryroute_forwarder.model import Signal
 
 from tests.forwarder.queue_support import Upstream
+from tests.forwarder.support import started_export_client
 
 KEY = "0123456789abcdef0123456789abcdef"
 EMPTY_GZIP = gzip.compress(b"")  # what the sender posts: a body the client compressed beforehand
@@ -23,10 +23,8 @@ EMPTY_GZIP = gzip.compress(b"")  # what the sender posts: a body the client comp
 
 @pytest.fixture
 async def client() -> AsyncIterator[ExportClient]:
-    client = ExportClient(ExportSettings(export_timeout=0.5, connect_timeout=0.5))
-    await client.start()
-    yield client
-    await client.close()
+    async with started_export_client(0.5) as client:
+        yield client
 
 
 async def test_post_sends_gzipped_protobuf_with_the_key(upstream: Upstream, client: ExportClient) -> None:

@@ -20,7 +20,7 @@ from sentryroute_forwarder.export.connection import MAX_DRAIN_BYTES
 from sentryroute_forwarder.export.pool import Pool
 from sentryroute_forwarder.export.settings import ExportSettings
 
-from tests.forwarder.support import wait_until
+from tests.forwarder.support import started_export_client, wait_until
 from tests.forwarder.test_receive_security import issue, pki  # noqa: F401 - the CA fixture
 
 KEY = "0123456789abcdef0123456789abcdef"
@@ -104,10 +104,8 @@ def always(data: bytes | None) -> Callable[[Request], Awaitable[bytes | None]]:
 
 @pytest.fixture
 async def client() -> AsyncIterator[ExportClient]:
-    client = ExportClient(ExportSettings(export_timeout=5, connect_timeout=5))
-    await client.start()
-    yield client
-    await client.close()
+    async with started_export_client(5) as client:
+        yield client
 
 
 async def test_the_request_is_one_gzipped_post_with_the_key(raw, client):
